@@ -1,0 +1,28 @@
+"""The one place TensorFlow is imported.
+
+tensorflow-model-optimization supports only Keras 2, so every model in this toolkit is built with
+``tf_keras``. ``TF_USE_LEGACY_KERAS=1`` must be set before TensorFlow is first imported; importing
+TF through this module guarantees it. TensorFlow's C++ INFO/WARNING chatter is silenced unless the
+user asked for it (``TF_CPP_MIN_LOG_LEVEL``).
+
+Example:
+    >>> from edge_deeplab._tf import tf, keras
+    >>> keras.__name__
+    'tf_keras'
+"""
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KMP_WARNINGS", "0")
+
+if os.environ["TF_USE_LEGACY_KERAS"] != "1":  # pragma: no cover - guarded misconfiguration
+    raise ImportError("edge_deeplab needs TF_USE_LEGACY_KERAS=1 (tf_keras); unset or set it to 1")
+
+import tensorflow as tf  # noqa: E402
+import tf_keras as keras  # noqa: E402
+
+tf.get_logger().setLevel("ERROR")
+
+__all__ = ["tf", "keras"]

@@ -1,0 +1,99 @@
+"""``edge-deeplab``: one console command over every stage.
+
+Each subcommand lives in ``edge_deeplab/commands/<name>.py`` and exposes:
+
+* ``HELP``: one-line description;
+* ``add_arguments(parser)``: its flags (no TensorFlow import here, so ``--help`` is instant);
+* ``run(args) -> int``: a thin wrapper over the library function that does the work.
+
+Errors: an :class:`~edge_deeplab.errors.EdgeDeeplabError` (bad input, missing file, delegate that
+cannot start) prints ``edge-deeplab <cmd>: error: <one line>`` and exits with its code. Any other
+exception also prints one line (type and message) and exits 1; set ``EDGE_DEEPLAB_DEBUG=1`` or pass
+``--debug`` for the full traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+#: command name -> module (in data-flow order: config -> model -> train/QAT -> convert -> analyze/bench -> report/demo)
+COMMANDS = {
+    "quickstart": "edge_deeplab.commands.quickstart",
+    "build": "edge_deeplab.commands.build",
+    "summary": "edge_deeplab.commands.summary",
+    "train": "edge_deeplab.commands.train",
+    "qat": "edge_deeplab.commands.qat",
+    "eval": "edge_deeplab.commands.eval",
+    "export": "edge_deeplab.commands.export",
+    "analyze": "edge_deeplab.commands.analyze",
+    "bench": "edge_deeplab.commands.bench",
+    "demo": "edge_deeplab.commands.demo",
+}
+
+
+def _load(name):
+    try:
+        return importlib.import_module(COMMANDS[name])
+    except ModuleNotFoundError as e:
+        if e.name == COMMANDS[name]:
+            return None
+        raise
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from edge_deeplab import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="edge-deeplab",
+        description="DeepLab v3+ / MobileNet-v2 from Keras to phones: train, QAT, export, "
+                    "analyze, benchmark, demo.")
+    parser.add_argument("--version", action="version", version=f"edge-deeplab {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        mod = _load(name)
+        if mod is None:
+            continue
+        p = sub.add_parser(name, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show full tracebacks on errors")
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    debug = getattr(args, "debug", False) or os.environ.get("EDGE_DEEPLAB_DEBUG") == "1"
+    from edge_deeplab.errors import EdgeDeeplabError
+
+    prefix = f"edge-deeplab {args.command}: error:"
+    try:
+        rc = args._run(args)
+        return int(rc or 0)
+    except EdgeDeeplabError as e:
+        if debug:
+            raise
+        print(f"{prefix} {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"edge-deeplab {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - the CLI's promise: one line, never a traceback dump
+        if debug:
+            raise
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        print(f"{prefix} {type(e).__name__}: {msg} (rerun with --debug for details)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""Argument groups shared by several subcommands."""
+
+from __future__ import annotations
+
+import argparse
+
+from edge_deeplab.config import ModelConfig, parse_int_list
+
+
+def add_model_arguments(p: argparse.ArgumentParser, defaults: ModelConfig | None = None) -> None:
+    """Adds the flags that define a :class:`ModelConfig`."""
+    d = defaults or ModelConfig()
+    g = p.add_argument_group("model")
+    g.add_argument("--input-size", default=f"{d.input_size[0]}",
+                   help="input size N or HxW; a multiple of the output stride")
+    g.add_argument("--output-stride", type=int, default=d.output_stride, choices=(8, 16, 32))
+    g.add_argument("--alpha", type=float, default=d.alpha, choices=(0.35, 0.5, 0.75, 1.0),
+                   help="MobileNet-v2 width multiplier")
+    g.add_argument("--num-classes", type=int, default=d.num_classes)
+    g.add_argument("--no-decoder", action="store_true", help="DeepLab v3 (ASPP head only)")
+    g.add_argument("--aspp-rates", default=None,
+                   help="comma-separated atrous rates (default: from the output stride)")
+    g.add_argument("--multi-grid", default=None, help="e.g. 1,2,4 for the last backbone stage")
+    g.add_argument("--labels", default=None, help="comma-separated class names")
+
+
+def parse_size(text: str):
+    from edge_deeplab.errors import EdgeDeeplabError
+
+    t = str(text).lower().replace(" ", "")
+    try:
+        if "x" in t:
+            h, w = t.split("x")
+            return (int(h), int(w))
+        return (int(t), int(t))
+    except ValueError:
+        raise EdgeDeeplabError(f"input size must be N or HxW, got {text!r}") from None
+
+
+def model_config_from_args(args) -> ModelConfig:
+    labels = tuple(x.strip() for x in args.labels.split(",")) if args.labels else None
+    return ModelConfig(
+        input_size=parse_size(args.input_size),
+        num_classes=args.num_classes,
+        output_stride=args.output_stride,
+        alpha=args.alpha,
+        decoder=not args.no_decoder,
+        aspp_rates=parse_int_list(args.aspp_rates),
+        multi_grid=parse_int_list(args.multi_grid),
+        labels=labels,
+    )

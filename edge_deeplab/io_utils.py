@@ -1,0 +1,93 @@
+"""Atomic file writes and friendly loading helpers shared by every stage.
+
+Every artifact (a .tflite, a checkpoint, a report) is written to a temporary file next to its
+destination and moved into place with :func:`os.replace`, so an interrupted or failed write never
+leaves a partial file and never clobbers the previous good one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from edge_deeplab.errors import EdgeDeeplabError
+
+
+@contextlib.contextmanager
+def atomic_path(dest: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yields a temporary path beside ``dest``; on success it is moved onto ``dest``.
+
+    Args:
+        dest: final path.
+        suffix: suffix of the temporary file (defaults to ``dest``'s, which some writers such as
+            Keras' ``model.save`` need to pick a format).
+
+    Example:
+        >>> import tempfile, os
+        >>> d = tempfile.mkdtemp()
+        >>> with atomic_path(os.path.join(d, "x.txt")) as tmp:
+        ...     _ = tmp.write_text("hi")
+        >>> open(os.path.join(d, "x.txt")).read()
+        'hi'
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    suffix = dest.suffix if suffix is None else suffix
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".tmp{suffix}", dir=dest.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_bytes_atomic(dest: str | os.PathLike, data: bytes) -> Path:
+    """Writes ``data`` to ``dest`` atomically and returns the path."""
+    with atomic_path(dest) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    return Path(dest)
+
+
+def write_text_atomic(dest: str | os.PathLike, text: str) -> Path:
+    """Writes ``text`` (UTF-8) to ``dest`` atomically and returns the path."""
+    return write_bytes_atomic(dest, text.encode("utf-8"))
+
+
+def write_json_atomic(dest: str | os.PathLike, obj) -> Path:
+    """Writes ``obj`` as indented JSON to ``dest`` atomically and returns the path."""
+    return write_text_atomic(dest, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(o):
+    try:
+        import numpy as np
+
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+
+def require_file(path: str | os.PathLike, what: str = "file") -> Path:
+    """Returns ``Path(path)`` or raises a one-line error if it is missing or not a file."""
+    p = Path(path)
+    if not p.exists():
+        raise EdgeDeeplabError(f"{what} not found: {p}")
+    if not p.is_file():
+        raise EdgeDeeplabError(f"{what} is not a file: {p}")
+    return p

@@ -1,0 +1,102 @@
+"""Saving and loading Keras models together with their config.
+
+A model file ``M.keras`` (tf_keras' zip format) is always accompanied by ``M.json`` holding the
+:class:`~edge_deeplab.config.ModelConfig`, labels and input normalization, so later stages
+(export, eval, demo) know what the model expects without guessing. Both are written atomically.
+
+A *run directory* (``edge-deeplab train --out RUN``) holds ``RUN/model.keras`` (+ ``.json``), and
+after QAT ``RUN/qat/model.keras``; :func:`resolve_model_path` accepts either a file or a run dir.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional, Tuple
+
+from edge_deeplab.config import NORM_MEAN, NORM_STD, ModelConfig
+from edge_deeplab.errors import EdgeDeeplabError
+from edge_deeplab.io_utils import atomic_path, write_json_atomic
+
+
+def sidecar_path(model_path) -> Path:
+    return Path(model_path).with_suffix(".json")
+
+
+def model_metadata(config: ModelConfig, **extra) -> dict:
+    """The metadata that travels with a model (Keras sidecar, TFLite metadata)."""
+    meta = {
+        "format": "edge_deeplab/1",
+        "config": config.to_dict(),
+        "labels": list(config.resolved_labels()),
+        "normalization": {"mean": list(NORM_MEAN), "std": list(NORM_STD)},
+        "ignore_label": 255,
+    }
+    meta.update(extra)
+    return meta
+
+
+def save_model(model, path, config: ModelConfig, **extra) -> Path:
+    """Saves ``model`` to ``path`` (``.keras``) and its metadata sidecar, atomically.
+
+    Example:
+        >>> import tempfile, os
+        >>> from edge_deeplab.model import build_model
+        >>> cfg = ModelConfig(input_size=32, num_classes=2, alpha=0.35)
+        >>> p = save_model(build_model(cfg), os.path.join(tempfile.mkdtemp(), "m.keras"), cfg)
+        >>> load_model(p)[1].num_classes
+        2
+    """
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise EdgeDeeplabError(f"model path must end in .keras, got {path.name}")
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+    write_json_atomic(sidecar_path(path), model_metadata(config, **extra))
+    return path
+
+
+def resolve_model_path(path, prefer_qat: bool = False) -> Path:
+    """Returns the ``.keras`` file for a file path or a run directory."""
+    p = Path(path)
+    if p.is_dir():
+        candidates = ([p / "qat" / "model.keras"] if prefer_qat else []) + [p / "model.keras"]
+        for c in candidates:
+            if c.is_file():
+                return c
+        raise EdgeDeeplabError(f"no model.keras in run directory {p}")
+    if not p.exists():
+        raise EdgeDeeplabError(f"model not found: {p}")
+    if p.suffix not in (".keras", ".h5"):
+        raise EdgeDeeplabError(f"not a Keras model file (.keras): {p}")
+    return p
+
+
+def load_metadata(path) -> Optional[dict]:
+    sc = sidecar_path(path)
+    if not sc.is_file():
+        return None
+    try:
+        return json.loads(sc.read_text())
+    except (OSError, ValueError) as e:
+        raise EdgeDeeplabError(f"corrupt model metadata {sc}: {e}") from None
+
+
+def load_model(path, compile: bool = False, custom_objects=None) -> Tuple[object, Optional[ModelConfig], dict]:
+    """Loads a ``.keras`` model (or a run dir's) and its config.
+
+    Returns:
+        ``(model, config_or_None, metadata_dict)``. ``config`` is ``None`` for a foreign Keras
+        model without our sidecar.
+    """
+    from edge_deeplab._tf import keras
+
+    p = resolve_model_path(path)
+    try:
+        model = keras.models.load_model(p, compile=compile, custom_objects=custom_objects)
+    except Exception as e:  # zip/h5 corruption, wrong format, unknown layers
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise EdgeDeeplabError(f"cannot load Keras model {p}: {msg}") from None
+    meta = load_metadata(p) or {}
+    cfg = ModelConfig.from_dict(meta["config"]) if "config" in meta else None
+    return model, cfg, meta
