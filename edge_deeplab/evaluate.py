@@ -517,7 +517,16 @@ def evaluate_keras(model, dataset, *, input_size=None, scales=(1.0,), flip: bool
 
         name = str(resolve_model_path(model))
         with native_dilated_depthwise():
-            model, _cfg, meta = load_model(model)
+            try:
+                model, _cfg, meta = load_model(name)
+            except EdgeDeeplabError:
+                # A QAT model (QuantizeWrapperV2 layers) loads only inside tfmot's scope.
+                try:
+                    import tensorflow_model_optimization as tfmot
+                except ImportError:
+                    raise
+                with tfmot.quantization.keras.quantize_scope():
+                    model, _cfg, meta = load_model(name)
     with native_dilated_depthwise():
         pred = KerasPredictor(model, input_size=input_size, batch_size=batch_size, metadata=meta)
         r = evaluate_predictor(pred, dataset, scales=scales, flip=flip, crf=crf, save_dir=save_dir,

@@ -1,0 +1,143 @@
+"""``edge-deeplab eval``: mIoU of a Keras model, a .tflite model or a folder of predicted masks."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+HELP = "mIoU of a Keras/.tflite model or a folder of predicted masks on a dataset split"
+DESCRIPTION = (
+    "Scores MODEL (a .keras file, a training run directory or a .tflite file) on a dataset split, "
+    "or with --predictions DIR a folder of predicted index PNGs (same stems as the masks, palette "
+    "or grayscale), e.g. outputs pulled from a phone. One confusion matrix is accumulated over the "
+    "whole split (ignore label 255); mIoU is the mean IoU over classes present in the ground truth "
+    "or the predictions. Images are letterboxed (aspect-preserving resize + pad) to the model input "
+    "and predictions are scored at the full mask resolution.")
+
+
+def _scales(text):
+    try:
+        vals = tuple(float(x) for x in str(text).replace(" ", "").split(",") if x)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated scales, got {text!r}") from None
+    if not vals or any(v <= 0 for v in vals):
+        raise argparse.ArgumentTypeError(f"scales must be positive, got {text!r}")
+    return vals
+
+
+def _pos_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", nargs="?", default=None,
+                   help="model.keras, a run directory, or model.tflite (omit with --predictions)")
+    p.add_argument("--predictions", metavar="DIR", default=None,
+                   help="score a folder of predicted index PNGs instead of running a model")
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", default="synthetic", choices=("synthetic", "voc", "cityscapes", "folder"))
+    g.add_argument("--data-dir", default=None,
+                   help="dataset root (VOCdevkit/VOC2012 or its parent; Cityscapes root; a folder "
+                        "with images/ and masks/); synthetic: its cache directory")
+    g.add_argument("--split", default="val", help="split to score (train, val, trainval, train_aug ...)")
+    g.add_argument("--num-classes", type=_pos_int, default=None,
+                   help="folder datasets without labels.txt (else inferred from the masks)")
+    g.add_argument("--binary", action="store_true",
+                   help="folder masks are 0/255 (or 0/1): background 0, foreground 1")
+    g.add_argument("--classes", default=None,
+                   help="comma-separated class subset, e.g. background,person (others -> background)")
+    g.add_argument("--skip-bad", action="store_true",
+                   help="skip unreadable/mismatched/invalid items (reports a count) instead of failing")
+    g.add_argument("--max-images", type=_pos_int, default=None, help="score only the first N images")
+    g = p.add_argument_group("inference")
+    g.add_argument("--input-size", default=None,
+                   help="model input N or HxW (Keras models with a dynamic input only)")
+    g.add_argument("--scales", type=_scales, default=(1.0,),
+                   help="comma-separated inference scales, e.g. 0.5,0.75,1.0,1.25,1.5,1.75 "
+                        "(probabilities are averaged)")
+    g.add_argument("--flip", action="store_true", help="also average left-right flipped predictions")
+    g.add_argument("--crf", action="store_true",
+                   help="dense-CRF refinement (pydensecrf if installed, else a built-in mean-field "
+                        "approximation)")
+    g.add_argument("--crf-backend", default="auto", choices=("auto", "pydensecrf", "builtin"))
+    g.add_argument("--batch-size", type=_pos_int, default=4, help="windows per forward pass (Keras)")
+    g.add_argument("--accelerator", default="cpu", choices=("cpu", "gpu", "npu"),
+                   help=".tflite: LiteRT accelerator")
+    g.add_argument("--threads", type=_pos_int, default=None, help=".tflite: CPU threads")
+    g.add_argument("--runtime", default="auto",
+                   choices=("auto", "litert", "interpreter", "tflite_runtime"), help=".tflite runtime")
+    g.add_argument("--qat", action="store_true",
+                   help="for a run directory, score RUN/qat/model.keras")
+    g.add_argument("--resize-predictions", action="store_true",
+                   help="--predictions: nearest-resize predictions whose size differs from the mask")
+    g = p.add_argument_group("output")
+    g.add_argument("--json", metavar="OUT", default=None, help="write the metrics as JSON here")
+    g.add_argument("--save-predictions", metavar="DIR", default=None,
+                   help="write predicted index PNGs (VOC palette) named by stem")
+    g.add_argument("--quiet", action="store_true", help="no progress lines, no table")
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from edge_deeplab.data import load_dataset
+    from edge_deeplab.errors import EdgeDeeplabError
+    from edge_deeplab.io_utils import write_json_atomic
+    from edge_deeplab.metrics import format_table
+
+    if args.predictions and args.model:
+        raise EdgeDeeplabError("give either MODEL or --predictions DIR, not both")
+    if not args.predictions and not args.model:
+        raise EdgeDeeplabError("give a MODEL (.keras, run directory or .tflite) or --predictions DIR")
+    classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
+    ds = load_dataset(args.dataset, args.data_dir, args.split, num_classes=args.num_classes,
+                      binary=args.binary, skip_bad=args.skip_bad, classes=classes)
+    if args.max_images:
+        ds = ds.subset(args.max_images)
+    ds.validate_all()
+    progress = None
+    if not args.quiet:
+        from edge_deeplab.evaluate import _default_progress as progress
+        print(f"eval: {ds.name}/{ds.split}: {len(ds)} images, {ds.num_classes} classes"
+              + (f" ({ds.note})" if ds.note else ""), file=sys.stderr)
+
+    from edge_deeplab import evaluate as ev
+
+    if args.predictions:
+        result = ev.evaluate_predictions(args.predictions, ds, resize=args.resize_predictions,
+                                         progress=progress)
+    else:
+        model = Path(args.model)
+        if model.suffix.lower() == ".tflite":
+            if args.input_size:
+                raise EdgeDeeplabError("--input-size applies to Keras models; a .tflite has a fixed input")
+            result = ev.evaluate_tflite(model, ds, accelerator=args.accelerator, threads=args.threads,
+                                        runtime=args.runtime, scales=args.scales, flip=args.flip,
+                                        crf=args.crf, save_dir=args.save_predictions,
+                                        progress=progress, crf_backend=args.crf_backend)
+        else:
+            from edge_deeplab.model_io import resolve_model_path
+
+            path = resolve_model_path(model, prefer_qat=args.qat)
+            result = ev.evaluate_keras(path, ds, input_size=args.input_size, scales=args.scales,
+                                       flip=args.flip, crf=args.crf, batch_size=args.batch_size,
+                                       save_dir=args.save_predictions, progress=progress,
+                                       crf_backend=args.crf_backend)
+    if not args.quiet:
+        print(format_table(result, ds.labels))
+    miou = result["miou"]
+    what = result["model"] or f"predictions {args.predictions}"
+    print(f"mIoU {'n/a' if miou is None else f'{miou * 100:.2f}%'} on {ds.name}/{ds.split} "
+          f"({result['num_images']} images"
+          + (f", {len(ds.skipped)} skipped" if ds.skipped else "") + f") - {what}")
+    if args.json:
+        write_json_atomic(args.json, result)
+        if not args.quiet:
+            print(f"wrote {args.json}", file=sys.stderr)
+    return 0
