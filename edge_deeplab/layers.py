@@ -18,6 +18,10 @@ of its ``call`` to the native op. The routing is one explicit, reversible patch:
 * it is installed by :func:`native_dilated_depthwise` (a context manager, re-entrant) around every
   trace that matters here: conversion, QAT wrapping/training, Keras training and evaluation.
 
+Caveat: Keras caches traced layer calls when a model is serialized (which the TFLite converter
+does). Convert a model that was already converted without the patch through
+:func:`convertible_clone`; the exporter does, and verifies the resulting op set.
+
 Example:
     >>> from edge_deeplab._tf import keras
     >>> from edge_deeplab.layers import native_dilated_depthwise
@@ -91,6 +95,22 @@ def native_dilated_depthwise():
             _depth -= 1
             if _depth == 0:
                 _DepthwiseConv2D.call = _stock_call
+
+
+def convertible_clone(model):
+    """A fresh copy of a plain Keras ``model`` whose layers were never traced, for conversion.
+
+    The TFLite converter serializes the Keras model, and Keras caches each layer's traced call
+    functions on the layer objects. A model converted once *without* the patch therefore keeps its
+    SpaceToBatchND traces even when converted again inside :func:`native_dilated_depthwise`. Cloning
+    (same config, same weights) inside the context gives layers with no cached traces.
+    """
+    from edge_deeplab._tf import keras as _keras
+
+    with native_dilated_depthwise():
+        clone = _keras.models.clone_model(model)
+        clone.set_weights(model.get_weights())
+    return clone
 
 
 def is_active() -> bool:
