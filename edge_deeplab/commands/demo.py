@@ -1,0 +1,82 @@
+"""``edge-deeplab demo``: portrait mode (background blur/replacement) from a .tflite model."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "portrait demo: background blur/replace from a webcam, video, image or folder"
+DESCRIPTION = (
+    "Runs a .tflite segmentation model on a camera, video file, image or folder and blurs, replaces "
+    "or recolours everything that is not a person. Window mode (needs OpenCV's GUI build, "
+    "pip install 'edge_deeplab[gui]'): q quits, e switches effect, s saves a screenshot. "
+    "--headless writes OUT (a video for camera/video sources, an image for an image, a directory for "
+    "a folder) and prints per-stage timings and end-to-end FPS.")
+
+
+def _nonneg_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {v}")
+    return v
+
+
+def _pos_int(text):
+    v = _nonneg_int(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def _camera_size(text):
+    try:
+        w, h = (int(x) for x in str(text).lower().split("x"))
+        return (w, h)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WxH, e.g. 640x480, got {text!r}") from None
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="the .tflite segmentation model")
+    p.add_argument("--source", default="0",
+                   help="camera index (0, 1, ...), video file, image file or folder of images")
+    p.add_argument("--effect", default="blur",
+                   help="blur | blur:STRENGTH | replace:IMAGE | color:R,G,B | mask")
+    p.add_argument("--person-class", type=_nonneg_int, default=None,
+                   help="output channel of 'person' (default: from the model's labels; class 1 of "
+                        "a binary model, 15 of a 21-class VOC model, the channel of a 1-channel "
+                        "sigmoid model)")
+    p.add_argument("--accelerator", default="cpu", choices=("cpu", "gpu"),
+                   help="LiteRT accelerator for inference")
+    p.add_argument("--threads", type=_pos_int, default=None, help="CPU inference threads")
+    p.add_argument("--headless", action="store_true",
+                   help="no window: write --output and print timings")
+    p.add_argument("--output", default=None,
+                   help="headless output: OUT.mp4 for camera/video, an image (or dir) for an image, "
+                        "a directory for a folder")
+    p.add_argument("--max-frames", type=_pos_int, default=None,
+                   help="stop after N frames (the end of a video also stops)")
+    p.add_argument("--refine", default="guided", choices=("guided", "feather", "none"),
+                   help="matte edge refinement")
+    p.add_argument("--smoothing", type=float, default=0.5,
+                   help="temporal EMA momentum of the mask in [0, 1) (0 disables)")
+    p.add_argument("--no-overlay", action="store_true", help="do not draw FPS/timings on frames")
+    p.add_argument("--camera-size", type=_camera_size, default=None,
+                   help="requested camera resolution WxH, e.g. 640x480")
+    p.add_argument("--screenshot-dir", default=".", help="where the s key saves screenshots")
+
+
+def run(args) -> int:
+    from demos.portrait import run_demo
+    from edge_deeplab.errors import EdgeDeeplabError
+
+    if args.output and not args.headless:
+        raise EdgeDeeplabError("--output is written in --headless mode; add --headless")
+    run_demo(args.model, source=args.source, effect=args.effect, person_class=args.person_class,
+             accelerator=args.accelerator, threads=args.threads, headless=args.headless,
+             output=args.output, max_frames=args.max_frames, overlay=not args.no_overlay,
+             refine=args.refine, smoothing=args.smoothing, screenshot_dir=args.screenshot_dir,
+             camera_size=args.camera_size)
+    return 0

@@ -1,0 +1,313 @@
+"""The portrait demo end to end: capture sources, person-channel rules, headless runs through real
+.tflite models (a tiny DeepLab v3+ and small hand-wired colour segmenters), and error exits."""
+
+import os
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from demos import capture as cap_lib
+from demos import clip as clip_lib
+from demos import portrait
+from edge_deeplab.cli import main as cli_main
+from edge_deeplab.errors import EdgeDeeplabError
+
+
+# --------------------------------------------------------------------------------------------
+# fixtures: real .tflite models
+# --------------------------------------------------------------------------------------------
+
+def _convert(model) -> bytes:
+    from edge_deeplab._tf import tf
+    from edge_deeplab.layers import native_dilated_depthwise
+
+    with native_dilated_depthwise():
+        return tf.lite.TFLiteConverter.from_keras_model(model).convert()
+
+
+@pytest.fixture(scope="module")
+def deeplab_tflite(tmp_path_factory):
+    """A tiny, untrained DeepLab v3+ (64x64, 21 VOC classes) converted to .tflite."""
+    from edge_deeplab.config import ModelConfig
+    from edge_deeplab.model import build_model
+
+    cfg = ModelConfig(input_size=(64, 64), num_classes=21, alpha=0.35, aspp_filters=32,
+                      decoder_filters=32, low_level_filters=16)
+    path = tmp_path_factory.mktemp("deeplab") / "tiny_voc.tflite"
+    path.write_bytes(_convert(build_model(cfg)))
+    return path
+
+
+def _color_model(kind: str, size=(64, 64)):
+    """A 'third-party' segmenter wired by hand: person logit = 10 * (R - G) - 5 on [-1, 1] inputs,
+    so saturated red pixels are person and grey/blue/green ones are not."""
+    from edge_deeplab._tf import keras, tf
+
+    inp = keras.Input(size + (3,))
+    if kind == "sigmoid":
+        conv = keras.layers.Conv2D(1, 1, activation="sigmoid")
+        out = conv(inp)
+        conv.set_weights([np.array([10, -10, 0], np.float32).reshape(1, 1, 3, 1),
+                          np.array([-5], np.float32)])
+    else:
+        conv = keras.layers.Conv2D(2, 1)
+        out = conv(inp)
+        w = np.zeros((1, 1, 3, 2), np.float32)
+        w[0, 0, :, 1] = [10, -10, 0]
+        conv.set_weights([w, np.array([0, -5], np.float32)])
+        if kind == "classmap":
+            out = keras.layers.Lambda(lambda t: tf.argmax(t, axis=-1, output_type=tf.int32))(out)
+    return keras.Model(inp, out)
+
+
+@pytest.fixture(scope="module")
+def color_models(tmp_path_factory):
+    d = tmp_path_factory.mktemp("colormodels")
+    paths = {}
+    for kind in ("sigmoid", "binary", "classmap"):
+        p = d / f"{kind}.tflite"
+        p.write_bytes(_convert(_color_model(kind)))
+        paths[kind] = p
+    # a classifier: (1, 10) output
+    from edge_deeplab._tf import keras
+
+    inp = keras.Input((32, 32, 3))
+    x = keras.layers.GlobalAveragePooling2D()(inp)
+    clf = keras.Model(inp, keras.layers.Dense(10)(x))
+    paths["classifier"] = d / "classifier.tflite"
+    paths["classifier"].write_bytes(_convert(clf))
+    return paths
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    return clip_lib.generate_clip(tmp_path_factory.mktemp("clip") / "walk.mp4", num_frames=12,
+                                  width=160, height=120, fps=12)
+
+
+def _read_video(path):
+    c = cv2.VideoCapture(str(path))
+    assert c.isOpened(), f"cannot open {path}"
+    frames = []
+    while True:
+        ok, f = c.read()
+        if not ok:
+            break
+        frames.append(f)
+    c.release()
+    return frames
+
+
+def _red_rect_frame(h=120, w=200, rect=(30, 50, 70, 130)):
+    img = np.full((h, w, 3), 128, np.uint8)
+    y0, x0, y1, x1 = rect
+    img[y0:y1, x0:x1] = (0, 0, 255)  # BGR red
+    truth = np.zeros((h, w), bool)
+    truth[y0:y1, x0:x1] = True
+    return img, truth
+
+
+# --------------------------------------------------------------------------------------------
+# capture
+# --------------------------------------------------------------------------------------------
+
+def test_clip_and_video_source(clip, tmp_path):
+    assert clip.path.is_file()
+    frame, mask = clip_lib.render_frame(3, 12, 160, 120)
+    assert frame.shape == (120, 160, 3) and mask.shape == (120, 160)
+    assert 0.03 < (mask > 127).mean() < 0.5  # a figure, not the whole frame
+    src = cap_lib.open_source(str(clip.path))
+    assert src.kind == "video" and not src.is_live
+    frames = list(src)
+    src.close()
+    assert len(frames) == 12 and frames[0].image.shape == (120, 160, 3)
+    assert [f.index for f in frames] == list(range(12))
+
+
+def test_image_and_folder_sources(tmp_path):
+    paths = clip_lib.generate_images(tmp_path / "imgs", num_images=3, width=64, height=48)
+    src = cap_lib.open_source(tmp_path / "imgs")
+    assert src.kind == "folder" and [f.name for f in src] == [p.name for p in paths]
+    one = cap_lib.open_source(paths[0])
+    assert one.kind == "image" and len(list(one)) == 1
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(EdgeDeeplabError, match="no images"):
+        cap_lib.open_source(tmp_path / "empty")
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG garbage")
+    with pytest.raises(EdgeDeeplabError, match="cannot read image"):
+        cap_lib.open_source(tmp_path / "bad.png")
+    (tmp_path / "bad.mp4").write_bytes(os.urandom(4096))
+    with pytest.raises(EdgeDeeplabError, match="cannot read video"):
+        cap_lib.open_source(tmp_path / "bad.mp4")
+    with pytest.raises(EdgeDeeplabError, match="source not found"):
+        cap_lib.open_source(tmp_path / "nope.mp4")
+
+
+def test_missing_camera():
+    if os.path.exists("/dev/video7"):
+        pytest.skip("this machine has a /dev/video7")
+    with pytest.raises(EdgeDeeplabError, match="camera 7"):
+        cap_lib.open_source("7")
+
+
+def test_live_capture_drops_stale_frames_and_reports_disconnect(tmp_path):
+    """A live reader (camera semantics) over a fast source keeps only the newest frame; when the
+    source stops delivering it reports a disconnect instead of hanging."""
+    info = clip_lib.generate_clip(tmp_path / "fast.mp4", num_frames=40, width=64, height=48)
+    vc = cv2.VideoCapture(str(info.path))
+    live = cap_lib.ThreadedCapture(vc, "camera sim", live=True, stall_timeout=0.5)
+    got = []
+    with pytest.raises(EdgeDeeplabError, match="disconnected"):
+        for f in live:
+            got.append(f)
+            time.sleep(0.03)  # a slow consumer (inference)
+    live.close()
+    assert 1 <= len(got) < 40
+    assert live.dropped > 0 and len(got) + live.dropped == 40
+
+
+# --------------------------------------------------------------------------------------------
+# person channel
+# --------------------------------------------------------------------------------------------
+
+def test_resolve_person_channel_rules():
+    r = portrait.resolve_person_channel
+    assert r((1, 64, 64, 21), np.float32).index == 15
+    syn = {"labels": ["background", "person", "ball", "box", "cone"]}
+    sel = r((1, 64, 64, 5), np.float32, syn)
+    assert (sel.mode, sel.index) == ("softmax", 1) and "metadata" in sel.reason
+    assert r((1, 64, 64, 2), np.float32).index == 1
+    assert r((1, 64, 64, 3), np.float32, {"labels": ["bg", "cat", "Person"]}).index == 2
+    assert r((1, 64, 64, 1), np.float32).mode == "sigmoid"
+    assert r((1, 64, 64, 1), np.uint8, quantized=True).mode == "sigmoid"
+    cm = r((1, 64, 64), np.int32, {"labels": ["background", "person"]})
+    assert (cm.mode, cm.index) == ("classmap", 1)
+    assert r((1, 64, 64, 21), np.float32, person_class=3).index == 3
+    with pytest.raises(EdgeDeeplabError, match="person-class"):
+        r((1, 64, 64, 5), np.float32)
+    with pytest.raises(EdgeDeeplabError, match="out of range"):
+        r((1, 64, 64, 21), np.float32, person_class=21)
+
+
+def test_person_probability_modes():
+    sel = portrait.PersonSelector("softmax", 1, "", 2)
+    logits = np.array([[[0.0, 4.0], [4.0, 0.0]]], np.float32)
+    p = portrait.person_probability(logits, sel)
+    np.testing.assert_allclose(p, [[1 / (1 + np.exp(-4)), 1 / (1 + np.exp(4))]], rtol=1e-5)
+    probs = np.array([[[0.2, 0.8], [0.9, 0.1]]], np.float32)  # already probabilities: used as-is
+    np.testing.assert_allclose(portrait.person_probability(probs, sel), [[0.8, 0.1]], rtol=1e-6)
+    sig = portrait.PersonSelector("sigmoid", 0, "", 1)
+    np.testing.assert_allclose(portrait.person_probability(np.array([[[0.0], [100.0]]]), sig),
+                               [[0.5, 1.0]], rtol=1e-6)
+    cm = portrait.PersonSelector("classmap", 15, "", 21)
+    assert portrait.person_probability(np.array([[15, 0]]), cm).tolist() == [[1.0, 0.0]]
+
+
+# --------------------------------------------------------------------------------------------
+# the pipeline through real models
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["sigmoid", "binary", "classmap"])
+def test_pipeline_mask_lands_on_the_person(color_models, kind):
+    """Letterbox -> inference -> crop -> upsample puts the matte where the 'person' is in a
+    non-square frame, for 1-channel sigmoid, binary and class-map models."""
+    from edge_deeplab.runtime import open_runner
+
+    frame, truth = _red_rect_frame()
+    r = open_runner(color_models[kind], accelerator="cpu", threads=1)
+    try:
+        pipe = portrait.PortraitPipeline(r, portrait.comp.parse_effect("color:0,255,0"),
+                                         smoothing=0.0, refine="none")
+        assert pipe.selector.mode == {"sigmoid": "sigmoid", "binary": "softmax",
+                                      "classmap": "classmap"}[kind]
+        out, alpha, times = pipe.process(frame)
+    finally:
+        r.close()
+    assert set(times) >= {"preprocess", "inference", "mask", "composite"}
+    pred = alpha > 0.5
+    iou = (pred & truth).sum() / (pred | truth).sum()
+    assert iou > 0.85, iou
+    # far inside the person the frame is kept exactly; far outside it is the green background
+    assert (out[40:60, 70:110] == frame[40:60, 70:110]).all()
+    assert (out[5:20, 5:40] == (0, 255, 0)).all()
+
+
+def test_headless_video_through_tiny_deeplab(deeplab_tflite, clip, tmp_path, capsys):
+    out = tmp_path / "out.mp4"
+    rc = cli_main(["demo", "--model", str(deeplab_tflite), "--source", str(clip.path),
+                   "--headless", "--output", str(out), "--threads", "1"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "FPS end-to-end" in text and "inference" in text and "person = class 15" in text
+    frames = _read_video(out)
+    assert len(frames) == clip.num_frames
+    assert frames[0].shape == (clip.height, clip.width, 3)
+    # --max-frames caps it; every effect runs
+    res = portrait.run_demo(deeplab_tflite, clip.path, effect="mask", headless=True,
+                            output=tmp_path / "five.mp4", max_frames=5, overlay=False, log=None)
+    assert res.frames == 5 and res.output == tmp_path / "five.mp4"
+    assert len(_read_video(res.output)) == 5
+    assert set(res.stages) >= {"capture", "preprocess", "inference", "mask", "composite", "write"}
+    assert res.fps > 0 and res.frame_size == (clip.width, clip.height)
+    m = _read_video(res.output)[2]
+    assert m.std() > 0 or m.mean() in (0, 255)  # a matte image, no overlay
+
+
+def test_headless_images_and_folder(color_models, tmp_path):
+    frame, truth = _red_rect_frame()
+    img = tmp_path / "person.png"
+    cv2.imwrite(str(img), frame)
+    res = portrait.run_demo(color_models["sigmoid"], img, effect="color:0,0,255", headless=True,
+                            output=tmp_path / "result.jpg", overlay=False, log=None)
+    assert res.output == tmp_path / "result.jpg"
+    written = cv2.imread(str(res.output))
+    assert written.shape == frame.shape
+    assert np.abs(written[5:20, 5:40].astype(int) - (255, 0, 0)).max() < 40  # blue background (jpeg)
+    folder = tmp_path / "frames"
+    clip_lib.generate_images(folder, num_images=3, width=80, height=60)
+    res = portrait.run_demo(color_models["binary"], folder, effect="blur", headless=True,
+                            output=tmp_path / "outdir", log=None)
+    outs = sorted(p.name for p in (tmp_path / "outdir").iterdir())
+    assert outs == [f"frame_{i:03d}_portrait.png" for i in range(3)] and res.frames == 3
+    assert cv2.imread(str(tmp_path / "outdir" / outs[0])).shape == (60, 80, 3)
+
+
+# --------------------------------------------------------------------------------------------
+# clean error exits
+# --------------------------------------------------------------------------------------------
+
+def _cli_error(capsys, argv):
+    rc = cli_main(["demo"] + [str(a) for a in argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc != 0
+    assert len(err) == 1 and err[0].startswith("edge-deeplab demo: error:"), err
+    assert "Traceback" not in err[0]
+    return err[0]
+
+
+def test_error_exits(color_models, clip, tmp_path, capsys, monkeypatch):
+    model = color_models["sigmoid"]
+    if not os.path.exists("/dev/video7"):
+        assert "camera 7" in _cli_error(capsys, ["--model", model, "--source", "7", "--headless"])
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(os.urandom(2048))
+    assert "cannot read video" in _cli_error(capsys, ["--model", model, "--source", bad, "--headless"])
+    msg = _cli_error(capsys, ["--model", color_models["classifier"], "--source", clip.path, "--headless"])
+    assert "not" in msg and "segmentation model" in msg and "[1, 10]" in msg
+    garbage = tmp_path / "garbage.tflite"
+    garbage.write_bytes(b"\x00" * 64)
+    _cli_error(capsys, ["--model", garbage, "--source", clip.path, "--headless"])
+    assert "model not found" in _cli_error(capsys, ["--model", tmp_path / "none.tflite", "--source", clip.path, "--headless"])
+    assert "unknown effect" in _cli_error(capsys, ["--model", model, "--source", clip.path, "--headless", "--effect", "sparkle"])
+    assert "video" in _cli_error(capsys, ["--model", model, "--source", clip.path, "--headless", "--output", tmp_path / "x.png"])
+    # window mode without a GUI build / display: tells the user what to do
+    ok, _ = portrait.gui_available()
+    if not ok:
+        msg = _cli_error(capsys, ["--model", model, "--source", clip.path])
+        assert "--headless" in msg and "[gui]" in msg
+    monkeypatch.setenv("DISPLAY", ":97")
+    if "NONE" in cv2.getBuildInformation().split("GUI:", 1)[-1].splitlines()[0]:
+        msg = _cli_error(capsys, ["--model", model, "--source", clip.path])
+        assert "no GUI support" in msg and "--headless" in msg
