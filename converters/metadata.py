@@ -1,0 +1,220 @@
+"""Metadata that travels inside a ``.tflite`` file (and beside it).
+
+Every model :mod:`converters.export` writes carries one JSON document (config, labels, input
+normalization, output kind, quantization notes) in two places:
+
+* the flatbuffer's ``metadata`` table, as an entry named :data:`METADATA_NAME` (``"edge_deeplab"``)
+  whose buffer holds UTF-8 JSON. TFLite runtimes ignore unknown metadata entries, so the model
+  still loads everywhere; :func:`read_tflite_metadata` reads it back without TensorFlow;
+* a JSON sidecar ``X.json`` beside ``X.tflite`` (see :func:`sidecar_path`), for tools that cannot
+  parse flatbuffers.
+
+The same pass gives the graph a ``serving_default`` signature (input ``image``, output ``logits``
+or ``classmap``), which the LiteRT ``CompiledModel`` API looks up by name.
+
+Only ``ai_edge_litert.schema_py_generated`` and ``flatbuffers`` are needed (both ship with
+ai-edge-litert); TensorFlow is never imported here.
+
+Example:
+    >>> import json
+    >>> from converters.metadata import read_tflite_metadata
+    >>> read_tflite_metadata(b"not a model") is None
+    Traceback (most recent call last):
+    ...
+    edge_deeplab.errors.EdgeDeeplabError: not a TFLite model (no TFL3 flatbuffer identifier, 11 bytes)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Optional, Union
+
+from edge_deeplab.errors import EdgeDeeplabError
+
+#: Name of our entry in the flatbuffer's ``metadata`` table.
+METADATA_NAME = "edge_deeplab"
+#: Signature key written into exported models.
+SIGNATURE_KEY = "serving_default"
+_IDENT = b"TFL3"
+
+
+def sidecar_path(tflite_path) -> Path:
+    """``X.tflite`` -> ``X.json``."""
+    return Path(tflite_path).with_suffix(".json")
+
+
+def _load_bytes(path_or_bytes) -> bytes:
+    if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
+        return bytes(path_or_bytes)
+    p = Path(path_or_bytes)
+    if not p.exists():
+        raise EdgeDeeplabError(f"TFLite model not found: {p}")
+    if not p.is_file():
+        raise EdgeDeeplabError(f"TFLite model is not a file: {p}")
+    try:
+        return p.read_bytes()
+    except OSError as e:
+        raise EdgeDeeplabError(f"cannot read {p}: {e.strerror or e}") from None
+
+
+def check_tflite_bytes(data: bytes, what: str = "") -> None:
+    """Raises :class:`EdgeDeeplabError` unless ``data`` looks like a TFLite flatbuffer."""
+    where = f" {what}" if what else ""
+    if len(data) < 8 or data[4:8] != _IDENT:
+        raise EdgeDeeplabError(
+            f"not a TFLite model{where} (no TFL3 flatbuffer identifier, {len(data)} bytes)")
+
+
+def parse_model(data: bytes, what: str = ""):
+    """Parses flatbuffer bytes into ``schema_py_generated.Model`` (read-only view).
+
+    Raises :class:`EdgeDeeplabError` for empty, truncated or garbage input.
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    check_tflite_bytes(data, what)
+    where = f" {what}" if what else ""
+    try:
+        model = schema.Model.GetRootAs(data, 0)
+        # Touch the tables we rely on so that truncation surfaces here, not later.
+        n_sub = model.SubgraphsLength()
+        if n_sub < 1:
+            raise ValueError("no subgraphs")
+        sg = model.Subgraphs(0)
+        for i in range(sg.TensorsLength()):
+            sg.Tensors(i).ShapeAsNumpy()
+        for i in range(sg.OperatorsLength()):
+            sg.Operators(i).OpcodeIndex()
+        for i in range(model.OperatorCodesLength()):
+            model.OperatorCodes(i).BuiltinCode()
+        model.BuffersLength()
+    except EdgeDeeplabError:
+        raise
+    except Exception as e:  # struct.error, IndexError, ValueError on truncated buffers
+        raise EdgeDeeplabError(f"corrupt or truncated TFLite model{where}: {e}") from None
+    return model
+
+
+def _metadata_bytes(model, data: bytes, name: str) -> Optional[bytes]:
+    for i in range(model.MetadataLength()):
+        md = model.Metadata(i)
+        if (md.Name() or b"").decode("utf-8", "replace") != name:
+            continue
+        buf = model.Buffers(md.Buffer())
+        if buf.Offset() > 1:  # large models keep buffers after the flatbuffer
+            return bytes(data[buf.Offset(): buf.Offset() + buf.Size()])
+        if buf.DataLength() == 0:
+            return b""
+        return buf.DataAsNumpy().tobytes()
+    return None
+
+
+def read_tflite_metadata(path_or_bytes: Union[str, os.PathLike, bytes], name: str = METADATA_NAME,
+                         sidecar: bool = True) -> Optional[dict]:
+    """Reads our JSON metadata from a ``.tflite`` (embedded entry first, then the sidecar).
+
+    Args:
+        path_or_bytes: path to a ``.tflite`` file or its bytes.
+        name: metadata entry name (default ``"edge_deeplab"``).
+        sidecar: if the model has no embedded entry and a path was given, fall back to ``X.json``.
+
+    Returns:
+        The metadata dict, or ``None`` if the model carries none (e.g. a foreign model).
+
+    Raises:
+        EdgeDeeplabError: missing/garbage/truncated file, or an embedded entry that is not JSON.
+
+    Example:
+        >>> meta = read_tflite_metadata("model.tflite")  # doctest: +SKIP
+        >>> meta["labels"][:2], meta["normalization"]     # doctest: +SKIP
+        (['background', 'aeroplane'], {'mean': [127.5, ...], 'std': [127.5, ...]})
+    """
+    data = _load_bytes(path_or_bytes)
+    what = "" if isinstance(path_or_bytes, (bytes, bytearray, memoryview)) else str(path_or_bytes)
+    model = parse_model(data, what)
+    raw = _metadata_bytes(model, data, name)
+    if raw is not None:
+        try:
+            return json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as e:
+            raise EdgeDeeplabError(f"corrupt {name} metadata in TFLite model {what}: {e}") from None
+    if sidecar and what:
+        sc = sidecar_path(what)
+        if sc.is_file():
+            try:
+                return json.loads(sc.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as e:
+                raise EdgeDeeplabError(f"corrupt metadata sidecar {sc}: {e}") from None
+    return None
+
+
+def list_metadata_names(path_or_bytes) -> list:
+    """Names of all entries in the model's metadata table (e.g. ``min_runtime_version``)."""
+    data = _load_bytes(path_or_bytes)
+    model = parse_model(data)
+    return [(model.Metadata(i).Name() or b"").decode("utf-8", "replace")
+            for i in range(model.MetadataLength())]
+
+
+def embed_metadata(tflite: bytes, meta: dict, name: str = METADATA_NAME,
+                   input_name: str = "image", output_name: Optional[str] = None) -> bytes:
+    """Returns ``tflite`` with ``meta`` embedded as JSON and a ``serving_default`` signature.
+
+    Args:
+        tflite: converter output.
+        meta: JSON-serialisable dict (replaces an existing entry of the same name).
+        name: metadata entry name.
+        input_name: name given to the (single) graph input tensor and signature input.
+        output_name: name given to the (single) graph output tensor and signature output
+            (``None`` keeps the converter's).
+
+    Returns:
+        New flatbuffer bytes (the model's ops and weights are untouched).
+    """
+    import numpy as np
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils as fbu
+
+    from edge_deeplab.io_utils import _json_default
+
+    parse_model(tflite)
+    model = fbu.read_model_from_bytearray(bytearray(tflite))
+    payload = json.dumps(meta, sort_keys=False, default=_json_default).encode("utf-8")
+
+    entries = [m for m in (model.metadata or []) if _name(m.name) != name]
+    buf = schema.BufferT()
+    buf.data = np.frombuffer(payload, dtype=np.uint8)
+    model.buffers.append(buf)
+    md = schema.MetadataT()
+    md.name = name
+    md.buffer = len(model.buffers) - 1
+    entries.append(md)
+    model.metadata = entries
+
+    sg = model.subgraphs[0]
+    if len(sg.inputs) == 1 and len(sg.outputs) == 1:
+        t_in, t_out = sg.inputs[0], sg.outputs[0]
+        sg.tensors[t_in].name = input_name
+        if output_name:
+            sg.tensors[t_out].name = output_name
+        out_key = output_name or _name(sg.tensors[t_out].name)
+        sig = schema.SignatureDefT()
+        sig.signatureKey = SIGNATURE_KEY
+        sig.subgraphIndex = 0
+        ti = schema.TensorMapT()
+        ti.name, ti.tensorIndex = input_name, t_in
+        to = schema.TensorMapT()
+        to.name, to.tensorIndex = out_key, t_out
+        sig.inputs, sig.outputs = [ti], [to]
+        model.signatureDefs = [sig]
+    out = bytes(fbu.convert_object_to_bytearray(model))
+    parse_model(out)
+    return out
+
+
+def _name(v) -> str:
+    if v is None:
+        return ""
+    return v.decode("utf-8", "replace") if isinstance(v, (bytes, bytearray)) else str(v)
