@@ -557,7 +557,11 @@ def run_demo(model, source="0", effect="blur", person_class: Optional[int] = Non
                                 refine=refine)
         say(f"model {Path(model).name}: input {list(runner.input.shape)}, output "
             f"{list(runner.output.shape)}, person = class {pipe.selector.index} ({pipe.selector.reason}); "
-            f"{getattr(runner, 'runtime_name', '?')} on {accelerator}")
+            f"{getattr(runner, 'runtime_name', '?')} on {accelerator}"
+            + ("" if accelerator == "cpu" or getattr(runner, "fully_accelerated", None) is None else
+               f" (fully accelerated: {runner.fully_accelerated}"
+               + (f"; CPU fallback for {', '.join(runner.unsupported_ops)}" if runner.unsupported_ops else "")
+               + ")"))
         source_obj = capture_lib.open_source(
             source, *(camera_size if camera_size else (None, None)))
         kind = source_obj.kind

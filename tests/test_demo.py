@@ -1,6 +1,7 @@
 """The portrait demo end to end: capture sources, person-channel rules, headless runs through real
 .tflite models (a tiny DeepLab v3+ and small hand-wired colour segmenters), and error exits."""
 
+import json
 import os
 import time
 
@@ -46,7 +47,13 @@ def _color_model(kind: str, size=(64, 64)):
     from edge_deeplab._tf import keras, tf
 
     inp = keras.Input(size + (3,))
-    if kind == "sigmoid":
+    if kind == "labelled":  # 5 classes, 'person' is channel 2 (named only in the metadata)
+        conv = keras.layers.Conv2D(5, 1)
+        out = conv(inp)
+        w = np.zeros((1, 1, 3, 5), np.float32)
+        w[0, 0, :, 2] = [10, -10, 0]
+        conv.set_weights([w, np.array([0, 0, -5, 0, 0], np.float32)])
+    elif kind == "sigmoid":
         conv = keras.layers.Conv2D(1, 1, activation="sigmoid")
         out = conv(inp)
         conv.set_weights([np.array([10, -10, 0], np.float32).reshape(1, 1, 3, 1),
@@ -66,10 +73,13 @@ def _color_model(kind: str, size=(64, 64)):
 def color_models(tmp_path_factory):
     d = tmp_path_factory.mktemp("colormodels")
     paths = {}
-    for kind in ("sigmoid", "binary", "classmap"):
+    for kind in ("sigmoid", "binary", "classmap", "labelled"):
         p = d / f"{kind}.tflite"
         p.write_bytes(_convert(_color_model(kind)))
         paths[kind] = p
+    # metadata sidecar (what the runtime reads when the .tflite has no embedded metadata)
+    (d / "labelled.json").write_text(json.dumps(
+        {"labels": ["background", "ball", "person", "box", "cone"], "output": "logits"}))
     # a classifier: (1, 10) output
     from edge_deeplab._tf import keras
 
@@ -209,7 +219,7 @@ def test_person_probability_modes():
 # the pipeline through real models
 # --------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kind", ["sigmoid", "binary", "classmap"])
+@pytest.mark.parametrize("kind", ["sigmoid", "binary", "classmap", "labelled"])
 def test_pipeline_mask_lands_on_the_person(color_models, kind):
     """Letterbox -> inference -> crop -> upsample puts the matte where the 'person' is in a
     non-square frame, for 1-channel sigmoid, binary and class-map models."""
@@ -221,7 +231,8 @@ def test_pipeline_mask_lands_on_the_person(color_models, kind):
         pipe = portrait.PortraitPipeline(r, portrait.comp.parse_effect("color:0,255,0"),
                                          smoothing=0.0, refine="none")
         assert pipe.selector.mode == {"sigmoid": "sigmoid", "binary": "softmax",
-                                      "classmap": "classmap"}[kind]
+                                      "classmap": "classmap", "labelled": "softmax"}[kind]
+        assert pipe.selector.index == {"sigmoid": 0, "binary": 1, "classmap": 1, "labelled": 2}[kind]
         out, alpha, times = pipe.process(frame)
     finally:
         r.close()
@@ -272,6 +283,27 @@ def test_headless_images_and_folder(color_models, tmp_path):
     outs = sorted(p.name for p in (tmp_path / "outdir").iterdir())
     assert outs == [f"frame_{i:03d}_portrait.png" for i in range(3)] and res.frames == 3
     assert cv2.imread(str(tmp_path / "outdir" / outs[0])).shape == (60, 80, 3)
+
+
+@pytest.mark.gpu
+def test_gpu_accelerator_matches_cpu(color_models):
+    """The same matte on the LiteRT GPU accelerator (lavapipe here) as on the CPU."""
+    from edge_deeplab.errors import DelegateUnavailableError
+    from edge_deeplab.runtime import open_runner
+
+    frame, truth = _red_rect_frame()
+    mattes = {}
+    for acc in ("cpu", "gpu"):
+        try:
+            r = open_runner(color_models["binary"], accelerator=acc)
+        except DelegateUnavailableError as e:
+            pytest.skip(f"GPU accelerator unavailable: {e}")
+        try:
+            pipe = portrait.PortraitPipeline(r, portrait.comp.parse_effect("blur"), smoothing=0.0)
+            mattes[acc] = pipe.process(frame)[1]
+        finally:
+            r.close()
+    assert np.abs(mattes["cpu"] - mattes["gpu"]).max() < 0.05
 
 
 # --------------------------------------------------------------------------------------------
