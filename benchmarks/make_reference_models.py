@@ -1,0 +1,109 @@
+"""Builds the float32 and full-int8 exports of a DeepLab v3+ / MobileNet-v2 config for benchmarking.
+
+Uses :func:`converters.export.export_tflite` when it exists (the project's exporter), else converts
+directly with ``tf.lite`` under :func:`edge_deeplab.layers.native_dilated_depthwise` (one dilated
+DEPTHWISE_CONV_2D, BN folded), calibrating int8 on procedural synthetic scenes. Weights are random:
+latency does not depend on them, accuracy does (use trained checkpoints for mIoU).
+
+Example:
+    python -m benchmarks.make_reference_models --out /tmp/ref --input-size 512
+    # -> /tmp/ref/deeplab_512_float32.tflite, /tmp/ref/deeplab_512_int8.tflite
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _representative(size, n=8):
+    import numpy as np
+
+    try:
+        from edge_deeplab.data.synthetic import render_scene
+
+        rng = np.random.default_rng(0)
+        images = [render_scene(rng, size)[0] for _ in range(n)]
+    except Exception:  # noqa: BLE001 - synthetic data is optional for calibration
+        rng = np.random.default_rng(0)
+        images = [rng.integers(0, 256, size + (3,), dtype=np.uint8) for _ in range(n)]
+
+    def gen():
+        for img in images:
+            yield [((img.astype(np.float32) - 127.5) / 127.5)[None]]
+
+    return gen
+
+
+def build_reference_models(out_dir, input_size=(512, 512), num_classes=21, alpha=1.0, output_stride=16,
+                           variants=("float32", "int8")) -> dict:
+    """Writes ``deeplab_<H>_<variant>.tflite`` for each variant and returns ``{variant: path}``.
+
+    Args:
+        out_dir: destination folder.
+        input_size: ``(H, W)``.
+        num_classes, alpha, output_stride: the :class:`~edge_deeplab.config.ModelConfig` fields.
+        variants: any of ``float32``, ``float16``, ``dynamic``, ``int8``.
+    """
+    from edge_deeplab._tf import tf
+    from edge_deeplab.config import ModelConfig
+    from edge_deeplab.io_utils import write_bytes_atomic
+    from edge_deeplab.layers import native_dilated_depthwise
+    from edge_deeplab.model import build_model
+
+    cfg = ModelConfig(input_size=input_size, num_classes=num_classes, alpha=alpha, output_stride=output_stride)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tag = f"{cfg.input_size[0]}" if cfg.input_size[0] == cfg.input_size[1] else f"{cfg.input_size[0]}x{cfg.input_size[1]}"
+    paths = {}
+    try:
+        from converters.export import export_tflite  # type: ignore
+    except Exception:  # noqa: BLE001 - exporter not available: convert directly
+        export_tflite = None
+    with native_dilated_depthwise():
+        model = build_model(cfg)
+        for variant in variants:
+            dest = out / f"deeplab_{tag}_{variant}.tflite"
+            if export_tflite is not None:
+                try:
+                    export_tflite(model, dest, config=cfg, quantization=variant)
+                    paths[variant] = dest
+                    continue
+                except TypeError:
+                    pass  # a different signature: fall back to tf.lite below
+            conv = tf.lite.TFLiteConverter.from_keras_model(model)
+            if variant == "float16":
+                conv.optimizations = [tf.lite.Optimize.DEFAULT]
+                conv.target_spec.supported_types = [tf.float16]
+            elif variant == "dynamic":
+                conv.optimizations = [tf.lite.Optimize.DEFAULT]
+            elif variant == "int8":
+                conv.optimizations = [tf.lite.Optimize.DEFAULT]
+                conv.representative_dataset = _representative(cfg.input_size)
+                conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+                conv.inference_input_type = tf.int8
+                conv.inference_output_type = tf.int8
+            write_bytes_atomic(dest, conv.convert())
+            paths[variant] = dest
+    return paths
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", required=True)
+    p.add_argument("--input-size", type=int, default=512)
+    p.add_argument("--num-classes", type=int, default=21)
+    p.add_argument("--alpha", type=float, default=1.0)
+    p.add_argument("--output-stride", type=int, default=16)
+    p.add_argument("--variants", default="float32,int8")
+    a = p.parse_args(argv)
+    paths = build_reference_models(a.out, (a.input_size, a.input_size), a.num_classes, a.alpha,
+                                   a.output_stride, tuple(a.variants.split(",")))
+    for k, v in paths.items():
+        print(f"{k}: {v} ({Path(v).stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""``edge-deeplab bench``: latency, FPS, memory, delegation and mIoU of .tflite models, side by side."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+HELP = "benchmark .tflite models (FPS, latency, memory, delegation, mIoU) locally or on Android via adb"
+DESCRIPTION = (
+    "Benchmarks each MODEL x accelerator in an isolated worker process (a bad or crashing model costs only "
+    "its own row) and prints a side-by-side table. Latency is timed up to the output being readable "
+    "(LiteRT's GPU run call returns early). Exit status is non-zero when any model failed.")
+
+
+def _floats(text):
+    if text is None:
+        return None
+    from edge_deeplab.errors import EdgeDeeplabError
+
+    try:
+        vals = [float(x) for x in str(text).replace(" ", "").split(",") if x]
+    except ValueError:
+        raise EdgeDeeplabError(f"expected a number or comma-separated numbers, got {text!r}") from None
+    if len(vals) not in (1, 3):
+        raise EdgeDeeplabError(f"expected 1 or 3 values, got {text!r}")
+    return vals if len(vals) == 3 else vals[0]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("models", nargs="+", metavar="MODEL.tflite", help="models to benchmark")
+    p.add_argument("--accelerator", default="cpu",
+                   help="cpu, gpu, npu, all, or a comma list (all: unavailable ones are skipped, not errors)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: the runtime's)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed warm-up runs (the first is reported)")
+    p.add_argument("--runs", type=int, default=50, help="timed runs in total (split over --rounds)")
+    p.add_argument("--min-seconds", type=float, default=0.0, help="minimum total timed duration")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="repeat the timed block this many times; the spread of the round medians is reported")
+    g = p.add_argument_group("accuracy")
+    g.add_argument("--dataset", default=None, help="score mIoU on this dataset (voc, cityscapes, folder, synthetic)")
+    g.add_argument("--data-dir", default=None, help="dataset root")
+    g.add_argument("--split", default="val")
+    g.add_argument("--max-images", type=int, default=None, help="score only the first N images")
+    g = p.add_argument_group("runtime and input")
+    g.add_argument("--runtime", default="auto", choices=("auto", "litert", "interpreter", "tflite_runtime"))
+    g.add_argument("--delegate", default=None, metavar="LIB.so",
+                   help="external TFLite delegate (Interpreter runtime); benchmarked beside plain CPU")
+    g.add_argument("--mean", default=None, help="input mean (one or 3 values) when the model has no metadata")
+    g.add_argument("--std", default=None, help="input std (one or 3 values) when the model has no metadata")
+    g.add_argument("--e2e-runs", type=int, default=10, help="end-to-end frames to time (0: skip)")
+    g.add_argument("--frame", default=None, help="image for the end-to-end timing (default: a synthetic 1280x720)")
+    g.add_argument("--cross-check", action="store_true",
+                   help="also run litert-benchmark on CPU rows and explain differences beyond 15%%")
+    g.add_argument("--no-agreement", action="store_true", help="skip the accelerator-vs-CPU output comparison")
+    g.add_argument("--timeout", type=float, default=1800, help="seconds per model x accelerator")
+    g = p.add_argument_group("android")
+    g.add_argument("--adb", action="store_true", help="run on Android devices with benchmark_model instead")
+    g.add_argument("--serial", action="append", nargs="+", default=None, metavar="S",
+                   help="device serial(s) (default: every attached device); devices run in parallel")
+    g.add_argument("--benchmark-binary", default=None, metavar="PATH",
+                   help="the official TFLite benchmark_model binary for the device's ABI")
+    g.add_argument("--adb-path", default=None, help="adb executable (default: $ADB or adb on PATH)")
+    g = p.add_argument_group("output")
+    g.add_argument("--json", default=None, metavar="OUT", help="write the full report as JSON")
+    g.add_argument("--markdown", default=None, metavar="OUT", help="write the report as Markdown")
+    g.add_argument("--plot", default=None, metavar="OUT.png", help="latency distribution + mIoU-vs-FPS plot")
+    g.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def run(args) -> int:
+    from benchmarks.bench_lib import int8_speedup, machine_info, run_benchmarks
+    from benchmarks.report import to_markdown, write_reports
+    from edge_deeplab.errors import EdgeDeeplabError
+
+    progress = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    if args.adb:
+        from benchmarks.adb import run_devices
+
+        if not args.benchmark_binary:
+            raise EdgeDeeplabError("--adb needs --benchmark-binary PATH (the official TFLite benchmark_model)")
+        accs = [a.strip() for a in args.accelerator.split(",")]
+        accs = ["cpu", "gpu", "npu"] if "all" in accs else accs
+        serials = [s for group in (args.serial or []) for s in group]
+        per_dev = run_devices(serials, args.models, args.benchmark_binary, accelerators=accs, threads=args.threads,
+                              warmup=args.warmup, runs=args.runs, min_seconds=args.min_seconds, adb=args.adb_path,
+                              progress=progress)
+        report = {"results": [r for d in per_dev for r in d["results"]],
+                  "errors": [e for d in per_dev for e in d["errors"]], "skipped": [],
+                  "devices": [d["device"] for d in per_dev], "machine": machine_info(),
+                  "settings": {"adb": True, "accelerators": accs, "threads": args.threads, "warmup": args.warmup,
+                               "runs": args.runs, "benchmark_binary": args.benchmark_binary}}
+    else:
+        if args.adb_path or args.serial or args.benchmark_binary:
+            raise EdgeDeeplabError("--serial/--benchmark-binary/--adb-path need --adb")
+        report = run_benchmarks(
+            args.models, accelerators=args.accelerator, threads=args.threads, warmup=args.warmup, runs=args.runs,
+            min_seconds=args.min_seconds, rounds=args.rounds, dataset=args.dataset, data_dir=args.data_dir,
+            split=args.split, max_images=args.max_images, runtime=args.runtime, delegate=args.delegate,
+            mean=_floats(args.mean), std=_floats(args.std), e2e_runs=args.e2e_runs, frame=args.frame,
+            cross_check=args.cross_check, agreement=not args.no_agreement, timeout=args.timeout, progress=progress)
+    speed = int8_speedup(report)
+    if speed:
+        report["int8_speedup"] = speed
+    print(to_markdown(report), end="")
+    write_reports(report, args.json, args.markdown, args.plot)
+    for e in report["errors"]:
+        print(f"edge-deeplab bench: error: {e.get('model')} [{e.get('accelerator')}]: {e.get('error')}",
+              file=sys.stderr)
+    if not report["results"] and not report["errors"]:
+        print("edge-deeplab bench: error: nothing was benchmarked", file=sys.stderr)
+        return 1
+    return 1 if report["errors"] else 0

@@ -1,0 +1,78 @@
+"""Real model files for the benchmark tests (good, bad and hostile), built once per test session.
+
+Tiny DeepLab exports are built with TensorFlow (``ModelConfig(input_size=(64, 64), num_classes=3,
+alpha=0.35)``) and cached in pytest's cache directory keyed by the TF version, so repeated runs skip the
+conversion. The bad files are real bytes: garbage, an empty file, a truncated real model, a real model
+whose first operator was rewritten into an unknown custom op, and a real (1, 10)-input model.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+
+def _cache_dir(config) -> Path:
+    try:
+        import tensorflow as tf  # noqa: F401 - only for the version key
+
+        ver = tf.__version__
+    except Exception:  # noqa: BLE001
+        ver = "tf"
+    return Path(config.cache.makedir(f"edge_deeplab_bench_models_{ver}"))
+
+
+def tiny_models(config) -> dict:
+    """``{"float32": path, "int8": path, "vector_input": path}`` (built once, then cached)."""
+    d = _cache_dir(config)
+    want = {"float32": d / "deeplab_64_float32.tflite", "int8": d / "deeplab_64_int8.tflite",
+            "vector_input": d / "vector_input.tflite"}
+    if all(p.is_file() and p.stat().st_size > 0 for p in want.values()):
+        return want
+    from benchmarks.make_reference_models import build_reference_models
+    from edge_deeplab._tf import keras, tf
+    from edge_deeplab.io_utils import write_bytes_atomic
+
+    build_reference_models(d, (64, 64), num_classes=3, alpha=0.35, output_stride=16, variants=("float32", "int8"))
+    inp = keras.Input((10,), name="x")
+    m = keras.Model(inp, keras.layers.Dense(3)(inp))
+    write_bytes_atomic(want["vector_input"], tf.lite.TFLiteConverter.from_keras_model(m).convert())
+    return want
+
+
+def with_unknown_custom_op(src: Path, dest: Path) -> Path:
+    """Copies a real .tflite, turning its first operator code into the custom op ``EdgeDeeplabNoSuchOp``."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as s
+
+    buf = Path(src).read_bytes()
+    model = s.ModelT.InitFromObj(s.Model.GetRootAsModel(buf, 0))
+    oc = model.operatorCodes[0]
+    oc.builtinCode = s.BuiltinOperator.CUSTOM
+    oc.deprecatedBuiltinCode = s.BuiltinOperator.CUSTOM
+    oc.customCode = "EdgeDeeplabNoSuchOp"
+    b = flatbuffers.Builder(1024)
+    b.Finish(model.Pack(b), file_identifier=b"TFL3")
+    dest.write_bytes(bytes(b.Output()))
+    return dest
+
+
+def bad_models(good: Path, out_dir: Path, vector_input: Path) -> dict:
+    """Writes the hostile files into ``out_dir`` and returns ``{kind: path}``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = Path(good).read_bytes()
+    paths = {
+        "garbage": out_dir / "garbage.tflite",
+        "empty": out_dir / "empty.tflite",
+        "truncated": out_dir / "truncated.tflite",
+        "missing": out_dir / "missing.tflite",
+        "custom_op": out_dir / "custom_op.tflite",
+        "vector_input": out_dir / "vector_input.tflite",
+    }
+    paths["garbage"].write_bytes(os.urandom(4096))
+    paths["empty"].write_bytes(b"")
+    paths["truncated"].write_bytes(data[: len(data) // 3])
+    with_unknown_custom_op(good, paths["custom_op"])
+    shutil.copy(vector_input, paths["vector_input"])
+    return paths
