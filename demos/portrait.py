@@ -10,7 +10,7 @@ Pipeline per frame (each stage timed):
 4. ``mask``: person probability (softmax/sigmoid/class map), the letterbox's valid region cropped
    back out, temporal smoothing (EMA), upsampling to the frame, edge refinement (guided filter);
 5. ``composite``: the effect (blur, replace, colour, matte view) and the FPS/timings overlay;
-6. ``write``: headless output (video or images).
+6. ``write`` (headless output, video or images) or ``display`` (window mode: show + key poll).
 
 Which output channel is "person" (:func:`resolve_person_channel`): ``--person-class`` if given, else a
 label named ``person`` (or human/people/foreground) in the model's metadata, else class 1 of a 2-class
@@ -43,7 +43,7 @@ import cv2  # noqa: E402  (after demos.capture, which quiets OpenCV's logging)
 
 PERSON_LABELS = ("person", "people", "human", "portrait", "foreground", "fg")
 VOC_PERSON = 15
-STAGES = ("capture", "preprocess", "inference", "mask", "composite", "write")
+STAGES = ("capture", "preprocess", "inference", "mask", "composite", "write", "display")
 WINDOW = "edge-deeplab portrait"
 
 
@@ -619,7 +619,7 @@ def run_demo(model, source="0", effect="blur", person_class: Optional[int] = Non
                     if window:
                         cv2.imshow(WINDOW, out)
                         key = cv2.waitKey(0 if still else 1) & 0xFF
-                    times["write"] = time.perf_counter() - t_w
+                    times["display" if window else "write"] = time.perf_counter() - t_w
                     if key in (ord("s"), ord("S")):
                         shot_n += 1
                         p = Path(screenshot_dir) / f"portrait_{time.strftime('%Y%m%d_%H%M%S')}_{shot_n:03d}.png"

@@ -343,3 +343,31 @@ def test_error_exits(color_models, clip, tmp_path, capsys, monkeypatch):
     if "NONE" in cv2.getBuildInformation().split("GUI:", 1)[-1].splitlines()[0]:
         msg = _cli_error(capsys, ["--model", model, "--source", clip.path])
         assert "no GUI support" in msg and "--headless" in msg
+
+
+def test_window_mode_keys(color_models, clip, tmp_path, monkeypatch):
+    """Window-mode key handling (e switches effect, s saves a screenshot, q quits). The GUI calls
+    are stubbed: this machine has the headless OpenCV build, which cannot open windows."""
+    keys = iter([ord("e"), ord("s"), ord("q"), ord("q")])
+    shown = []
+    monkeypatch.setattr(portrait, "gui_available", lambda: (True, ""))
+    monkeypatch.setattr(portrait.cv2, "namedWindow", lambda *a, **k: None)
+    monkeypatch.setattr(portrait.cv2, "imshow", lambda name, img: shown.append(img.copy()))
+    monkeypatch.setattr(portrait.cv2, "waitKey", lambda delay=0: next(keys))
+    monkeypatch.setattr(portrait.cv2, "getWindowProperty", lambda *a: 1.0)
+    monkeypatch.setattr(portrait.cv2, "destroyAllWindows", lambda: None)
+    logs = []
+    res = portrait.run_demo(color_models["sigmoid"], clip.path, effect="color:0,0,255",
+                            screenshot_dir=tmp_path, log=logs.append)
+    assert res.frames == 3 and len(shown) == 3
+    assert "effect: blur" in logs
+    shots = list(tmp_path.glob("portrait_*.png"))
+    assert len(shots) == 1 and cv2.imread(str(shots[0])).shape == (clip.height, clip.width, 3)
+    assert "display" in res.stages and "write" not in res.stages
+    # a still image re-renders on 'e' instead of advancing
+    keys = iter([ord("e"), ord("e"), ord("n")])
+    shown.clear()
+    img = tmp_path / "still.png"
+    cv2.imwrite(str(img), _red_rect_frame()[0])
+    res = portrait.run_demo(color_models["sigmoid"], img, effect="blur", log=None)
+    assert res.frames == 1 and len(shown) == 3
