@@ -131,7 +131,7 @@ class TFLitePredictor(_Predictor):
         meta = runner.metadata or {}
         kind = str(meta.get("output") or meta.get("output_kind") or "").lower()
         integer_out = np.issubdtype(o.dtype, np.integer) and not o.quantized
-        if integer_out or kind in ("classes", "class_map", "argmax", "labels"):
+        if integer_out or kind in ("classmap", "classes", "class_map", "argmax", "labels"):
             self.kind = "classes"
             self.num_classes = None
         else:
