@@ -339,9 +339,17 @@ class PortraitPipeline:
 # --------------------------------------------------------------------------------------------
 
 class VideoOutput:
-    """Writes frames to a video atomically (``mp4v`` for .mp4/.mov/.m4v, ``MJPG`` for .avi)."""
+    """Writes frames to a video atomically (``mp4v`` for .mp4/.mov/.m4v/.mkv, ``MJPG`` for .avi).
 
-    def __init__(self, path, fps: float, size_wh):
+    Args:
+        path: the video to write; it appears only once :meth:`finish` succeeds.
+        fps: frame rate to store; ``None`` measures it from the timestamps of the first
+            ``measure_frames`` frames (a live camera, whose real processed rate is what plays back
+            at the right speed).
+        size_wh: ``(width, height)``; other frame sizes are resized to it.
+    """
+
+    def __init__(self, path, fps: Optional[float], size_wh, measure_frames: int = 15):
         self.path = Path(path)
         ext = self.path.suffix.lower()
         if ext not in (".mp4", ".avi", ".mov", ".m4v", ".mkv"):
@@ -353,31 +361,57 @@ class VideoOutput:
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=f".tmp{ext}", dir=self.path.parent)
         os.close(fd)
         self.tmp = Path(tmp)
-        fourcc = cv2.VideoWriter_fourcc(*("MJPG" if ext == ".avi" else "mp4v"))
+        self.fourcc = cv2.VideoWriter_fourcc(*("MJPG" if ext == ".avi" else "mp4v"))
         self.size = (int(size_wh[0]), int(size_wh[1]))
-        self.writer = cv2.VideoWriter(str(self.tmp), fourcc, float(fps), self.size)
+        self.fps = float(fps) if fps else None
+        self.measure_frames = max(2, int(measure_frames))
+        self.writer = None
+        self._pending: List[tuple] = []
+        self.frames = 0
+        if self.fps:
+            self._open(self.fps)
+
+    def _open(self, fps: float) -> None:
+        self.fps = float(min(120.0, max(1.0, fps)))
+        self.writer = cv2.VideoWriter(str(self.tmp), self.fourcc, self.fps, self.size)
         if not self.writer.isOpened():
             self.tmp.unlink(missing_ok=True)
             raise EdgeDeeplabError(f"cannot write video {self.path} (codec unavailable?)")
-        self.frames = 0
+        for img, _ in self._pending:
+            self.writer.write(img)
+        self._pending = []
 
-    def write(self, img: np.ndarray) -> None:
+    def _measured_fps(self) -> float:
+        ts = [t for _, t in self._pending]
+        if len(ts) < 2 or ts[-1] <= ts[0]:
+            return 30.0
+        return (len(ts) - 1) / (ts[-1] - ts[0])
+
+    def write(self, img: np.ndarray, timestamp: Optional[float] = None) -> None:
         if (img.shape[1], img.shape[0]) != self.size:
             img = cv2.resize(img, self.size, interpolation=cv2.INTER_AREA)
-        self.writer.write(img)
         self.frames += 1
+        if self.writer is None:
+            self._pending.append((img.copy(), time.perf_counter() if timestamp is None else timestamp))
+            if len(self._pending) >= self.measure_frames:
+                self._open(self._measured_fps())
+            return
+        self.writer.write(img)
 
     def finish(self) -> Path:
-        self.writer.release()
         if self.frames == 0:
-            self.tmp.unlink(missing_ok=True)
+            self.abort()
             raise EdgeDeeplabError(f"no frames to write to {self.path}")
+        if self.writer is None:
+            self._open(self._measured_fps())
+        self.writer.release()
         os.replace(self.tmp, self.path)
         return self.path
 
     def abort(self) -> None:
         try:
-            self.writer.release()
+            if self.writer is not None:
+                self.writer.release()
         finally:
             self.tmp.unlink(missing_ok=True)
 
@@ -612,7 +646,9 @@ def run_demo(model, source="0", effect="blur", person_class: Optional[int] = Non
                             written.append(write_image(p, out))
                         else:
                             if video_out is None:
-                                fps = source_obj.fps or 30.0
+                                # a file keeps its own rate; a camera records at the rate we
+                                # actually process (measured), so playback speed is right
+                                fps = None if source_obj.is_live else (source_obj.fps or 30.0)
                                 video_out = VideoOutput(out_path, fps, (img.shape[1], img.shape[0]))
                             video_out.write(out)
                     key = -1
@@ -692,3 +728,32 @@ def run_demo(model, source="0", effect="blur", person_class: Optional[int] = Non
                 cv2.destroyAllWindows()
             except cv2.error:
                 pass
+
+
+def demo_on_clip(model, out_dir, num_frames: int = 48, width: int = 320, height: int = 240,
+                 effect="blur", accelerator: str = "cpu", threads: Optional[int] = None,
+                 log: Optional[Callable[[str], None]] = print) -> DemoResult:
+    """Renders the procedural demo clip and runs the headless demo on it (what quickstart shows).
+
+    Writes ``out_dir/clip.mp4`` (the input) and ``out_dir/portrait.mp4`` (the result).
+
+    Args:
+        model: .tflite segmentation model (with a person class, e.g. the synthetic quickstart model).
+        out_dir: output directory (created).
+        num_frames, width, height: clip length and frame size.
+        effect: the background effect.
+        accelerator, threads: inference settings.
+        log: progress/report sink (None: silent).
+
+    Example:
+        >>> res = demo_on_clip("quickstart/model.tflite", "quickstart/demo")   # doctest: +SKIP
+        >>> res.output                                                          # doctest: +SKIP
+        PosixPath('quickstart/demo/portrait.mp4')
+    """
+    from demos.clip import generate_clip
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    clip = generate_clip(out_dir / "clip.mp4", num_frames=num_frames, width=width, height=height)
+    return run_demo(model, clip.path, effect=effect, accelerator=accelerator, threads=threads,
+                    headless=True, output=out_dir / "portrait.mp4", log=log)

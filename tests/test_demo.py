@@ -266,6 +266,39 @@ def test_headless_video_through_tiny_deeplab(deeplab_tflite, clip, tmp_path, cap
     assert m.std() > 0 or m.mean() in (0, 255)  # a matte image, no overlay
 
 
+def test_video_output_measures_live_rate(tmp_path):
+    """A camera recording stores the rate frames were really processed at, so it plays back at
+    the right speed; a short recording (fewer frames than the measuring window) still lands."""
+    img = np.zeros((48, 64, 3), np.uint8)
+    v = portrait.VideoOutput(tmp_path / "live.mp4", None, (64, 48), measure_frames=10)
+    for i in range(25):
+        img[:] = i * 10
+        v.write(img, timestamp=i * 0.1)  # 10 frames per second
+    assert v.finish() == tmp_path / "live.mp4"
+    c = cv2.VideoCapture(str(tmp_path / "live.mp4"))
+    assert abs(c.get(cv2.CAP_PROP_FPS) - 10.0) < 0.5
+    c.release()
+    assert len(_read_video(tmp_path / "live.mp4")) == 25
+    short = portrait.VideoOutput(tmp_path / "short.avi", None, (64, 48))
+    for i in range(3):
+        short.write(img, timestamp=i * 0.05)
+    short.finish()
+    assert len(_read_video(tmp_path / "short.avi")) == 3
+    assert not list(tmp_path.glob(".*tmp*"))  # no temp files left behind
+    empty = portrait.VideoOutput(tmp_path / "empty.mp4", 15, (64, 48))
+    with pytest.raises(EdgeDeeplabError, match="no frames"):
+        empty.finish()
+    assert not (tmp_path / "empty.mp4").exists()
+
+
+def test_demo_on_clip(color_models, tmp_path):
+    res = portrait.demo_on_clip(color_models["binary"], tmp_path / "qs", num_frames=6,
+                                width=96, height=64, log=None)
+    assert res.output == tmp_path / "qs" / "portrait.mp4" and res.frames == 6
+    frames = _read_video(res.output)
+    assert len(frames) == 6 and frames[0].shape == (64, 96, 3)
+
+
 def test_headless_images_and_folder(color_models, tmp_path):
     frame, truth = _red_rect_frame()
     img = tmp_path / "person.png"
