@@ -1,0 +1,323 @@
+"""Evaluation: predictions folders via the CLI, letterbox/tiling geometry, CRF, Keras vs TFLite."""
+
+import json
+
+import numpy as np
+import pytest
+
+from _data_helpers import (make_folder_tree, make_voc_tree, naive_miou, noisy_prediction,
+                           per_image_mean_miou, save_gray_png, save_palette_png)
+from edge_deeplab.cli import main as cli_main
+from edge_deeplab.data import load_dataset
+from edge_deeplab.errors import DelegateUnavailableError, EdgeDeeplabError
+from edge_deeplab.evaluate import (_Predictor, dense_crf, evaluate_predictions,
+                                   evaluate_predictor, predict_images)
+from edge_deeplab.metrics import ConfusionMatrix
+
+
+def _write_predictions(pred_dir, masks, stems, k, rng, palette_every=2):
+    pred_dir.mkdir(parents=True, exist_ok=True)
+    pairs = []
+    for i, s in enumerate(stems):
+        p = noisy_prediction(rng, masks[s], k, flip_frac=0.05 + 0.3 * (i % 2))
+        (save_palette_png if i % palette_every == 0 else save_gray_png)(pred_dir / f"{s}.png", p)
+        pairs.append((p, masks[s]))
+    return pairs
+
+
+def test_cli_predictions_folder_matches_reference(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    root, masks = make_folder_tree(tmp_path / "data", rng, n=8, num_classes=4)
+    stems = [s for s in sorted(masks)][4:]  # val split = second half
+    pairs = _write_predictions(tmp_path / "pred", masks, stems, 4, rng)
+    out = tmp_path / "r.json"
+    rc = cli_main(["eval", "--predictions", str(tmp_path / "pred"), "--dataset", "folder",
+                   "--data-dir", str(root), "--split", "val", "--json", str(out)])
+    assert rc == 0
+    r = json.loads(out.read_text())
+    ref_miou, ref_per_class, ref_acc = naive_miou(pairs, 4)
+    assert r["miou"] == pytest.approx(ref_miou, abs=1e-12)
+    assert r["pixel_accuracy"] == pytest.approx(ref_acc, abs=1e-12)
+    assert r["per_class_iou"] == pytest.approx(ref_per_class, abs=1e-12)
+    assert r["num_images"] == 4 and r["dataset"] == "folder" and r["split"] == "val"
+    assert "model" in r
+    stdout = capsys.readouterr().out
+    assert "thing1" in stdout and f"mIoU {ref_miou * 100:.2f}%" in stdout
+
+
+def test_voc_layout_predictions_match_reference_not_per_image_mean(tmp_path):
+    rng = np.random.default_rng(2)
+    voc, masks = make_voc_tree(tmp_path, rng, n_train=2, n_val=5)
+    ds = load_dataset("voc", tmp_path, "val")
+    pairs = _write_predictions(tmp_path / "pred", masks, ds.stems, 21, rng)
+    r = evaluate_predictions(tmp_path / "pred", ds)
+    ref = naive_miou(pairs, 21)[0]
+    assert r["miou"] == pytest.approx(ref, abs=1e-12)
+    assert abs(per_image_mean_miou(pairs, 21) - r["miou"]) > 1e-3
+    assert r["num_pixels"] == sum(int((m != 255).sum()) for _, m in pairs)
+
+
+def test_cli_predictions_errors(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    root, masks = make_folder_tree(tmp_path / "data", rng, n=4)
+    stems = sorted(masks)[2:]
+    _write_predictions(tmp_path / "pred", masks, stems, 4, rng)
+    (tmp_path / "pred" / f"{stems[1]}.png").unlink()
+    rc = cli_main(["eval", "--predictions", str(tmp_path / "pred"), "--dataset", "folder",
+                   "--data-dir", str(root), "--split", "val"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err[-1].startswith("edge-deeplab eval: error: 1 of 2 images have no prediction")
+    # A prediction at the wrong size is an error unless resizing is asked for.
+    save_gray_png(tmp_path / "pred" / f"{stems[1]}.png", np.zeros((5, 5), np.uint8))
+    ds = load_dataset("folder", root, "val")
+    with pytest.raises(EdgeDeeplabError, match="--resize-predictions"):
+        evaluate_predictions(tmp_path / "pred", ds)
+    assert evaluate_predictions(tmp_path / "pred", ds, resize=True)["num_images"] == 2
+    rc = cli_main(["eval", "--dataset", "folder", "--data-dir", str(root)])
+    assert rc == 2 and "give a MODEL" in capsys.readouterr().err
+
+
+def test_binary_predictions(tmp_path):
+    root = tmp_path / "b"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    (tmp_path / "pred").mkdir()
+    gt = np.zeros((10, 12), np.uint8)
+    gt[2:8, 3:9] = 255
+    pred = np.zeros_like(gt)
+    pred[2:8, 3:6] = 255
+    save_gray_png(root / "images" / "a.png", np.zeros((10, 12), np.uint8))
+    save_gray_png(root / "masks" / "a.png", gt)
+    save_gray_png(tmp_path / "pred" / "a.png", pred)
+    r = evaluate_predictions(tmp_path / "pred", load_dataset("folder", root, binary=True))
+    # fg: TP 18, FN 18 -> 0.5; bg: TP 84, FP 18 -> 84/102
+    assert r["per_class_iou"] == pytest.approx([84 / 102, 0.5])
+
+
+# -- geometry: letterbox, tiles, scales, flips -------------------------------------------------
+
+
+class RedThreshold(_Predictor):
+    """A tiny pure-numpy 'model': class 1 where the (normalized) red channel is positive.
+
+    Its output depends only on each pixel, so any misalignment in letterboxing, tiling, flipping
+    or resizing back shows up as lost IoU.
+    """
+
+    def __init__(self, input_hw=(32, 48), asymmetric=False):
+        self.input_hw = input_hw
+        self.num_classes = 2
+        self.batch_size = 3
+        self.asymmetric = asymmetric
+        self.calls = 0
+
+    def __call__(self, x):
+        self.calls += 1
+        r = x[..., 0:1]
+        return np.concatenate([-8 * r, 8 * r], axis=-1).astype(np.float32)
+
+
+def _red_scene(rng, h, w):
+    gt = np.zeros((h, w), np.uint8)
+    img = np.zeros((h, w, 3), np.uint8)
+    img[..., 2] = 200
+    for _ in range(4):
+        y0, x0 = rng.integers(0, h - 8), rng.integers(0, w - 8)
+        y1, x1 = y0 + rng.integers(6, h // 2), x0 + rng.integers(6, w // 2)
+        gt[y0:y1, x0:x1] = 1
+    img[gt == 1, 0] = 255
+    return img, gt
+
+
+@pytest.mark.parametrize("scales,flip", [((1.0,), False), ((0.5, 1.0, 1.75), True), ((2.5,), False)])
+def test_letterbox_tiling_multiscale_alignment(scales, flip):
+    rng = np.random.default_rng(4)
+    pred = RedThreshold()
+    scenes = [_red_scene(rng, 61, 37), _red_scene(rng, 40, 90), _red_scene(rng, 48, 48)]
+    outs = predict_images(pred, [im for im, _ in scenes], scales=scales, flip=flip)
+    cm = ConfusionMatrix(2)
+    for (probs, p), (im, gt) in zip(outs, scenes):
+        assert p.shape == gt.shape and probs.shape == gt.shape + (2,)
+        np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-4)
+        cm.update(p, gt)
+    assert cm.result()["miou"] > 0.93
+
+
+def test_tiles_cover_large_scales():
+    rng = np.random.default_rng(5)
+    img, gt = _red_scene(rng, 64, 64)
+    pred = RedThreshold(input_hw=(32, 32))
+    predict_images(pred, [img], scales=(1.0,))
+    one = pred.calls
+    pred.calls = 0
+    predict_images(pred, [img], scales=(2.0,), flip=True)
+    assert pred.calls > one  # 2x the fitted size needs several tiles (x2 for flips)
+
+
+def test_evaluate_predictor_loop_and_class_check(tmp_path):
+    rng = np.random.default_rng(6)
+    root = tmp_path / "red"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    from PIL import Image
+
+    for i in range(5):
+        img, gt = _red_scene(rng, 50 + 7 * i, 70 - 5 * i)
+        Image.fromarray(img).save(root / "images" / f"s{i}.png")
+        save_gray_png(root / "masks" / f"s{i}.png", gt)
+    ds = load_dataset("folder", root, num_classes=2)
+    r = evaluate_predictor(RedThreshold(), ds, scales=(0.75, 1.0), flip=True,
+                           save_dir=tmp_path / "pred")
+    assert r["miou"] > 0.93 and r["num_images"] == 5 and r["scales"] == [0.75, 1.0]
+    # The saved predictions score the same through the predictions path.
+    r2 = evaluate_predictions(tmp_path / "pred", ds)
+    assert r2["miou"] == pytest.approx(r["miou"], abs=1e-12)
+    with pytest.raises(EdgeDeeplabError, match="predicts 2 classes"):
+        evaluate_predictor(RedThreshold(), load_dataset("folder", root, num_classes=3))
+
+
+def test_dense_crf_cleans_noisy_probabilities():
+    rng = np.random.default_rng(7)
+    img, gt = _red_scene(rng, 48, 64)
+    probs = np.stack([1.0 - gt, gt.astype(float)], -1) * 0.3 + 0.35
+    probs = probs + rng.normal(0, 0.25, probs.shape)  # heavy per-pixel noise
+    probs = np.clip(probs, 0.01, None)
+    probs = (probs / probs.sum(-1, keepdims=True)).astype(np.float32)
+
+    def miou(p):
+        cm = ConfusionMatrix(2)
+        cm.update(p.argmax(-1), gt)
+        return cm.result()["miou"]
+
+    before = miou(probs)
+    refined = dense_crf(img, probs, backend="builtin")
+    assert refined.shape == probs.shape
+    np.testing.assert_allclose(refined.sum(-1), 1.0, atol=1e-4)
+    assert miou(refined) > before + 0.05
+    with pytest.raises(EdgeDeeplabError):
+        dense_crf(img[:10], probs)
+
+
+# -- real models: Keras vs exported TFLite through the same code --------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    """A tiny DeepLab saved as a run dir and exported (real exporter) to a float32 .tflite."""
+    from converters.export import export_tflite
+    from edge_deeplab._tf import keras
+    from edge_deeplab.config import ModelConfig
+    from edge_deeplab.model import build_model
+    from edge_deeplab.model_io import save_model
+
+    d = tmp_path_factory.mktemp("models")
+    cfg = ModelConfig(input_size=(64, 64), num_classes=3, alpha=0.35)
+    keras.utils.set_random_seed(0)
+    model = build_model(cfg)
+    # Give BatchNorm non-trivial statistics so predictions vary across the image.
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            g, b, mean, var = layer.get_weights()
+            layer.set_weights([g, rng.normal(0, 0.2, b.shape).astype(np.float32),
+                               rng.normal(0, 0.1, mean.shape).astype(np.float32), var])
+    save_model(model, d / "run" / "model.keras", cfg)
+    export_tflite(model, d / "model.tflite", "float32", config=cfg)
+    return d, model, cfg
+
+
+def test_keras_and_tflite_agree_through_same_code(tmp_path, tiny_models, capsys):
+    d, model, _ = tiny_models
+    rng = np.random.default_rng(8)
+    root, _ = make_folder_tree(tmp_path / "data", rng, n=6, num_classes=3,
+                               sizes=((50, 70), (64, 40), (33, 33)))
+    outs = {}
+    for name, target in (("keras", d / "run"), ("tflite", d / "model.tflite")):
+        out = tmp_path / f"{name}.json"
+        rc = cli_main(["eval", str(target), "--dataset", "folder", "--data-dir", str(root),
+                       "--split", "val", "--json", str(out), "--quiet"])
+        assert rc == 0, capsys.readouterr().err
+        outs[name] = json.loads(out.read_text())
+    k, t = outs["keras"], outs["tflite"]
+    assert k["num_images"] == t["num_images"] == 3
+    assert k["format"] == "keras" and t["format"] == "tflite"
+    assert abs(k["miou"] - t["miou"]) < 0.01
+    a, b = np.array(k["confusion_matrix"]), np.array(t["confusion_matrix"])
+    assert np.abs(a - b).sum() / a.sum() < 0.02  # at most 1% of pixels flip class
+    assert 0.0 <= k["miou"] <= 1.0
+
+
+def test_keras_multiscale_flip_crf_runs(tmp_path, tiny_models):
+    from edge_deeplab.evaluate import evaluate_keras
+
+    d, model, _ = tiny_models
+    rng = np.random.default_rng(9)
+    root, _ = make_folder_tree(tmp_path / "data", rng, n=2, num_classes=3, split_files=False)
+    ds = load_dataset("folder", root)
+    r = evaluate_keras(model, ds, scales=(0.5, 1.0, 1.75), flip=True, crf=True, batch_size=4)
+    assert r["num_images"] == 2 and r["flip"] and r["crf"] and 0.0 <= r["miou"] <= 1.0
+    (root / "labels.txt").unlink()
+    with pytest.raises(EdgeDeeplabError, match="predicts 3 classes"):
+        evaluate_keras(model, load_dataset("folder", root, num_classes=4))
+
+
+def test_eval_rejects_garbage_tflite(tmp_path, capsys):
+    rng = np.random.default_rng(10)
+    root, _ = make_folder_tree(tmp_path / "data", rng, n=2)
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"\x00" * 64)
+    rc = cli_main(["eval", str(bad), "--dataset", "folder", "--data-dir", str(root), "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err[-1].startswith("edge-deeplab eval: error:") and "bad.tflite" in err[-1]
+
+
+@pytest.mark.slow
+def test_int8_and_classmap_exports_score_like_keras(tmp_path, tiny_models):
+    import cv2
+
+    from converters.export import export_tflite
+    from edge_deeplab.evaluate import evaluate_keras, evaluate_tflite
+
+    d, model, cfg = tiny_models
+    rng = np.random.default_rng(12)
+    root, _ = make_folder_tree(tmp_path / "data", rng, n=4, num_classes=3, split_files=False)
+    ds = load_dataset("folder", root)
+    ref = evaluate_keras(model, ds)
+    export_tflite(model, tmp_path / "cm.tflite", "float32", config=cfg, output="classmap")
+    cm = evaluate_tflite(tmp_path / "cm.tflite", ds)
+    assert abs(cm["miou"] - ref["miou"]) < 0.02
+    reps = [ds.read(i)[0] for i in range(len(ds))]
+    export_tflite(model, tmp_path / "q.tflite", "int8", config=cfg, io_type="uint8",
+                  representative=[cv2.resize(r, (64, 64)) for r in reps] * 4)
+    q = evaluate_tflite(tmp_path / "q.tflite", ds)
+    assert q["input_dtype"] == "uint8" and q["num_images"] == 4
+    a, b = np.array(ref["confusion_matrix"]), np.array(q["confusion_matrix"])
+    assert np.abs(a - b).sum() / a.sum() < 0.3  # int8 of a random net: same ballpark
+
+
+@pytest.mark.gpu
+def test_tflite_gpu_accelerator_matches_cpu(tmp_path, tiny_models):
+    """GPU eval in a subprocess (the accelerator is probed first, isolated, like the runtime does)."""
+    import subprocess
+    import sys
+
+    from edge_deeplab.runtime import probe_accelerator
+
+    d, _, _ = tiny_models
+    probe = probe_accelerator(d / "model.tflite", "gpu", timeout=300)
+    if not probe["available"]:
+        pytest.skip(f"GPU accelerator unavailable: {probe['error']}")
+    rng = np.random.default_rng(11)
+    root, _ = make_folder_tree(tmp_path / "data", rng, n=2, num_classes=3, split_files=False)
+    outs = {}
+    for acc in ("cpu", "gpu"):
+        out = tmp_path / f"{acc}.json"
+        proc = subprocess.run([sys.executable, "-m", "edge_deeplab.cli", "eval", str(d / "model.tflite"),
+                               "--dataset", "folder", "--data-dir", str(root), "--accelerator", acc,
+                               "--json", str(out), "--quiet"], capture_output=True, text=True, timeout=600)
+        if acc == "gpu" and proc.returncode < 0:
+            pytest.skip(f"GPU accelerator crashed (signal {-proc.returncode})")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        outs[acc] = json.loads(out.read_text())
+    assert outs["gpu"]["accelerator"] == "gpu"
+    assert abs(outs["cpu"]["miou"] - outs["gpu"]["miou"]) < 0.02
