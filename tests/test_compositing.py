@@ -73,6 +73,10 @@ def test_edge_blends_monotonically():
             assert (dist <= prev).all()
         prev = dist
     assert (prev == 0).all()
+    # and it is the blend formula (to rounding)
+    a = np.random.default_rng(3).random((20, 30)).astype(np.float32)
+    ref = bg + a[..., None] * (tex.astype(np.float32) - bg)
+    assert np.abs(comp.composite(tex, bg, a).astype(np.float32) - ref).max() <= 1.0
 
 
 def test_temporal_smoothing_reduces_flicker():
