@@ -127,8 +127,10 @@ class TemporalSmoother:
     Example:
         >>> import numpy as np
         >>> s = TemporalSmoother(0.5)
-        >>> s.update(np.ones((2, 2), np.float32))[0, 0], s.update(np.zeros((2, 2), np.float32))[0, 0]
-        (1.0, 0.5)
+        >>> float(s.update(np.ones((2, 2), np.float32))[0, 0])
+        1.0
+        >>> float(s.update(np.zeros((2, 2), np.float32))[0, 0])
+        0.5
     """
 
     def __init__(self, momentum: float = 0.5):
