@@ -321,3 +321,22 @@ def test_tflite_gpu_accelerator_matches_cpu(tmp_path, tiny_models):
         outs[acc] = json.loads(out.read_text())
     assert outs["gpu"]["accelerator"] == "gpu"
     assert abs(outs["cpu"]["miou"] - outs["gpu"]["miou"]) < 0.02
+
+
+def test_metric_agrees_with_keras_mean_iou():
+    """A second independent reference: tf_keras' MeanIoU over the same pixels (255 masked out)."""
+    from edge_deeplab._tf import keras
+
+    rng = np.random.default_rng(13)
+    cm = ConfusionMatrix(6)
+    ref = keras.metrics.MeanIoU(num_classes=6)
+    for i in range(4):
+        gt = rng.integers(0, 6, (17, 23)).astype(np.uint8)
+        gt[rng.random(gt.shape) < 0.1] = 255
+        gt[gt == 5] = 0  # class 5 is absent from the ground truth ...
+        pred = noisy_prediction(rng, gt, 5, flip_frac=0.3)  # ... and from the predictions
+        cm.update(pred, gt)
+        keep = gt != 255
+        ref.update_state(gt[keep], pred[keep])
+    assert cm.result()["per_class_iou"][5] is None
+    assert cm.result()["miou"] == pytest.approx(float(ref.result().numpy()), abs=1e-6)

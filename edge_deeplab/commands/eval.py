@@ -60,7 +60,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="model input N or HxW (Keras models with a dynamic input only)")
     g.add_argument("--scales", type=_scales, default=(1.0,),
                    help="comma-separated inference scales, e.g. 0.5,0.75,1.0,1.25,1.5,1.75 "
-                        "(probabilities are averaged)")
+                        "(softmax probabilities are averaged). Scale 1 fits the whole image into "
+                        "the model input (letterbox); larger scales run overlapping input-sized "
+                        "tiles, e.g. 4 scores a 2048x1024 Cityscapes frame at full resolution with "
+                        "a 513 model")
     g.add_argument("--flip", action="store_true", help="also average left-right flipped predictions")
     g.add_argument("--crf", action="store_true",
                    help="dense-CRF refinement (pydensecrf if installed, else a built-in mean-field "
