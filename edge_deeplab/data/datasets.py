@@ -186,7 +186,7 @@ class SegmentationDataset:
             self.skipped += [(str(self._items[i][1]), e) for i, e in bad]
             self._items = [it for j, it in enumerate(self._items) if j not in bad_idx]
         self._validated = True
-        if self.skipped and verbose:
+        if bad and verbose:  # (items skipped at load time were reported then)
             print(self.skipped_summary(), file=sys.stderr)
         if not self._items:
             raise EdgeDeeplabError(f"{self.name} split {self.split!r}: every item is bad "
