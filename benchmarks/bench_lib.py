@@ -473,6 +473,13 @@ def _measure_open(runner, spec: dict, row: dict, init_ms: float, baseline) -> di
     })
     if io:
         row["io_breakdown"] = io
+    if model is not None and runner.accelerator == "cpu":
+        # The runtime reports CPU as fully accelerated by definition; LiteRT itself says whether every op
+        # went to XNNPACK (False: some ops run on the reference TFLite kernels, which matters for speed).
+        try:
+            row["xnnpack_fully_delegated"] = bool(model.is_fully_accelerated())
+        except Exception:  # noqa: BLE001
+            pass
     adapter = re.search(r"Selected adapter: ([^\n]+)", runner.log + cap.text)
     if adapter:
         row["gpu_adapter"] = adapter.group(1).strip()
@@ -583,6 +590,36 @@ def litert_cross_check(model, threads: Optional[int], warmup: int, runs: int, ti
             "avg_ms": lat.get("avg_ms"), "std_ms": lat.get("std_ms"), "min_ms": lat.get("min_ms"),
             "max_ms": lat.get("max_ms"), "init_ms": lat.get("init_ms"), "runs": lat.get("num_runs"),
             "fully_accelerated": r.get("fully_accelerated")}
+
+
+_LB_RE = re.compile(r"^(Model initialization|Warmup \(first\)|Warmup \(avg\)|Inference \((avg|min|max|median|std|p5|p95)\))"
+                    r":\s+([0-9.]+) ms")
+
+
+def parse_litert_benchmark_output(text: str) -> dict:
+    """Parses the ``BENCHMARK RESULTS`` block printed by ``litert-benchmark`` (ms values).
+
+    Returns:
+        ``{"init_ms", "warmup_first_ms", "warmup_avg_ms", "avg_ms", "min_ms", "max_ms", "median_ms",
+        "std_ms", "p5_ms", "p95_ms", "runs", "fully_accelerated"}`` (None where absent).
+    """
+    keys = {"Model initialization": "init_ms", "Warmup (first)": "warmup_first_ms", "Warmup (avg)": "warmup_avg_ms",
+            "Inference (avg)": "avg_ms", "Inference (min)": "min_ms", "Inference (max)": "max_ms",
+            "Inference (median)": "median_ms", "Inference (std)": "std_ms", "Inference (p5)": "p5_ms",
+            "Inference (p95)": "p95_ms"}
+    out = {v: None for v in keys.values()}
+    out.update({"runs": None, "fully_accelerated": None})
+    for line in text.splitlines():
+        line = line.strip()
+        m = _LB_RE.match(line)
+        if m:
+            out[keys[m.group(1)]] = float(m.group(3))
+            if m.group(1) == "Inference (avg)":
+                n = re.search(r"\((\d+) runs\)", line)
+                out["runs"] = int(n.group(1)) if n else None
+        elif line.startswith("Fully accelerated:"):
+            out["fully_accelerated"] = line.split(":", 1)[1].strip() == "True"
+    return out
 
 
 def explain_cross_check(row: dict, cc: dict) -> dict:
@@ -756,6 +793,9 @@ def run_benchmarks(models: Sequence, *, accelerators=("cpu",), threads: Optional
                         break
                     continue
                 res.pop("ok", None)
+                if res.get("miou_error"):
+                    report["errors"].append({"model": model, "accelerator": acc,
+                                             "error": f"mIoU not computed: {res['miou_error']}"})
                 if cross_check and acc == "cpu":
                     say("    cross-check: litert-benchmark ...")
                     cc = litert_cross_check(model, threads, warmup, res.get("runs") or runs, timeout=timeout)

@@ -67,11 +67,11 @@ def build_reference_models(out_dir, input_size=(512, 512), num_classes=21, alpha
             dest = out / f"deeplab_{tag}_{variant}.tflite"
             if export_tflite is not None:
                 try:
-                    export_tflite(model, dest, config=cfg, quantization=variant)
+                    export_tflite(model, dest, variant, config=cfg)
                     paths[variant] = dest
                     continue
                 except TypeError:
-                    pass  # a different signature: fall back to tf.lite below
+                    pass  # an older exporter signature: fall back to tf.lite below
             conv = tf.lite.TFLiteConverter.from_keras_model(model)
             if variant == "float16":
                 conv.optimizations = [tf.lite.Optimize.DEFAULT]

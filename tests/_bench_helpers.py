@@ -1,6 +1,6 @@
 """Real model files for the benchmark tests (good, bad and hostile), built once per test session.
 
-Tiny DeepLab exports are built with TensorFlow (``ModelConfig(input_size=(64, 64), num_classes=3,
+Tiny DeepLab exports are built with TensorFlow (``ModelConfig(input_size=(64, 64), num_classes=5,
 alpha=0.35)``) and cached in pytest's cache directory keyed by the TF version, so repeated runs skip the
 conversion. The bad files are real bytes: garbage, an empty file, a truncated real model, a real model
 whose first operator was rewritten into an unknown custom op, and a real (1, 10)-input model.
@@ -20,7 +20,7 @@ def _cache_dir(config) -> Path:
         ver = tf.__version__
     except Exception:  # noqa: BLE001
         ver = "tf"
-    return Path(config.cache.makedir(f"edge_deeplab_bench_models_{ver}"))
+    return Path(config.cache.makedir(f"edge_deeplab_bench_models_{ver}_c5"))
 
 
 def tiny_models(config) -> dict:
@@ -34,7 +34,7 @@ def tiny_models(config) -> dict:
     from edge_deeplab._tf import keras, tf
     from edge_deeplab.io_utils import write_bytes_atomic
 
-    build_reference_models(d, (64, 64), num_classes=3, alpha=0.35, output_stride=16, variants=("float32", "int8"))
+    build_reference_models(d, (64, 64), num_classes=5, alpha=0.35, output_stride=16, variants=("float32", "int8"))
     inp = keras.Input((10,), name="x")
     m = keras.Model(inp, keras.layers.Dense(3)(inp))
     write_bytes_atomic(want["vector_input"], tf.lite.TFLiteConverter.from_keras_model(m).convert())
@@ -76,3 +76,16 @@ def bad_models(good: Path, out_dir: Path, vector_input: Path) -> dict:
     with_unknown_custom_op(good, paths["custom_op"])
     shutil.copy(vector_input, paths["vector_input"])
     return paths
+
+
+def without_metadata(src: Path, dest: Path) -> Path:
+    """Copies a real .tflite without its metadata table (and without the JSON sidecar): a 'foreign' model."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as s
+
+    model = s.ModelT.InitFromObj(s.Model.GetRootAsModel(Path(src).read_bytes(), 0))
+    model.metadata = []
+    b = flatbuffers.Builder(1024)
+    b.Finish(model.Pack(b), file_identifier=b"TFL3")
+    dest.write_bytes(bytes(b.Output()))
+    return dest

@@ -1,0 +1,205 @@
+"""Benchmark harness on real tiny models through the real LiteRT runtime (no mocks).
+
+Timing values are never asserted (shared 2-core CI); structure, invariants, isolation and error handling are.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks import bench_lib
+from benchmarks.bench_lib import (latency_stats, make_input, output_agreement, output_to_classmap,
+                                  parse_litert_benchmark_output, round_spread, run_benchmarks, run_worker)
+from edge_deeplab.errors import EdgeDeeplabError
+from edge_deeplab.runtime import TensorInfo
+
+from _bench_helpers import bad_models, tiny_models, without_metadata
+
+FIX = Path(__file__).resolve().parent.parent / "benchmarks" / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def models(pytestconfig):
+    return tiny_models(pytestconfig)
+
+
+# ------------------------------------------------------------------------------------------ stats
+
+
+def test_latency_stats_and_spread():
+    s = latency_stats([4.0, 1.0, 3.0, 2.0, 100.0])
+    assert s["n"] == 5 and s["min"] == 1.0 and s["max"] == 100.0
+    assert s["p50"] == 3.0
+    assert s["p50"] <= s["p90"] <= s["p99"] <= s["max"]
+    assert s["mean"] == pytest.approx(22.0) and s["fps"] == pytest.approx(1000 / 22.0, rel=1e-3)
+    assert latency_stats([])["mean"] is None
+    sp = round_spread([10.0, 11.0, 12.0])
+    assert sp["range_pct"] == pytest.approx(2 / 11 * 100, rel=1e-3)
+    assert sp["cv_pct"] == pytest.approx(np.std([10, 11, 12], ddof=1) / 11 * 100, rel=1e-2)
+
+
+def test_make_input_float_int8_uint8():
+    img = np.full((4, 4, 3), 255, np.uint8)
+    mean, std = np.full(3, 127.5, np.float32), np.full(3, 127.5, np.float32)
+    f = make_input(img, TensorInfo("x", (1, 4, 4, 3), np.dtype(np.float32)), mean, std)
+    assert f.dtype == np.float32 and f.shape == (1, 4, 4, 3) and np.allclose(f, 1.0)
+    q = make_input(img, TensorInfo("x", (1, 4, 4, 3), np.dtype(np.int8), 1 / 127.5, -1), mean, std)
+    assert q.dtype == np.int8 and int(q.max()) == 126  # round(1 * 127.5 - 1)
+    u = make_input(img, TensorInfo("x", (1, 4, 4, 3), np.dtype(np.uint8), 1 / 127.5, 128), mean, std)
+    assert u.dtype == np.uint8 and int(u.max()) == 255
+    raw = make_input(img, TensorInfo("x", (1, 4, 4, 3), np.dtype(np.uint8)), mean, std)  # raw pixels
+    assert int(raw.max()) == 255
+    gray = make_input(img, TensorInfo("x", (1, 4, 4, 1), np.dtype(np.float32)), mean, std)
+    assert gray.shape == (1, 4, 4, 1)
+
+
+def test_output_kinds_to_classmap():
+    f32 = TensorInfo("y", (1, 2, 2, 3), np.dtype(np.float32))
+    logits = np.zeros((1, 2, 2, 3), np.float32)
+    logits[0, 0, 0, 2] = 5
+    assert output_to_classmap(logits, f32).tolist() == [[2, 0], [0, 0]]
+    sig = TensorInfo("y", (1, 2, 2, 1), np.dtype(np.float32))
+    probs = np.array([0.9, 0.2, 0.6, 0.4], np.float32).reshape(1, 2, 2, 1)
+    assert output_to_classmap(probs, sig).tolist() == [[1, 0], [1, 0]]
+    logit1 = np.array([3.0, -2.0, -0.1, 0.2], np.float32).reshape(1, 2, 2, 1)  # values outside [0, 1]
+    assert output_to_classmap(logit1, sig).tolist() == [[1, 0], [0, 1]]
+    q = TensorInfo("y", (1, 2, 2, 1), np.dtype(np.uint8), 1 / 255, 0)
+    assert output_to_classmap(np.array([200, 10, 128, 127], np.uint8).reshape(1, 2, 2, 1), q).tolist() == [[1, 0], [1, 0]]
+    cmap = TensorInfo("y", (1, 2, 2), np.dtype(np.int32))
+    assert output_to_classmap(np.array([[[1, 4], [0, 2]]], np.int32), cmap).tolist() == [[1, 4], [0, 2]]
+    a = np.random.default_rng(0).normal(size=(1, 8, 8, 4)).astype(np.float32)
+    assert output_agreement(a, a) == {"argmax_agree_pct": 100.0, "max_abs_diff": 0.0}
+    assert output_agreement(a, -a)["argmax_agree_pct"] < 50
+
+
+def test_parse_captured_litert_benchmark_output():
+    text = (FIX / "litert_benchmark_cpu_deeplab_64_float32.txt").read_text()
+    r = parse_litert_benchmark_output(text)
+    assert r["runs"] == 30
+    for k in ("init_ms", "avg_ms", "median_ms", "min_ms", "max_ms", "std_ms", "p5_ms", "p95_ms"):
+        assert r[k] is not None and r[k] >= 0, k
+    assert r["min_ms"] <= r["median_ms"] <= r["max_ms"]
+    assert r["p5_ms"] <= r["median_ms"] <= r["p95_ms"]
+    assert r["fully_accelerated"] is True
+    r8 = parse_litert_benchmark_output((FIX / "litert_benchmark_cpu_deeplab_512_int8.txt").read_text())
+    assert r8["runs"] == 20 and r8["median_ms"] > 0
+
+
+# ------------------------------------------------------------------------------ real runtime runs
+
+
+def test_run_benchmarks_cpu_float_and_int8_side_by_side(models):
+    rep = run_benchmarks([models["float32"], models["int8"]], accelerators="cpu", threads=2, warmup=2, runs=6,
+                         rounds=2, e2e_runs=2, cross_check=True)
+    assert rep["errors"] == [] and len(rep["results"]) == 2
+    f, q = rep["results"]
+    assert (f["variant"], q["variant"]) == ("float32", "int8")
+    for r in rep["results"]:
+        lat = r["latency_ms"]
+        assert r["accelerator"] == "cpu" and r["runtime"] == "litert-compiled-model"
+        assert r["runtime_version"] and r["fully_accelerated"] is True
+        assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
+        assert r["fps"] == pytest.approx(1000 / lat["mean"], rel=1e-3)
+        assert r["runs"] == 6 and len(r["latency_samples_ms"]) == 6 and r["rounds"] == 2
+        assert len(r["spread"]["round_medians_ms"]) == 2 and r["spread"]["cv_pct"] >= 0
+        assert r["init_ms"] > 0 and r["first_inference_ms"] > 0
+        assert r["peak_rss_mb"] > r["baseline_rss_mb"] > 0
+        e = r["e2e_ms"]
+        assert e["frame"] == [720, 1280] and e["n"] == 2
+        assert all(e[k] >= 0 for k in ("decode", "resize", "normalize", "infer", "postprocess"))
+        assert e["total"] >= e["infer"]
+        cc = r["cross_check"]
+        assert cc["tool"] == "litert-benchmark" and cc["median_ms"] > 0 and "diff_pct" in cc
+        assert "--num_threads=2" in cc["command"]
+        if not cc["within_tolerance"]:
+            assert cc["explanation"]
+        assert r["input"]["shape"] == [1, 64, 64, 3]
+    assert q["input"]["dtype"] in ("int8", "uint8") and q["input"]["scale"] is not None
+    assert q["size_mb"] < f["size_mb"]
+    sp = bench_lib.int8_speedup(rep)
+    assert len(sp) == 1 and sp[0]["speedup"] == pytest.approx(q["fps"] / f["fps"], rel=1e-2)
+    assert rep["machine"]["logical_cpus"] >= 1 and "litert" in rep["machine"]["runtimes"]
+    json.dumps(rep)  # the whole report is JSON-serializable
+
+
+def test_bad_models_each_get_one_error_and_good_one_survives(models, tmp_path, capsys):
+    from edge_deeplab.cli import main
+
+    bad = bad_models(models["float32"], tmp_path / "bad", models["vector_input"])
+    out = tmp_path / "report.json"
+    rc = main(["bench", *map(str, bad.values()), str(models["int8"]), "--threads", "2", "--runs", "3",
+               "--warmup", "1", "--rounds", "1", "--e2e-runs", "1", "--json", str(out), "--quiet"])
+    assert rc != 0
+    rep = json.loads(out.read_text())
+    assert [Path(r["model"]).name for r in rep["results"]] == ["deeplab_64_int8.tflite"]
+    errs = {Path(e["model"]).stem: e["error"] for e in rep["errors"]}
+    assert set(errs) == set(bad)
+    assert "not a valid TFLite model" in errs["garbage"]
+    assert "empty" in errs["empty"]
+    assert "not a valid TFLite model" in errs["truncated"]
+    assert "not found" in errs["missing"]
+    assert "EdgeDeeplabNoSuchOp" in errs["custom_op"]
+    assert "not an image segmentation model" in errs["vector_input"]
+    for msg in errs.values():
+        assert "\n" not in msg and len(msg) < 300 and "Traceback" not in msg
+    err = capsys.readouterr().err
+    assert err.count("edge-deeplab bench: error:") == len(bad)
+
+
+def test_native_crash_costs_only_its_own_row(models, monkeypatch):
+    # A real SIGSEGV inside the worker of the int8 model (faulthandler._sigsegv), the float32 row survives.
+    monkeypatch.setenv("EDGE_DEEPLAB_BENCH_FAULT", "segv:int8")
+    rep = run_benchmarks([models["int8"], models["float32"]], threads=2, warmup=1, runs=2, rounds=1, e2e_runs=0)
+    assert [Path(r["model"]).name for r in rep["results"]] == ["deeplab_64_float32.tflite"]
+    assert len(rep["errors"]) == 1 and "SIGSEGV" in rep["errors"][0]["error"]
+    assert rep["results"][0]["e2e_ms"] is None
+
+
+def test_normalization_metadata_flags_default_and_missing_accelerator(models, tmp_path):
+    foreign = str(without_metadata(models["float32"], tmp_path / "foreign.tflite"))
+    spec = {"accelerator": "cpu", "threads": 1, "warmup": 1, "runs": 2, "rounds": 1, "e2e_runs": 0}
+    r = run_worker({**spec, "model": foreign, "mean": [0.0, 0.0, 0.0], "std": 255.0})
+    assert r["ok"] and r["normalization"] == {"mean": [0.0] * 3, "std": [255.0] * 3, "source": "flags"}
+    assert run_worker({**spec, "model": foreign})["normalization"]["source"] == "default"
+    ours = run_worker({**spec, "model": str(models["float32"]), "mean": 0.0, "std": 1.0})
+    assert ours["normalization"]["source"] == "metadata"  # the model's own metadata wins over flags
+    rep = run_benchmarks([models["float32"]], accelerators=["cpu", "npu"], threads=1, warmup=1, runs=2,
+                         rounds=1, e2e_runs=0, agreement=False)
+    assert len(rep["results"]) == 1  # CPU row kept
+    assert [e["accelerator"] for e in rep["errors"]] == ["npu"]  # asked for explicitly: an error
+    with pytest.raises(EdgeDeeplabError):
+        run_benchmarks([models["float32"]], accelerators="tpu")
+
+
+def test_miou_through_the_same_runtime(models, tmp_path):
+    from edge_deeplab.data.synthetic import generate_synthetic
+
+    generate_synthetic(tmp_path / "ds", num_train=1, num_val=2, size=(64, 64))
+    rep = run_benchmarks([models["int8"]], threads=2, warmup=1, runs=2, rounds=1, e2e_runs=0,
+                         dataset="folder", data_dir=tmp_path / "ds", split="val")
+    assert rep["errors"] == []
+    r = rep["results"][0]
+    assert 0.0 <= r["miou"] <= 1.0
+    assert r["miou_detail"]["dataset"]
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_gpu_row_agreement_and_all_skips_npu(models):
+    """GPU (lavapipe here) vs CPU on the same frame; --accelerator all skips the missing NPU."""
+    from edge_deeplab.runtime import probe_accelerator
+
+    if not probe_accelerator(models["float32"], "gpu").get("available"):
+        pytest.skip("LiteRT GPU accelerator cannot start here")
+    rep = run_benchmarks([models["float32"]], accelerators="all", threads=2, warmup=1, runs=3, rounds=1,
+                         e2e_runs=1)
+    accs = [r["accelerator"] for r in rep["results"]]
+    assert accs[:2] == ["cpu", "gpu"]
+    gpu = rep["results"][1]
+    assert gpu["fully_accelerated"] in (True, False) and isinstance(gpu["unsupported_ops"], list)
+    assert gpu["agreement_vs_cpu"]["argmax_agree_pct"] > 90.0
+    assert "npu" in [s["accelerator"] for s in rep["skipped"]] or "npu" in accs
