@@ -418,10 +418,14 @@ def dense_crf(image: np.ndarray, probs: np.ndarray, *, iterations: int = 5,
 # Evaluation loops
 
 
-def _default_progress(done: int, total: int) -> None:
+def _default_progress(done: int, total: int, _last=[0]) -> None:  # noqa: B006 - call state
+    """Prints ``eval: done/total images`` about every 10% to stderr."""
     step = max(1, total // 10)
-    if done == total or done % step == 0:
+    if done < _last[0]:
+        _last[0] = 0
+    if done == total or done // step > _last[0] // step:
         print(f"eval: {done}/{total} images", file=sys.stderr, flush=True)
+    _last[0] = done
 
 
 def _save_prediction(save_dir, stem: str, pred: np.ndarray) -> None:
