@@ -397,13 +397,18 @@ def _measure_open(runner, spec: dict, row: dict, init_ms: float, baseline) -> di
         io = None
         model = getattr(runner, "_model", None)
         if spec.get("io_breakdown") and model is not None and runner.accelerator == "cpu":
-            call = []
+            # Interleaved pairs, so both sides see the same machine load.
+            call, full = [], []
             for _ in range(min(len(samples), max(5, per_round_runs))):
                 t = time.perf_counter()
                 model.run_by_index(0, runner._in, runner._out)
                 call.append(_ms(t))
+                t = time.perf_counter()
+                runner.run(x)
+                full.append(_ms(t))
             io = {"run_call_only_p50_ms": round(float(np.median(call)), 4),
-                  "io_copy_p50_ms": round(float(np.median(samples)) - float(np.median(call)), 4)}
+                  "write_run_read_p50_ms": round(float(np.median(full)), 4),
+                  "io_copy_p50_ms": round(float(np.median(full)) - float(np.median(call)), 4)}
 
         # End-to-end on a JPEG frame.
         e2e_runs = int(spec.get("e2e_runs", 10))
@@ -470,6 +475,7 @@ def _measure_open(runner, spec: dict, row: dict, init_ms: float, baseline) -> di
         "e2e_ms": e2e,
         "peak_rss_mb": peak,
         "baseline_rss_mb": baseline,
+        "loadavg_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
     })
     if io:
         row["io_breakdown"] = io
@@ -587,6 +593,7 @@ def litert_cross_check(model, threads: Optional[int], warmup: int, runs: int, ti
         r = json.loads(out.read_text())
     lat = r.get("latency", {})
     return {"tool": "litert-benchmark", "command": shown, "median_ms": lat.get("median_ms"),
+            "loadavg_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
             "avg_ms": lat.get("avg_ms"), "std_ms": lat.get("std_ms"), "min_ms": lat.get("min_ms"),
             "max_ms": lat.get("max_ms"), "init_ms": lat.get("init_ms"), "runs": lat.get("num_runs"),
             "fully_accelerated": r.get("fully_accelerated")}
@@ -635,12 +642,18 @@ def explain_cross_check(row: dict, cc: dict) -> dict:
         reasons = []
         io = row.get("io_breakdown") or {}
         if io.get("io_copy_p50_ms") is not None and diff > 0 and io["io_copy_p50_ms"] > 0.05 * ours:
-            reasons.append(f"our timing includes writing the input and reading the output buffer "
-                           f"({io['io_copy_p50_ms']:.2f} ms at p50; litert-benchmark times only run_by_name, "
-                           f"bare call here {io['run_call_only_p50_ms']:.2f} ms)")
+            reasons.append(f"our timing includes writing the input and reading the output buffer, which "
+                           f"litert-benchmark leaves out (interleaved pairs: write+run+read p50 "
+                           f"{io.get('write_run_read_p50_ms', float('nan')):.2f} ms vs bare run call "
+                           f"{io['run_call_only_p50_ms']:.2f} ms, i.e. {io['io_copy_p50_ms']:.2f} ms of copies)")
         spread = (row.get("spread") or {}).get("range_pct")
         if spread is not None and spread > CROSS_CHECK_TOLERANCE_PCT / 2:
             reasons.append(f"this machine is noisy: our round medians differ by {spread:.0f}% among themselves")
+        la, lb = row.get("loadavg_1min"), cc.get("loadavg_1min")
+        cpus = os.cpu_count() or 1
+        if la is not None and lb is not None and max(la, lb) > cpus:
+            reasons.append(f"the machine was oversubscribed (1-min load average {la:.1f} during ours, "
+                           f"{lb:.1f} during litert-benchmark, on {cpus} CPUs)")
         reasons.append("litert-benchmark feeds uniform random input and runs in a separate process "
                        "(different moment, different load on a shared machine)")
         cc["explanation"] = "; ".join(reasons)
@@ -842,7 +855,14 @@ def int8_speedup(report: dict, threads: Optional[int] = None) -> List[dict]:
                     (f.get("input") or {}).get("shape") == (ints[0].get("input") or {}).get("shape"):
                 match = ints
             for q in match:
+                lf, lq = f.get("latency_ms") or {}, q.get("latency_ms") or {}
+
+                def ratio(a, b):
+                    return round(a / b, 3) if a and b else None
+
                 out.append({"accelerator": acc, "float32": Path(f["model"]).name, "int8": Path(q["model"]).name,
                             "float32_fps": f["fps"], "int8_fps": q["fps"],
-                            "speedup": round(q["fps"] / f["fps"], 3) if f["fps"] else None})
+                            "speedup": ratio(q["fps"], f["fps"]),  # FPS = 1000 / mean latency
+                            "speedup_p50": ratio(lf.get("p50"), lq.get("p50")),
+                            "speedup_min": ratio(lf.get("min"), lq.get("min"))})
     return out

@@ -85,6 +85,11 @@ def to_markdown(report: dict, title: Optional[str] = None) -> str:
                 _f(e.get("total_p50")), _f(e.get("decode")), _f(e.get("resize")), _f(e.get("normalize")),
                 _f(e.get("infer")), _f(e.get("postprocess"))]) + " |")
 
+    partial_xnn = [r for r in results if r.get("xnnpack_fully_delegated") is False]
+    if partial_xnn:
+        lines += ["", "CPU rows where LiteRT reports that not every op runs in XNNPACK (the rest use the "
+                      "reference TFLite kernels): " + ", ".join(Path(r["model"]).name for r in partial_xnn)]
+
     agree = [r for r in results if r.get("agreement_vs_cpu")]
     if agree:
         lines += ["", "Output agreement with CPU on the same frame:", ""]
@@ -116,7 +121,9 @@ def to_markdown(report: dict, title: Optional[str] = None) -> str:
         lines += ["", "int8 vs float32 (same run):", ""]
         for s in speed:
             lines.append(f"- {s['accelerator']}: {s['int8']} {_f(s['int8_fps'], '{:.2f}')} FPS vs {s['float32']} "
-                         f"{_f(s['float32_fps'], '{:.2f}')} FPS -> {_f(s['speedup'], '{:.2f}')}x")
+                         f"{_f(s['float32_fps'], '{:.2f}')} FPS -> {_f(s['speedup'], '{:.2f}')}x"
+                         + (f" (by p50 {_f(s.get('speedup_p50'), '{:.2f}')}x, by fastest run "
+                            f"{_f(s.get('speedup_min'), '{:.2f}')}x)" if s.get("speedup_p50") else ""))
 
     if report.get("skipped"):
         lines += ["", "Skipped (accelerator not available here):", ""]
