@@ -1,0 +1,56 @@
+"""``edge-deeplab qat RUN``: quantization-aware fine-tuning of a trained run (tfmot, whole graph)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+HELP = "quantization-aware training of a trained run (RUN/qat/model.h5, for --variant qat-int8)"
+DESCRIPTION = (
+    "Fine-tune RUN/model.keras with tensorflow-model-optimization over the whole graph (backbone, "
+    "atrous ASPP, image pooling, decoder, upsampling, concatenations; BatchNorm folds), on the "
+    "run's own training data (RUN/train_config.json). Default recipe: activation ranges calibrated "
+    "on a few batches, then the float learning rate / 100 with poly decay, no warm-up, BatchNorm "
+    "statistics frozen. Writes RUN/qat/model.h5 (+ model.json, qat_result.json) and resumable "
+    "checkpoints in RUN/qat/checkpoints. Export with `edge-deeplab export RUN --variant qat-int8`.")
+
+# Mirrors edge_deeplab.qat's defaults (kept literal so --help does not import TensorFlow).
+_DEFAULT_STEPS = 300
+_DEFAULT_CHECKPOINT_EVERY = 100
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", metavar="RUN", help="training run directory (from `edge-deeplab train`)")
+    p.add_argument("--steps", type=int, default=_DEFAULT_STEPS, help="fine-tuning steps")
+    p.add_argument("--lr", type=float, default=None,
+                   help="learning rate (default: the float run's lr / 100)")
+    p.add_argument("--batch-size", type=int, default=None, help="default: the float run's")
+    p.add_argument("--resume", action="store_true", help="continue from RUN/qat/checkpoints")
+    p.add_argument("--checkpoint-every", type=int, default=_DEFAULT_CHECKPOINT_EVERY,
+                   help="steps between checkpoints")
+    p.add_argument("--no-freeze-bn", action="store_true",
+                   help="keep updating BatchNorm statistics during QAT (default: frozen)")
+    p.add_argument("--calibration-batches", type=int, default=8,
+                   help="batches that initialize the activation ranges (0: tfmot's [-6, 6])")
+    p.add_argument("--no-eval", action="store_true", help="skip the final val-split mIoU")
+    p.add_argument("--json", default=None, help="also write the result dict to this file")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    from edge_deeplab.errors import EdgeDeeplabError
+    from edge_deeplab.qat import run_qat
+
+    if args.calibration_batches < 0:
+        raise EdgeDeeplabError(f"calibration batches must be >= 0, got {args.calibration_batches}")
+    res = run_qat(args.run, steps=args.steps, lr=args.lr, batch_size=args.batch_size,
+                  resume=args.resume, checkpoint_every=args.checkpoint_every,
+                  freeze_bn=not args.no_freeze_bn, calibration_batches=args.calibration_batches,
+                  evaluate=not args.no_eval, verbose=0 if args.quiet else 1)
+    if args.json:
+        from edge_deeplab.io_utils import write_json_atomic
+
+        write_json_atomic(args.json, res)
+    if args.quiet:
+        print(json.dumps(res))
+    return 0

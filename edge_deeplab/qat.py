@@ -1,0 +1,641 @@
+"""Quantization-aware training (QAT) of DeepLab v3+ / MobileNet-v2 with tensorflow-model-optimization.
+
+The whole graph is quantized with tfmot's default 8-bit scheme (per-channel symmetric int8 weights,
+per-tensor asymmetric int8 activations), plus two fixes that make the exported TFLite graph purely
+int8 from input to output, with no re-quantization in the middle:
+
+* **Same-scale layers** (``UpSampling2D`` bilinear, ``AveragePooling2D``): TFLite's int8 kernels for
+  RESIZE_BILINEAR and AVERAGE_POOL_2D require output scale == input scale. tfmot puts a fake-quant
+  on their outputs, which the converter then has to reconcile with a QUANTIZE (requantize) op. We
+  give them :class:`SameScaleQuantizeConfig` (no quantizer at all: the output inherits the input's
+  scale, which is exact because a bilinear/average output is a convex combination of inputs).
+* **Concatenations**: TFLite's CONCATENATION needs every input at the output's scale. tfmot already
+  drops the fake-quant of a concat's direct inputs and keeps one after the concat; but when an input
+  reaches the concat *through* a same-scale layer (ASPP image pooling -> bilinear broadcast,
+  ASPP projection -> decoder upsampling), the producer behind it must also lose its own fake-quant
+  so the concat's scale propagates back to it. :class:`DeepLabQuantizeScheme` does that.
+
+BatchNorm folds: Conv/DepthwiseConv + BN (+ ReLU) chains get tfmot's standard treatment (no
+fake-quant between them), and the converter folds BN into the conv. Everything (wrapping, training,
+tracing for conversion) runs under :func:`edge_deeplab.layers.native_dilated_depthwise`, so atrous
+depthwise convs become one dilated DEPTHWISE_CONV_2D (no SPACE_TO_BATCH_ND / BATCH_TO_SPACE_ND).
+
+Example:
+    >>> from edge_deeplab.config import ModelConfig
+    >>> from edge_deeplab.model import build_model
+    >>> from edge_deeplab.qat import quantize_model, unquantized_layers
+    >>> q = quantize_model(build_model(ModelConfig(input_size=64, num_classes=3, alpha=0.35)))
+    >>> unquantized_layers(q)
+    []
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from edge_deeplab._tf import keras, tf
+from edge_deeplab.errors import EdgeDeeplabError
+from edge_deeplab.io_utils import atomic_path, write_json_atomic
+from edge_deeplab.layers import native_dilated_depthwise
+
+import tensorflow_model_optimization as tfmot  # noqa: E402  (after _tf: needs TF_USE_LEGACY_KERAS)
+
+from tensorflow_model_optimization.python.core.quantization.keras.quantize_layer import (  # noqa: E402
+    QuantizeLayer as _QuantizeLayer,
+)
+from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (  # noqa: E402
+    default_8bit_quantize_layout_transform as _layout,
+    default_8bit_quantize_registry as _registry,
+    default_8bit_quantize_scheme as _scheme,
+)
+
+QuantizeConfig = tfmot.quantization.keras.QuantizeConfig
+
+#: Layers whose TFLite int8 kernel requires output scale == input scale and whose output range is
+#: within the input's (so inheriting the input's scale loses nothing).
+SAME_SCALE_LAYERS = (keras.layers.UpSampling2D, keras.layers.AveragePooling2D,
+                     keras.layers.MaxPooling2D, keras.layers.GlobalAveragePooling2D)
+
+#: Default fine-tuning recipe (relative to the float run's learning rate). See :func:`run_qat`.
+DEFAULT_LR_FACTOR = 0.01
+DEFAULT_STEPS = 300
+DEFAULT_CHECKPOINT_EVERY = 100
+#: File name of the QAT model inside ``RUN/qat/`` (HDF5: see :func:`save_qat_model`).
+QAT_MODEL_NAME = "model.h5"
+
+
+class SameScaleQuantizeConfig(QuantizeConfig):
+    """No weights, no activations, no output quantizer: the output keeps the input's scale.
+
+    For ``UpSampling2D`` (nearest or bilinear) and ``AveragePooling2D`` / ``MaxPooling2D``, whose
+    TFLite int8 kernels need identical input/output quantization. ``quantize_output`` exists (always
+    ``False``) so tfmot's concat transform can treat this config like its own.
+    """
+
+    quantize_output = False
+
+    def get_weights_and_quantizers(self, layer):
+        return []
+
+    def get_activations_and_quantizers(self, layer):
+        return []
+
+    def set_quantize_weights(self, layer, quantize_weights):
+        pass
+
+    def set_quantize_activations(self, layer, quantize_activations):
+        pass
+
+    def get_output_quantizers(self, layer):
+        return []
+
+    def get_config(self):
+        return {}
+
+
+def _inbound_layers(layer) -> list:
+    nodes = getattr(layer, "_inbound_nodes", None) or []
+    if not nodes:
+        return []
+    inbound = nodes[0].inbound_layers
+    return list(inbound) if isinstance(inbound, (list, tuple)) else [inbound]
+
+
+def _concat_scale_producers(model) -> Dict[str, str]:
+    """Producers that reach a Concatenate only through same-scale layers.
+
+    Returns ``{producer_name: concat_name}``. Their own output fake-quant must go so the concat's
+    scale is the one TFLite assigns to them (and to the same-scale layers in between).
+    """
+    out = {}
+    for layer in model.layers:
+        if not isinstance(layer, keras.layers.Concatenate):
+            continue
+        for inp in _inbound_layers(layer):
+            hops = 0
+            while isinstance(inp, SAME_SCALE_LAYERS):
+                parents = _inbound_layers(inp)
+                if len(parents) != 1:
+                    break
+                inp, hops = parents[0], hops + 1
+            if hops and not isinstance(inp, (keras.layers.InputLayer, keras.layers.Concatenate)):
+                out[inp.name] = layer.name
+    return out
+
+
+class DeepLabQuantizeLayoutTransform(_layout.Default8BitQuantizeLayoutTransform):
+    """tfmot's default 8-bit layout transforms, then the same-scale / concat fix-ups."""
+
+    def apply(self, model, layer_quantize_map):
+        model, layer_quantize_map = super().apply(model, layer_quantize_map)
+        registry = _registry.Default8BitQuantizeRegistry()
+        by_name = {l.name: l for l in model.layers}
+        for layer in model.layers:
+            if isinstance(layer, SAME_SCALE_LAYERS) and layer.name in layer_quantize_map:
+                layer_quantize_map[layer.name]["quantize_config"] = SameScaleQuantizeConfig()
+        for name in _concat_scale_producers(model):
+            if name not in layer_quantize_map:
+                continue
+            entry = layer_quantize_map[name]
+            cfg = entry.get("quantize_config")
+            if cfg is None:
+                layer = by_name[name]
+                if not registry.supports(layer):
+                    continue
+                cfg = registry.get_quantize_config(layer)
+            if not hasattr(cfg, "quantize_output"):
+                raise EdgeDeeplabError(
+                    f"cannot share the concat scale with layer {name} "
+                    f"({type(cfg).__name__} has no quantize_output)")
+            # A fresh copy (configs may be shared objects), output quantizer off.
+            cfg = type(cfg).from_config({**cfg.get_config(), "quantize_output": False})
+            entry["quantize_config"] = cfg
+        return model, layer_quantize_map
+
+
+class DeepLabQuantizeScheme(_scheme.Default8BitQuantizeScheme):
+    """Default 8-bit scheme with :class:`DeepLabQuantizeLayoutTransform`."""
+
+    def get_layout_transformer(self):
+        return DeepLabQuantizeLayoutTransform()
+
+
+def custom_objects() -> dict:
+    """Objects beyond tfmot's own that a saved QAT model needs to deserialize."""
+    return {"SameScaleQuantizeConfig": SameScaleQuantizeConfig}
+
+
+@contextlib.contextmanager
+def qat_scope():
+    """``tfmot.quantization.keras.quantize_scope`` + our configs + the dilated-depthwise patch."""
+    with native_dilated_depthwise(), tfmot.quantization.keras.quantize_scope(custom_objects()):
+        yield
+
+
+def quantize_model(model, pool_as_mean: bool = True):
+    """Wraps every layer of a float DeepLab model for quantization-aware training.
+
+    Args:
+        model: a float ``tf_keras`` functional model (e.g. from :func:`edge_deeplab.model.build_model`
+            or a trained ``RUN/model.keras``); its weights are copied, it is not modified.
+        pool_as_mean: replace an ``AveragePooling2D`` that averages its whole input (ASPP image
+            pooling) by the identical ``GlobalAveragePooling2D(keepdims=True)``, which exports as
+            MEAN: XNNPACK has no int8 AVERAGE_POOL_2D (it would leave that op, and split the graph,
+            on the reference CPU kernels), but runs int8 MEAN; the GPU runs both.
+
+    Returns:
+        A new ``tf_keras`` model whose layers are ``QuantizeWrapperV2`` (plus the input
+        ``QuantizeLayer``), ready to ``compile``/``fit``; convert it with
+        ``tf.lite.Optimize.DEFAULT`` (``converters.export``'s ``qat-int8`` variant).
+
+    Example:
+        >>> from edge_deeplab.config import ModelConfig
+        >>> from edge_deeplab.model import build_model
+        >>> q = quantize_model(build_model(ModelConfig(input_size=64, num_classes=2, alpha=0.35)))
+        >>> q.layers[1].__class__.__name__
+        'QuantizeLayer'
+    """
+    if not isinstance(model, keras.Model) or not hasattr(model, "_is_graph_network") \
+            or not model._is_graph_network:
+        raise EdgeDeeplabError("QAT needs a functional tf_keras model (built by edge_deeplab)")
+    if pool_as_mean:
+        model = _global_pools_as_mean(model)
+    with qat_scope():
+        annotated = tfmot.quantization.keras.quantize_annotate_model(model)
+        q = tfmot.quantization.keras.quantize_apply(annotated, scheme=DeepLabQuantizeScheme())
+    return q
+
+
+def _global_pools_as_mean(model):
+    """Clone of ``model`` with whole-input AveragePooling2D layers as GlobalAveragePooling2D."""
+    def is_global(layer):
+        if not isinstance(layer, keras.layers.AveragePooling2D):
+            return False
+        shape = layer.input_shape
+        return (layer.data_format in (None, "channels_last") and layer.padding == "valid"
+                and shape is not None and None not in shape[1:3]
+                and tuple(layer.pool_size) == tuple(shape[1:3]))
+
+    if not any(is_global(l) for l in model.layers):
+        return model
+
+    def clone(layer):
+        if is_global(layer):
+            return keras.layers.GlobalAveragePooling2D(keepdims=True, name=layer.name)
+        return layer.__class__.from_config(layer.get_config())
+
+    with native_dilated_depthwise():
+        new = keras.models.clone_model(model, clone_function=clone)
+        new.set_weights(model.get_weights())
+    return new
+
+
+def unquantized_layers(qat_model) -> List[str]:
+    """Names of layers left outside tfmot's wrappers (should be empty but for the input)."""
+    QW = tfmot.quantization.keras.QuantizeWrapperV2
+    QL = _QuantizeLayer
+    return [l.name for l in qat_model.layers
+            if not isinstance(l, (QW, QL, keras.layers.InputLayer))]
+
+
+def is_qat_model(model) -> bool:
+    """Whether ``model`` contains tfmot quantize wrappers."""
+    QW = tfmot.quantization.keras.QuantizeWrapperV2
+    return any(isinstance(l, QW) for l in getattr(model, "layers", []))
+
+
+def _find_qat_file(path) -> Path:
+    p = Path(path)
+    if p.is_dir():
+        cands = [p / "qat" / QAT_MODEL_NAME, p / QAT_MODEL_NAME]
+        found = [c for c in cands if c.is_file()]
+        if not found:
+            raise EdgeDeeplabError(
+                f"no QAT model ({'qat/' + QAT_MODEL_NAME}) in {p}; run `edge-deeplab qat {p}` first")
+        return found[0]
+    if not p.is_file():
+        raise EdgeDeeplabError(f"QAT model not found: {p}")
+    return p
+
+
+def load_qat_model(path, compile: bool = False):
+    """Loads a QAT model saved by :func:`run_qat` / :func:`save_qat_model`.
+
+    Args:
+        path: ``RUN/qat/model.h5``, a run directory (its ``qat/model.h5``), or ``RUN/qat``.
+
+    Returns:
+        ``(model, config_or_None, metadata)`` like :func:`edge_deeplab.model_io.load_model`.
+
+    Raises:
+        EdgeDeeplabError: missing/corrupt file, or a model without quantize wrappers.
+    """
+    from edge_deeplab.config import ModelConfig
+    from edge_deeplab.model_io import load_metadata
+
+    p = _find_qat_file(path)
+    try:
+        with qat_scope():
+            model = keras.models.load_model(p, compile=compile)
+    except Exception as e:  # zip/h5 corruption, wrong format
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise EdgeDeeplabError(f"cannot load QAT model {p}: {msg}") from None
+    if not is_qat_model(model):
+        raise EdgeDeeplabError(f"{p} is not a quantization-aware model (no quantize wrappers)")
+    meta = load_metadata(p) or {}
+    cfg = ModelConfig.from_dict(meta["config"]) if "config" in meta else None
+    return model, cfg, meta
+
+
+def save_qat_model(model, path, config, **extra) -> Path:
+    """Saves a QAT model and its metadata sidecar (``.json``) atomically.
+
+    The format is Keras HDF5 (``.h5``): tfmot's quantize layer does not survive tf_keras' ``.keras``
+    zip format (its variables are tracked twice and the loader rejects the file), while HDF5
+    round-trips bit-exactly under :func:`qat_scope`.
+    """
+    from edge_deeplab.model_io import model_metadata
+
+    path = Path(path)
+    if path.suffix != ".h5":
+        raise EdgeDeeplabError(f"QAT model path must end in .h5, got {path.name}")
+    import warnings
+
+    with qat_scope(), atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.save(tmp)
+    write_json_atomic(path.with_suffix(".json"), model_metadata(config, quantization="qat-int8", **extra))
+    return path
+
+
+def convert_qat(model, io_type: str = "uint8") -> bytes:
+    """Converts a QAT Keras model to an int8 TFLite flatbuffer (``Optimize.DEFAULT``).
+
+    A minimal converter kept here for tests and for callers without ``converters.export``; the
+    toolkit's exporter (``export_tflite(..., variant="qat-int8")``) adds metadata.
+
+    Args:
+        model: a model from :func:`quantize_model` / :func:`load_qat_model`.
+        io_type: ``"uint8"``, ``"int8"`` or ``"float32"`` input/output tensors.
+    """
+    types = {"uint8": tf.uint8, "int8": tf.int8, "float32": tf.float32}
+    if io_type not in types:
+        raise EdgeDeeplabError(f"io type must be one of {sorted(types)}, got {io_type!r}")
+    with qat_scope():
+        spec = tf.TensorSpec([1, *model.input_shape[1:]], tf.float32)
+        fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+        conv = tf.lite.TFLiteConverter.from_concrete_functions([fn], model)
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        if io_type != "float32":
+            conv.inference_input_type = types[io_type]
+            conv.inference_output_type = types[io_type]
+        return conv.convert()
+
+
+# ------------------------------------------------------------------------------ range calibration
+@contextlib.contextmanager
+def _ema_decay(decay: float):
+    """Traces tfmot's moving-average quantizers with ``ema_decay=decay`` (they hard-code 0.999)."""
+    from tensorflow_model_optimization.python.core.quantization.keras import quant_ops
+
+    orig = quant_ops.MovingAvgQuantize
+
+    def patched(*args, **kwargs):
+        kwargs["ema_decay"] = decay
+        return orig(*args, **kwargs)
+
+    quant_ops.MovingAvgQuantize = patched
+    try:
+        yield
+    finally:
+        quant_ops.MovingAvgQuantize = orig
+
+
+def calibrate_ranges(qat_model, batches, decay: float = 0.5) -> int:
+    """Initializes every activation range of ``qat_model`` from data (a few forward passes).
+
+    tfmot starts each activation range at [-6, 6] and moves it with an EMA of decay 0.999, so a
+    short fine-tune (hundreds of steps) would keep ranges far too wide (a ReLU's minimum stays
+    around -4). Running the first batches with a fast EMA (``decay``; the first batch sets the
+    range outright) starts QAT from calibrated ranges, as post-training quantization does.
+
+    Args:
+        qat_model: a model from :func:`quantize_model`.
+        batches: an iterable of normalized image batches ``(N, H, W, 3)`` (or ``(images, masks)``).
+        decay: EMA decay used during calibration.
+
+    Returns:
+        The number of batches used.
+    """
+    n = 0
+    with native_dilated_depthwise():
+        with _ema_decay(0.0):
+            first = tf.function(lambda x: qat_model(x, training=True))
+        with _ema_decay(decay):
+            rest = tf.function(lambda x: qat_model(x, training=True))
+        for b in batches:
+            x = b[0] if isinstance(b, (tuple, list)) else b
+            (first if n == 0 else rest)(tf.convert_to_tensor(x))
+            n += 1
+    return n
+
+
+def freeze_batchnorm(qat_model) -> int:
+    """Puts every wrapped BatchNormalization in inference mode with frozen statistics.
+
+    The converter folds BN (moving mean/variance) into the preceding conv, so fine-tuning with the
+    statistics frozen trains exactly the arithmetic that is exported. Returns the count frozen.
+    """
+    n = 0
+    for layer in qat_model.layers:
+        inner = getattr(layer, "layer", layer)
+        if isinstance(inner, keras.layers.BatchNormalization):
+            inner.trainable = False
+            n += 1
+    return n
+
+
+# ------------------------------------------------------------------------------------- QAT run
+def _read_run(run_dir: Path):
+    from edge_deeplab.train import TrainConfig
+
+    tc_path = run_dir / "train_config.json"
+    if not (run_dir / "model.keras").is_file():
+        raise EdgeDeeplabError(f"no trained float model {run_dir / 'model.keras'}; run "
+                               f"`edge-deeplab train --out {run_dir}` first")
+    if not tc_path.is_file():
+        raise EdgeDeeplabError(f"no {tc_path}: not a training run directory")
+    try:
+        d = json.loads(tc_path.read_text())
+        tc = TrainConfig.from_dict(d["train"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise EdgeDeeplabError(f"corrupt {tc_path}: {e}") from None
+    return tc
+
+
+def run_qat(run_dir, *, steps: Optional[int] = None, lr: Optional[float] = None,
+            batch_size: Optional[int] = None, resume: bool = False,
+            checkpoint_every: Optional[int] = None, freeze_bn: bool = True,
+            calibration_batches: int = 8, evaluate: bool = True, verbose: int = 1) -> dict:
+    """Quantization-aware fine-tuning of a trained run: ``RUN/model.keras`` -> ``RUN/qat/model.h5``.
+
+    Recipe (the anchors' default): start from the trained float model, initialize activation
+    ranges on a few training batches (:func:`calibrate_ranges`), then fine-tune the whole
+    quantized graph at ``lr = float lr / 100`` with a poly decay, no warm-up, BatchNorm statistics
+    frozen (:func:`freeze_batchnorm`), on the run's own training data and augmentation
+    (``RUN/train_config.json``).
+
+    Args:
+        run_dir: a directory written by ``edge-deeplab train`` (``model.keras``,
+            ``train_config.json``).
+        steps: fine-tuning steps (default :data:`DEFAULT_STEPS`).
+        lr: base learning rate (default: the float run's ``lr`` x :data:`DEFAULT_LR_FACTOR`).
+        batch_size: default: the float run's.
+        resume: continue from ``RUN/qat/checkpoints``. Without it, existing QAT checkpoints are an
+            error (nothing is overwritten by accident).
+        checkpoint_every: steps between checkpoints (default :data:`DEFAULT_CHECKPOINT_EVERY`).
+        freeze_bn: fine-tune with BatchNorm in inference mode (recommended).
+        calibration_batches: batches for the initial range calibration (0: tfmot's [-6, 6]).
+        evaluate: score the QAT Keras model on the run's validation split at the end.
+        verbose: 1 prints progress, 0 is silent.
+
+    Returns:
+        A dict (also ``RUN/qat/qat_result.json``): ``model_path``, ``steps``, ``start_step``,
+        ``lr``, ``batch_size``, ``freeze_bn``, ``qat_seconds``, ``val_miou`` (or ``None``),
+        ``float_val_miou`` (from the float run's sidecar, if recorded), ``resumed``.
+
+    Example:
+        >>> run_qat("runs/quickstart", steps=300)  # doctest: +SKIP
+        {'model_path': 'runs/quickstart/qat/model.h5', 'val_miou': 0.83, ...}
+    """
+    from edge_deeplab.data.pipeline import make_train_dataset
+    from edge_deeplab.model_io import load_model
+    from edge_deeplab.schedules import PolyDecay
+    from edge_deeplab.train import _open_datasets, evaluate_model, masked_cross_entropy
+
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise EdgeDeeplabError(f"run directory not found: {run}")
+    tc = _read_run(run)
+    steps = int(steps if steps is not None else DEFAULT_STEPS)
+    if steps < 1:
+        raise EdgeDeeplabError(f"QAT steps must be >= 1, got {steps}")
+    lr = float(lr if lr is not None else tc.lr * DEFAULT_LR_FACTOR)
+    if not lr > 0:
+        raise EdgeDeeplabError(f"learning rate must be > 0, got {lr}")
+    batch_size = int(batch_size if batch_size is not None else tc.batch_size)
+    if batch_size < 1:
+        raise EdgeDeeplabError(f"batch size must be >= 1, got {batch_size}")
+    checkpoint_every = int(checkpoint_every or DEFAULT_CHECKPOINT_EVERY)
+    if checkpoint_every < 1:
+        raise EdgeDeeplabError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
+
+    qdir = run / "qat"
+    ckpt_dir = qdir / "checkpoints"
+    has_ckpt = ckpt_dir.is_dir() and tf.train.latest_checkpoint(str(ckpt_dir)) is not None
+    if has_ckpt and not resume:
+        raise EdgeDeeplabError(f"{qdir} already has QAT checkpoints; pass --resume to continue "
+                               f"or delete {qdir}")
+
+    with native_dilated_depthwise():
+        float_model, cfg, meta = load_model(run / "model.keras")
+    if cfg is None:
+        raise EdgeDeeplabError(f"{run / 'model.keras'} has no config sidecar (model.json)")
+    train_ds, val_ds = _open_datasets(tc)
+    if train_ds.num_classes != cfg.num_classes:
+        raise EdgeDeeplabError(f"model has {cfg.num_classes} classes, dataset {train_ds.num_classes}")
+
+    keras.utils.set_random_seed(int(tc.seed) + 7)
+    qmodel = quantize_model(float_model)
+    del float_model
+    if freeze_bn:
+        freeze_batchnorm(qmodel)
+    qdir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(qdir / "qat_config.json", {
+        "steps": steps, "lr": lr, "batch_size": batch_size, "freeze_bn": freeze_bn,
+        "checkpoint_every": checkpoint_every, "calibration_batches": calibration_batches,
+        "schedule": "poly 0.9, no warm-up", "source": str(run / "model.keras")})
+
+    schedule = PolyDecay(lr, steps, power=0.9, warmup_steps=0)
+    optimizer = keras.optimizers.Adam(schedule)
+    step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="qat_step")
+    optimizer.build(qmodel.trainable_variables)
+    ckpt = tf.train.Checkpoint(model=qmodel, optimizer=optimizer, step=step_var)
+    manager = tf.train.CheckpointManager(ckpt, str(ckpt_dir), max_to_keep=2)
+    start = 0
+    cache = tc.cache if tc.cache is not None else (tc.dataset == "synthetic")
+
+    def data_from(step0):
+        return iter(make_train_dataset(
+            train_ds, crop_size=cfg.input_size, batch_size=batch_size,
+            seed=int(tc.seed) + 17 + 1_000_003 * step0, min_scale=tc.min_scale,
+            max_scale=tc.max_scale, flip=tc.flip, cache=cache))
+
+    t0 = time.time()
+    if resume and manager.latest_checkpoint:
+        ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        start = int(step_var.numpy())
+        if verbose:
+            print(f"resuming QAT from {manager.latest_checkpoint} at step {start}/{steps}",
+                  flush=True)
+    elif calibration_batches > 0:
+        it = data_from(-1)
+        calibrate_ranges(qmodel, (next(it)[0] for _ in range(int(calibration_batches))))
+
+    data = data_from(start)
+    with native_dilated_depthwise():
+        @tf.function
+        def train_step(images, masks):
+            with tf.GradientTape() as tape:
+                logits = qmodel(images, training=True)
+                loss_sum, count = masked_cross_entropy(masks, logits)
+                loss = loss_sum / tf.maximum(count, 1.0)
+            grads = tape.gradient(loss, qmodel.trainable_variables)
+            optimizer.apply_gradients(zip(grads, qmodel.trainable_variables))
+            step_var.assign_add(1)
+            return loss
+
+        progbar = keras.utils.Progbar(steps, stateful_metrics=["loss"], verbose=verbose) \
+            if verbose else None
+        if progbar is not None and start:
+            progbar.update(start)
+        step = start
+        loss_ema = None
+        while step < steps:
+            images, masks = next(data)
+            loss = float(train_step(images, masks).numpy())
+            step = int(step_var.numpy())
+            if not math.isfinite(loss):
+                raise EdgeDeeplabError(f"QAT diverged at step {step} (loss {loss}); lower --lr")
+            loss_ema = loss if loss_ema is None else 0.9 * loss_ema + 0.1 * loss
+            if step % checkpoint_every == 0 or step == steps:
+                manager.save(checkpoint_number=step)
+            if progbar is not None:
+                progbar.update(step, [("loss", loss_ema)])
+    qat_seconds = time.time() - t0
+
+    val_miou = None
+    if evaluate and val_ds is not None:
+        val_miou = float(evaluate_model(qmodel, val_ds, cfg.input_size,
+                                        batch_size=tc.eval_batch_size)["miou"])
+    model_path = save_qat_model(qmodel, qdir / QAT_MODEL_NAME, cfg, qat_steps=step,
+                                val_miou=val_miou)
+    result = {
+        "model_path": str(model_path), "steps": steps, "start_step": start, "final_step": step,
+        "resumed": bool(start), "lr": lr, "batch_size": batch_size, "freeze_bn": freeze_bn,
+        "calibration_batches": calibration_batches, "qat_seconds": round(qat_seconds, 2),
+        "val_miou": val_miou, "float_val_miou": meta.get("val_miou"),
+    }
+    write_json_atomic(qdir / "qat_result.json", result)
+    if verbose:
+        msg = f"QAT done: {step} steps in {qat_seconds:.0f}s"
+        if val_miou is not None:
+            msg += f", val mIoU {val_miou:.4f}"
+            if meta.get("val_miou") is not None:
+                msg += f" (float {float(meta['val_miou']):.4f})"
+        print(f"{msg}; wrote {model_path}", flush=True)
+    return result
+
+
+# ----------------------------------------------------------------------------- graph inspection
+def tflite_op_counts(tflite) -> Dict[str, int]:
+    """``{op name: count}`` of a .tflite (path or bytes), before any delegation."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    kw = {"model_path": str(tflite)} if isinstance(tflite, (str, os.PathLike)) else \
+        {"model_content": bytes(tflite)}
+    it = Interpreter(experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES, **kw)
+    counts: Dict[str, int] = {}
+    for op in it._get_ops_details():
+        counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1
+    return counts
+
+
+def xnnpack_delegation(tflite, threads: int = 1) -> dict:
+    """Whether the XNNPACK delegate claims every op of a .tflite (path or bytes).
+
+    Loads the model in LiteRT's Interpreter (which applies XNNPACK by default) and reads the
+    delegated graph: XNNPACK replaces each run of ops it supports by one ``DELEGATE`` node. The
+    model is fully delegated when there is exactly one such node, fed directly by the graph inputs
+    and producing the graph outputs (any op XNNPACK refuses would sit before, after or between
+    delegate nodes and stay on the reference CPU kernels).
+
+    Returns:
+        ``{"fully_delegated": bool, "partitions": int, "undelegated_ops": [op names at the
+        partition boundaries], "ops": int}``.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edge_deeplab.runtime import capture_native_stderr
+
+    kw = {"model_path": str(tflite)} if isinstance(tflite, (str, os.PathLike)) else \
+        {"model_content": bytes(tflite)}
+    with capture_native_stderr():
+        it = Interpreter(num_threads=threads, **kw)
+        it.allocate_tensors()
+    ops = it._get_ops_details()
+    dels = [o for o in ops if o["op_name"] == "DELEGATE"]
+    orig = [o for o in ops if o["op_name"] != "DELEGATE"]
+    produced = {int(t) for o in orig for t in o["outputs"]}
+    g_in = {int(d["index"]) for d in it.get_input_details()}
+    g_out = {int(d["index"]) for d in it.get_output_details()}
+    d_in = {int(t) for o in dels for t in o["inputs"]} & (produced | g_in)
+    d_out = {int(t) for o in dels for t in o["outputs"]}
+    outside = []
+    for o in orig:
+        outs = {int(t) for t in o["outputs"]}
+        # A delegated op's visible outputs are delegate outputs; an op that feeds a delegate or
+        # produces a graph output without being one of them runs outside.
+        if not dels or (outs & (d_in | g_out) and not outs & d_out):
+            outside.append(o["op_name"])
+    full = len(dels) == 1 and d_in <= g_in and g_out <= d_out
+    return {"fully_delegated": bool(full), "partitions": len(dels),
+            "undelegated_ops": sorted(set(outside)) if not full else [], "ops": len(orig)}
