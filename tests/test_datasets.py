@@ -116,6 +116,17 @@ def test_cityscapes_maps_label_ids_to_train_ids(tmp_path, rng):
     assert sorted(v for v in CITYSCAPES_ID_TO_TRAINID.values() if v != 255) == list(range(19))
 
 
+def test_cityscapes_label_train_ids_fallback(tmp_path, rng):
+    root, masks = make_cityscapes_tree(tmp_path, rng, cities=("ulm",))
+    stem = next(iter(masks))
+    gt = root / "gtFine" / "val" / "ulm"
+    (gt / f"{stem}_gtFine_labelIds.png").unlink()
+    train_ids = np.resize(np.array([0, 5, 18, 255], np.uint8), (16, 34))
+    save_gray_png(gt / f"{stem}_gtFine_labelTrainIds.png", train_ids)
+    ds = load_dataset("cityscapes", root, "val")
+    np.testing.assert_array_equal(ds.read(0)[1], train_ids)
+
+
 def test_cityscapes_errors(tmp_path, rng):
     root, masks = make_cityscapes_tree(tmp_path, rng)
     with pytest.raises(EdgeDeeplabError, match="split 'train' not found"):

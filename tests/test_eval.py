@@ -286,6 +286,9 @@ def test_int8_and_classmap_exports_score_like_keras(tmp_path, tiny_models):
     export_tflite(model, tmp_path / "cm.tflite", "float32", config=cfg, output="classmap")
     cm = evaluate_tflite(tmp_path / "cm.tflite", ds)
     assert abs(cm["miou"] - ref["miou"]) < 0.02
+    export_tflite(model, tmp_path / "raw.tflite", "float32", config=cfg, normalize_in_graph=True)
+    raw = evaluate_tflite(tmp_path / "raw.tflite", ds)  # takes 0..255 pixels (from its metadata)
+    assert abs(raw["miou"] - ref["miou"]) < 0.02
     reps = [ds.read(i)[0] for i in range(len(ds))]
     export_tflite(model, tmp_path / "q.tflite", "int8", config=cfg, io_type="uint8",
                   representative=[cv2.resize(r, (64, 64)) for r in reps] * 4)
