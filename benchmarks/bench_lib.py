@@ -667,9 +667,23 @@ def output_agreement(a: np.ndarray, b: np.ndarray) -> dict:
         scale = None
 
     ca, cb = output_to_classmap(a, _Info), output_to_classmap(b, _Info)
-    res = {"argmax_agree_pct": round(float((ca == cb).mean() * 100.0), 3)}
+    same = ca == cb
+    res = {"argmax_agree_pct": round(float(same.mean() * 100.0), 3)}
     if a.shape == b.shape and np.issubdtype(a.dtype, np.floating):
-        res["max_abs_diff"] = round(float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))), 6)
+        fa, fb = a.astype(np.float64), b.astype(np.float64)
+        diff = float(np.max(np.abs(fa - fb)))
+        rng = float(fb.max() - fb.min())
+        res["max_abs_diff"] = round(diff, 6)
+        res["ref_range"] = round(rng, 6)
+        res["rel_max_diff"] = round(diff / rng, 6) if rng > 0 else None
+        if fb.ndim >= 3 and fb.shape[-1] > 1:
+            # Pixels whose reference top-2 margin exceeds the largest difference: only there is a differing
+            # argmax a real disagreement (untrained models have near-ties everywhere).
+            top2 = np.sort(fb.reshape(-1, fb.shape[-1]), axis=-1)[:, -2:]
+            decidable = (top2[:, 1] - top2[:, 0] > diff).reshape(same.shape)
+            res["decidable_pct"] = round(float(decidable.mean() * 100.0), 3)
+            res["argmax_agree_decidable_pct"] = (round(float(same[decidable].mean() * 100.0), 3)
+                                                 if decidable.any() else None)
     return res
 
 

@@ -99,6 +99,12 @@ def to_markdown(report: dict, title: Optional[str] = None) -> str:
                 lines.append(f"- {_label(r)}: comparison failed: {a['error']}")
             else:
                 extra = f", max |diff| {a['max_abs_diff']:.4g}" if a.get("max_abs_diff") is not None else ""
+                if a.get("rel_max_diff") is not None:
+                    extra += f" ({a['rel_max_diff'] * 100:.2f}% of the CPU output range)"
+                if a.get("decidable_pct") is not None:
+                    dec = a.get("argmax_agree_decidable_pct")
+                    extra += (f"; on the {a['decidable_pct']:.1f}% of pixels whose CPU top-2 margin exceeds that "
+                              f"difference: {'-' if dec is None else f'{dec:.2f}%'}")
                 lines.append(f"- {_label(r)}: argmax agreement {a['argmax_agree_pct']:.2f}%{extra}")
 
     cc = [r for r in results if r.get("cross_check")]
