@@ -487,9 +487,33 @@ def evaluate_predictor(predictor: _Predictor, dataset, *, scales=(1.0,), flip: b
                    flip=bool(flip), crf=bool(crf), **predictor.describe())
 
 
+def _load_keras(path, qat: bool = False):
+    """``(model, resolved_path_str, metadata)`` for a .keras/.h5 file or run directory."""
+    from edge_deeplab.layers import native_dilated_depthwise
+    from edge_deeplab.model_io import load_model, resolve_model_path
+
+    with native_dilated_depthwise():
+        if qat:
+            from edge_deeplab.qat import load_qat_model
+
+            model, _cfg, meta = load_qat_model(path)
+            return model, str(path), meta
+        p = resolve_model_path(path)
+        try:
+            model, _cfg, meta = load_model(p)
+        except EdgeDeeplabError:
+            if p.suffix != ".h5":
+                raise
+            from edge_deeplab.qat import load_qat_model  # QAT models are saved as HDF5
+
+            model, _cfg, meta = load_qat_model(p)
+    return model, str(p), meta
+
+
 def evaluate_keras(model, dataset, *, input_size=None, scales=(1.0,), flip: bool = False,
                    crf: bool = False, batch_size: int = 4, save_dir=None,
-                   progress: Optional[ProgressFn] = None, crf_backend: str = "auto") -> Dict:
+                   progress: Optional[ProgressFn] = None, crf_backend: str = "auto",
+                   qat: bool = False) -> Dict:
     """Scores a Keras segmentation model on a dataset split.
 
     Args:
@@ -504,6 +528,8 @@ def evaluate_keras(model, dataset, *, input_size=None, scales=(1.0,), flip: bool
         batch_size: windows per forward pass.
         save_dir: write predicted index PNGs (palette) named by stem here.
         progress: ``fn(done, total)``.
+        qat: ``model`` is a run directory / ``.h5`` of a quantization-aware model (loaded with
+            :func:`edge_deeplab.qat.load_qat_model`); ``.h5`` files fall back to it automatically.
 
     Returns:
         :meth:`ConfusionMatrix.result` plus ``dataset``, ``split``, ``scales``, ``flip``, ``crf``,
@@ -517,20 +543,7 @@ def evaluate_keras(model, dataset, *, input_size=None, scales=(1.0,), flip: bool
     meta = {}
     name = getattr(model, "name", "keras")
     if isinstance(model, (str, os.PathLike)):
-        from edge_deeplab.model_io import load_model, resolve_model_path
-
-        name = str(resolve_model_path(model))
-        with native_dilated_depthwise():
-            try:
-                model, _cfg, meta = load_model(name)
-            except EdgeDeeplabError:
-                # A QAT model (QuantizeWrapperV2 layers) loads only inside tfmot's scope.
-                try:
-                    import tensorflow_model_optimization as tfmot
-                except ImportError:
-                    raise
-                with tfmot.quantization.keras.quantize_scope():
-                    model, _cfg, meta = load_model(name)
+        model, name, meta = _load_keras(model, qat)
     with native_dilated_depthwise():
         pred = KerasPredictor(model, input_size=input_size, batch_size=batch_size, metadata=meta)
         r = evaluate_predictor(pred, dataset, scales=scales, flip=flip, crf=crf, save_dir=save_dir,

@@ -76,7 +76,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--runtime", default="auto",
                    choices=("auto", "litert", "interpreter", "tflite_runtime"), help=".tflite runtime")
     g.add_argument("--qat", action="store_true",
-                   help="for a run directory, score RUN/qat/model.keras")
+                   help="score the run's quantization-aware Keras model (RUN/qat/model.h5)")
     g.add_argument("--resize-predictions", action="store_true",
                    help="--predictions: nearest-resize predictions whose size differs from the mask")
     g = p.add_argument_group("output")
@@ -125,10 +125,7 @@ def run(args) -> int:
                                         crf=args.crf, save_dir=args.save_predictions,
                                         progress=progress, crf_backend=args.crf_backend)
         else:
-            from edge_deeplab.model_io import resolve_model_path
-
-            path = resolve_model_path(model, prefer_qat=args.qat)
-            result = ev.evaluate_keras(path, ds, input_size=args.input_size, scales=args.scales,
+            result = ev.evaluate_keras(model, ds, qat=args.qat, input_size=args.input_size, scales=args.scales,
                                        flip=args.flip, crf=args.crf, batch_size=args.batch_size,
                                        save_dir=args.save_predictions, progress=progress,
                                        crf_backend=args.crf_backend)
