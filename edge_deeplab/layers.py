@@ -103,7 +103,12 @@ def convertible_clone(model):
     The TFLite converter serializes the Keras model, and Keras caches each layer's traced call
     functions on the layer objects. A model converted once *without* the patch therefore keeps its
     SpaceToBatchND traces even when converted again inside :func:`native_dilated_depthwise`. Cloning
-    (same config, same weights) inside the context gives layers with no cached traces.
+    (same config, same weights) gives layers with no cached traces; convert the clone inside
+    :func:`native_dilated_depthwise` as usual.
+
+    Example:
+        >>> with native_dilated_depthwise():                               # doctest: +SKIP
+        ...     tflite = tf.lite.TFLiteConverter.from_keras_model(convertible_clone(m)).convert()
     """
     from edge_deeplab._tf import keras as _keras
 

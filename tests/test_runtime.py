@@ -1,0 +1,132 @@
+"""The shared runtime layer against the real LiteRT runtime (and GPU accelerator where it starts)."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from edge_deeplab.errors import DelegateUnavailableError, EdgeDeeplabError
+from edge_deeplab.runtime import (TensorInfo, dequantize, letterbox, open_runner, parse_delegate_log,
+                                  probe_accelerator, quantize)
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    """A tiny DeepLab converted twice: edge-clean (patched) and naive (SpaceToBatchND)."""
+    from edge_deeplab._tf import tf
+    from edge_deeplab.config import ModelConfig
+    from edge_deeplab.layers import convertible_clone, native_dilated_depthwise
+    from edge_deeplab.model import build_model
+
+    d = tmp_path_factory.mktemp("rt")
+    m = build_model(ModelConfig(input_size=(64, 64), num_classes=3, alpha=0.35))
+    naive = tf.lite.TFLiteConverter.from_keras_model(m).convert()
+    with native_dilated_depthwise():  # converted once without the patch: convert a clone
+        clean = tf.lite.TFLiteConverter.from_keras_model(convertible_clone(m)).convert()
+    (d / "naive.tflite").write_bytes(naive)
+    (d / "clean.tflite").write_bytes(clean)
+    x = np.random.RandomState(0).uniform(-1, 1, (1, 64, 64, 3)).astype(np.float32)
+    return d / "clean.tflite", d / "naive.tflite", m, x
+
+
+def _gpu_or_skip(path):
+    try:
+        return open_runner(path, "gpu")
+    except DelegateUnavailableError as e:
+        pytest.skip(f"GPU accelerator unavailable: {e}")
+
+
+def test_cpu_runner_matches_keras(tiny_models):
+    clean, _, model, x = tiny_models
+    r = open_runner(clean, "cpu", threads=2)
+    assert r.input.shape == (1, 64, 64, 3) and r.output.shape == (1, 64, 64, 3)
+    assert r.fully_accelerated is True and r.runtime_name == "litert-compiled-model"
+    y = r.run(x)
+    ref = model(x, training=False).numpy()
+    assert np.abs(y - ref).max() <= 1e-4 * max(1e-6, float(ref.max() - ref.min())) + 1e-6
+
+
+def test_interpreter_runtime_agrees_with_compiled_model(tiny_models):
+    clean, _, _, x = tiny_models
+    a = open_runner(clean, "cpu", runtime="litert").run(x)
+    b = open_runner(clean, "cpu", runtime="interpreter").run(x)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.gpu
+def test_gpu_reports_full_and_partial_delegation(tiny_models):
+    clean, naive, _, x = tiny_models
+    r = _gpu_or_skip(clean)
+    assert r.fully_accelerated is True and r.unsupported_ops == []
+    y_gpu, y_cpu = r.run(x), open_runner(clean, "cpu").run(x)
+    assert y_gpu.shape == y_cpu.shape
+    n = _gpu_or_skip(naive)
+    assert n.fully_accelerated is False
+    assert {"SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND"} <= set(n.unsupported_ops)
+    with pytest.raises(DelegateUnavailableError, match="SPACE_TO_BATCH_ND"):
+        open_runner(naive, "gpu", allow_fallback=False)
+
+
+@pytest.mark.gpu
+def test_probe_runs_isolated(tiny_models):
+    clean, naive, _, _ = tiny_models
+    p = probe_accelerator(naive, "gpu")
+    if not p["available"]:
+        pytest.skip(p["error"])
+    assert p["fully_accelerated"] is False and "SPACE_TO_BATCH_ND" in p["unsupported_ops"]
+    assert p["cpu_ops"] > 0
+    assert probe_accelerator(clean, "gpu", run=True)["fully_accelerated"] is True
+
+
+def test_bad_models_raise_one_line_errors(tmp_path):
+    garbage = tmp_path / "g.tflite"
+    garbage.write_bytes(b"not a flatbuffer" * 20)
+    empty = tmp_path / "e.tflite"
+    empty.write_bytes(b"")
+    for path, match in ((garbage, "not a valid TFLite model"), (empty, "empty"),
+                        (tmp_path / "missing.tflite", "not found")):
+        with pytest.raises(EdgeDeeplabError, match=match) as ei:
+            open_runner(path)
+        assert "\n" not in str(ei.value)
+    with pytest.raises(EdgeDeeplabError, match="unknown accelerator"):
+        open_runner(garbage, "tpu")
+
+
+def test_npu_without_vendor_library_is_unavailable(tiny_models):
+    with pytest.raises(DelegateUnavailableError, match="NPU"):
+        open_runner(tiny_models[0], "npu")
+
+
+def test_gpu_without_driver_says_so(tiny_models):
+    code = ("from edge_deeplab.runtime import open_runner\n"
+            "from edge_deeplab.errors import DelegateUnavailableError\n"
+            f"try:\n    open_runner({str(tiny_models[0])!r}, 'gpu')\n"
+            "except DelegateUnavailableError as e:\n    print('UNAVAILABLE', e)\n")
+    env = {**__import__("os").environ, "VK_ICD_FILENAMES": "/nonexistent.json",
+           "VK_DRIVER_FILES": "/nonexistent.json"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         timeout=300).stdout
+    assert "UNAVAILABLE" in out and "GPU" in out
+
+
+def test_quantize_roundtrip_and_letterbox():
+    info = TensorInfo("x", (1, 4), np.dtype(np.uint8), scale=2 / 255, zero_point=128)
+    x = np.array([-1.0, 0.0, 0.5, 1.0], np.float32)
+    q = quantize(x, info)
+    assert q.dtype == np.uint8
+    assert np.abs(dequantize(q, info) - x).max() <= info.scale / 2 + 1e-6
+    img = np.full((40, 100, 3), 200, np.uint8)
+    out, (h, w) = letterbox(img, (64, 64))
+    assert (h, w) == (26, 64) and out.shape == (64, 64, 3)
+    assert (out[:h, :w] == 200).all() and (out[h:] == 127).all()
+
+
+def test_parse_delegate_log():
+    text = ("ERROR: Following operations are not supported by GPU delegate:\n"
+            "BATCH_TO_SPACE_ND: Operation is not supported.\n"
+            "SPACE_TO_BATCH_ND: Operation is not supported.\n"
+            "52 operations will run on the GPU, and the remaining 48 operations will run on the CPU.\n")
+    p = parse_delegate_log(text)
+    assert set(p["unsupported_ops"]) == {"BATCH_TO_SPACE_ND", "SPACE_TO_BATCH_ND"}
+    assert (p["gpu_ops"], p["cpu_ops"]) == (52, 48)
