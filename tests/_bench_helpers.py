@@ -15,11 +15,16 @@ from pathlib import Path
 
 def _cache_dir(config) -> Path:
     try:
-        import tensorflow as tf  # noqa: F401 - only for the version key
+        from importlib.metadata import version
 
-        ver = tf.__version__
+        ver = version("tensorflow-cpu")
     except Exception:  # noqa: BLE001
-        ver = "tf"
+        try:
+            from importlib.metadata import version
+
+            ver = version("tensorflow")
+        except Exception:  # noqa: BLE001
+            ver = "tf"
     return Path(config.cache.makedir(f"edge_deeplab_bench_models_{ver}_c5"))
 
 
