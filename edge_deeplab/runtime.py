@@ -454,7 +454,9 @@ class CompiledModelRunner(Runner):
         if accelerator == "cpu":
             if err is not None:
                 raise EdgeDeeplabError(f"LiteRT cannot compile {Path(path).name}: {_first_error_line(text, err)}")
-            self.fully_accelerated = True
+            # On CPU "fully accelerated" means XNNPACK claimed every op (else some run on the
+            # reference kernels, e.g. the uint8<->int8 conversions of a uint8-I/O model).
+            self.fully_accelerated = bool(model.is_fully_accelerated())
         else:
             parsed = parse_delegate_log(text)
             if err is None:
@@ -476,8 +478,16 @@ class CompiledModelRunner(Runner):
                     f"{accelerator.upper()} accelerator could not start for {Path(path).name}: "
                     f"{_first_error_line(text, err)}")
         self._model = model
-        self._in = model.create_input_buffers(0)
-        self._out = model.create_output_buffers(0)
+        with capture_native_stderr() as cap:
+            try:
+                self._in = model.create_input_buffers(0)
+                self._out = model.create_output_buffers(0)
+                err = None
+            except RuntimeError as e:  # e.g. an unresolved custom op surfaces only here
+                err = e
+        self.log += cap.text
+        if err is not None:
+            raise EdgeDeeplabError(f"LiteRT cannot prepare {Path(path).name}: {_first_error_line(cap.text, err)}")
         self._out_sizes = [int(np.prod(o.shape)) for o in outputs]
 
     def run(self, x: np.ndarray) -> np.ndarray:

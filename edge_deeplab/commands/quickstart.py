@@ -1,0 +1,31 @@
+"""``edge-deeplab quickstart``: the end-to-end main job (see :mod:`edge_deeplab.quickstart`)."""
+
+HELP = "data -> train -> QAT -> export x4 -> analyze -> accuracy + speed -> report -> demo (resumable)"
+DESCRIPTION = (
+    "Generates the bundled procedural dataset, trains the float model, fine-tunes it with QAT, "
+    "exports float32, float16, post-training int8 and QAT int8 TFLite models, analyzes each (op set, "
+    "float islands, real LiteRT GPU delegation), measures mIoU on the held-out split and speed on CPU "
+    "(and GPU where it starts), writes DIR/report.md, DIR/report.json and plots, and renders the "
+    "portrait demo to DIR/demo.mp4. Rerunning with the same DIR resumes.")
+
+
+def add_arguments(p):
+    p.add_argument("--out", default="quickstart", help="output directory (rerun to resume)")
+    p.add_argument("--fast", action="store_true",
+                   help="CI smoke run: tiny model, short training, same code path (~3 min)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--gpu", dest="gpu", action="store_true", default=None,
+                   help="also benchmark on the GPU accelerator (default: when it starts)")
+    g.add_argument("--no-gpu", dest="gpu", action="store_false", help="CPU benchmarks only")
+
+
+def run(args) -> int:
+    from edge_deeplab.quickstart import run_quickstart
+
+    report = run_quickstart(args.out, fast=args.fast, gpu=args.gpu)
+    acc = report["accuracy"]
+    print("mIoU: " + ", ".join(f"{k} {100 * v:.2f}" for k, v in acc.items()))
+    failed = [k for k, v in report["checks"].items() if v is False]
+    if failed:
+        print("checks that did not hold: " + ", ".join(failed))
+    return 0

@@ -1,0 +1,517 @@
+"""The main job: bundled data -> float training -> QAT -> four TFLite exports -> analysis ->
+accuracy and speed -> report -> portrait demo, in one resumable command.
+
+Every step stores its result in ``DIR/steps/<step>.json`` (atomically) when it completes; a rerun with
+the same ``DIR`` skips finished steps, and the two long steps (training, QAT) resume from their own
+checkpoints if they were interrupted mid-way. Nothing already written is lost.
+
+Layout of ``DIR``::
+
+    data/                 the procedural dataset (train/val splits)
+    run/                  float training run (model.keras, checkpoints/, logs/), run/qat/ (QAT)
+    models/               float32.tflite, float16.tflite, int8_ptq.tflite, int8_qat.tflite (+ .json)
+    report.md report.json miou_vs_fps.png latency.png predictions.png
+    demo.mp4              the portrait demo rendered on the bundled procedural clip
+
+Example:
+    >>> from edge_deeplab.quickstart import run_quickstart
+    >>> report = run_quickstart("quickstart", fast=True)      # doctest: +SKIP
+    >>> report["accuracy"]["int8_qat"]                         # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import shutil
+import time
+from pathlib import Path
+from typing import Callable, Dict, Optional
+
+import numpy as np
+
+from edge_deeplab.errors import EdgeDeeplabError
+from edge_deeplab.io_utils import write_json_atomic, write_text_atomic
+
+#: report name -> (export variant, file name). Order is the report's order.
+EXPORTS = {
+    "tflite_float32": ("float32", "float32.tflite"),
+    "tflite_float16": ("float16", "float16.tflite"),
+    "int8_ptq": ("int8", "int8_ptq.tflite"),
+    "int8_qat": ("qat-int8", "int8_qat.tflite"),
+}
+ACCURACY_KEYS = ("keras_float",) + tuple(EXPORTS)
+PRETTY = {"keras_float": "Keras float32", "tflite_float32": "TFLite float32",
+          "tflite_float16": "TFLite float16", "int8_ptq": "TFLite int8 (post-training)",
+          "int8_qat": "TFLite int8 (QAT)"}
+STEPS = ("data", "train", "qat", "export", "analyze", "accuracy", "bench", "report", "demo")
+
+
+class _Progress:
+    """Step headers with elapsed time; long steps print their own progress bars below them."""
+
+    def __init__(self, log: Callable[[str], None]):
+        self.log = log
+        self.t0 = time.time()
+
+    def step(self, i: int, name: str, what: str, cached: bool = False):
+        el = time.time() - self.t0
+        mark = "done earlier, skipped" if cached else "..."
+        self.log(f"[{i}/{len(STEPS)}] {name:<8} {what} {mark}  (t+{el // 60:.0f}m{el % 60:02.0f}s)")
+
+
+def _settings(fast: bool):
+    from edge_deeplab.train import FAST_MODEL, FAST_TRAIN, QUICKSTART_MODEL, QUICKSTART_TRAIN
+
+    if fast:
+        return FAST_MODEL, FAST_TRAIN, dict(qat_steps=40, eval_images=48, bench_runs=10,
+                                            bench_warmup=2, demo_frames=16, calib_steps=16,
+                                            num_train=160, num_val=48)
+    return QUICKSTART_MODEL, QUICKSTART_TRAIN, dict(qat_steps=None, eval_images=None, bench_runs=30,
+                                                    bench_warmup=5, demo_frames=48, calib_steps=100,
+                                                    num_train=None, num_val=None)
+
+
+def _machine() -> dict:
+    from edge_deeplab.runtime import available_runtimes
+
+    try:
+        from importlib.metadata import version
+
+        versions = {p: version(p) for p in ("tensorflow-cpu", "tf-keras", "tensorflow-model-optimization",
+                                            "ai-edge-litert")
+                    if _has_dist(p)}
+    except Exception:  # noqa: BLE001
+        versions = {}
+    return {"platform": platform.platform(), "machine": platform.machine(), "python": platform.python_version(),
+            "cpu_count": os.cpu_count(), "processor": platform.processor() or None,
+            "runtimes": available_runtimes(), "packages": versions}
+
+
+def _has_dist(name: str) -> bool:
+    try:
+        from importlib.metadata import version
+
+        version(name)
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+
+
+class _Steps:
+    """Finished-step results stored under ``DIR/steps``."""
+
+    def __init__(self, out: Path):
+        self.dir = out / "steps"
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def get(self, name: str) -> Optional[dict]:
+        p = self.dir / f"{name}.json"
+        if not p.is_file():
+            return None
+        try:
+            return json.loads(p.read_text())
+        except ValueError:
+            return None  # a corrupt marker means: do the step again
+
+    def put(self, name: str, result: dict) -> dict:
+        write_json_atomic(self.dir / f"{name}.json", result)
+        return result
+
+
+def run_quickstart(out_dir, *, fast: bool = False, log: Callable[[str], None] = print,
+                   gpu: Optional[bool] = None) -> dict:
+    """Runs the whole pipeline into ``out_dir`` (resumable) and returns ``report.json``'s content.
+
+    Args:
+        out_dir: output directory; rerunning with the same directory resumes.
+        fast: the CI smoke configuration (tiny model, short training; same code path, no accuracy
+            target).
+        log: where progress lines go.
+        gpu: benchmark on the LiteRT GPU accelerator too (``None``: when it starts here).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model_cfg, train_cfg, knobs = _settings(fast)
+    steps = _Steps(out)
+    prog = _Progress(log)
+    settings = {"fast": fast, "model": model_cfg.to_dict(), "train": _train_cfg_dict(train_cfg)}
+    prior = steps.get("settings")
+    if prior is not None and prior.get("fast") != fast:
+        raise EdgeDeeplabError(
+            f"{out} holds a {'--fast' if prior.get('fast') else 'full'} quickstart; "
+            f"use another --out for a {'--fast' if fast else 'full'} one")
+    steps.put("settings", settings)
+
+    # 1. data ----------------------------------------------------------------------------
+    data_dir = out / "data"
+    res = steps.get("data")
+    prog.step(1, "data", "generating the procedural dataset", cached=res is not None)
+    if res is None:
+        from edge_deeplab.data.synthetic import ensure_synthetic
+
+        kw = {}
+        if knobs["num_train"]:
+            kw = dict(num_train=knobs["num_train"], num_val=knobs["num_val"])
+        root = _ensure_data(ensure_synthetic, data_dir, kw)
+        res = steps.put("data", {"data_dir": str(root)})
+    data_dir = Path(res["data_dir"])
+    train_cfg = dataclasses.replace(train_cfg, data_dir=str(data_dir))
+
+    # 2. train ---------------------------------------------------------------------------
+    run_dir = out / "run"
+    res = steps.get("train")
+    prog.step(2, "train", f"float model ({_describe(model_cfg)}, {train_cfg.steps} steps)",
+              cached=res is not None)
+    if res is None:
+        from edge_deeplab.train import train
+
+        t = time.time()
+        result = train(model_cfg, train_cfg, run_dir, resume=(run_dir / "checkpoints").exists(), verbose=1)
+        res = steps.put("train", {"result": _jsonable(result), "seconds": time.time() - t})
+
+    # 3. QAT -----------------------------------------------------------------------------
+    res_qat = steps.get("qat")
+    prog.step(3, "qat", "quantization-aware fine-tuning", cached=res_qat is not None)
+    if res_qat is None:
+        from edge_deeplab.qat import run_qat
+
+        t = time.time()
+        kw = {"steps": knobs["qat_steps"]} if knobs["qat_steps"] else {}
+        result = run_qat(run_dir, resume=(run_dir / "qat" / "checkpoints").exists(), verbose=1, **kw)
+        res_qat = steps.put("qat", {"result": _jsonable(result), "seconds": time.time() - t})
+
+    # 4. export --------------------------------------------------------------------------
+    models_dir = out / "models"
+    res = steps.get("export")
+    prog.step(4, "export", "float32, float16, int8 (post-training), int8 (QAT)", cached=res is not None)
+    if res is None:
+        from converters.export import export_tflite
+
+        exported = {}
+        for key, (variant, fname) in EXPORTS.items():
+            path = models_dir / fname
+            t = time.time()
+            if not path.is_file():
+                kw = {}
+                if variant == "int8":
+                    kw = dict(calibration_dataset="synthetic", data_dir=str(data_dir),
+                              calibration_steps=knobs["calib_steps"])
+                export_tflite(str(run_dir), path, variant, **kw)
+            exported[key] = {"path": str(path), "variant": variant, "size_bytes": path.stat().st_size,
+                             "seconds": round(time.time() - t, 1)}
+            log(f"    {fname:<18} {path.stat().st_size / 1e6:6.2f} MB")
+        res = steps.put("export", exported)
+    exported = res
+
+    # 5. analyze -------------------------------------------------------------------------
+    res = steps.get("analyze")
+    prog.step(5, "analyze", "op sets, float islands, LiteRT GPU delegation", cached=res is not None)
+    if res is None:
+        from converters.analyze import analyze_tflite
+
+        analyses = {}
+        for key, e in exported.items():
+            a = analyze_tflite(e["path"], gpu=True)
+            analyses[key] = a
+            g = a.get("gpu") or {}
+            log(f"    {Path(e['path']).name:<18} ops={sum(a['ops'].values()):<4} "
+                f"gpu fully delegated={g.get('fully_accelerated')} ({g.get('method')})")
+        res = steps.put("analyze", analyses)
+    analyses = res
+
+    # 6. accuracy ------------------------------------------------------------------------
+    res = steps.get("accuracy")
+    prog.step(6, "accuracy", "mIoU of every variant on the held-out split", cached=res is not None)
+    if res is None:
+        res = steps.put("accuracy", _accuracy(run_dir, data_dir, exported, knobs["eval_images"], log))
+    accuracy = res
+
+    # 7. bench ---------------------------------------------------------------------------
+    res = steps.get("bench")
+    prog.step(7, "bench", "latency/FPS on CPU (and the GPU accelerator where it starts)",
+              cached=res is not None)
+    if res is None:
+        res = steps.put("bench", _bench(exported, accuracy, knobs, gpu, log))
+    bench = res
+
+    # 8. report --------------------------------------------------------------------------
+    prog.step(8, "report", "report.md, report.json, plots")
+    report = _report(out, model_cfg, train_cfg, steps, exported, analyses, accuracy, bench, fast)
+    _predictions_picture(run_dir, data_dir, exported, out / "predictions.png", model_cfg)
+    write_json_atomic(out / "report.json", report)
+    write_text_atomic(out / "report.md", _markdown(report, out))
+
+    # 9. demo ----------------------------------------------------------------------------
+    res = steps.get("demo")
+    prog.step(9, "demo", "portrait demo on the bundled clip -> demo.mp4", cached=res is not None and (out / "demo.mp4").is_file())
+    if res is None or not (out / "demo.mp4").is_file():
+        from demos.portrait import demo_on_clip
+
+        work = out / "demo_work"
+        r = demo_on_clip(exported["int8_qat"]["path"], work, num_frames=knobs["demo_frames"],
+                         log=lambda s: log("    " + s))
+        os.replace(work / "portrait.mp4", out / "demo.mp4")
+        steps.put("demo", {"frames": getattr(r, "frames", None), "fps": getattr(r, "fps", None)})
+    report["demo"] = str(out / "demo.mp4")
+    write_json_atomic(out / "report.json", report)
+    el = time.time() - prog.t0
+    log(f"done in {el // 60:.0f}m{el % 60:02.0f}s: {out / 'report.md'}")
+    return report
+
+
+# ------------------------------------------------------------------------------------- helpers
+
+def _ensure_data(ensure_synthetic, data_dir: Path, kw: dict) -> Path:
+    import inspect
+
+    params = inspect.signature(ensure_synthetic).parameters
+    kw = {k: v for k, v in kw.items() if k in params}
+    return Path(ensure_synthetic(data_dir, **kw))
+
+
+def _describe(cfg) -> str:
+    h, w = cfg.input_size
+    return f"{h}x{w}, alpha {cfg.alpha}, OS {cfg.output_stride}, {cfg.num_classes} classes"
+
+
+def _train_cfg_dict(tc) -> dict:
+    return tc.to_dict() if hasattr(tc, "to_dict") else dataclasses.asdict(tc)
+
+
+def _jsonable(obj):
+    return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+
+
+def _accuracy(run_dir: Path, data_dir: Path, exported: dict, max_images, log) -> dict:
+    from edge_deeplab.data import load_dataset
+    from edge_deeplab.evaluate import evaluate_keras, evaluate_tflite
+
+    ds = load_dataset("synthetic", data_dir=str(data_dir), split="val")
+    if max_images and len(ds) > max_images and hasattr(ds, "subset"):
+        ds = ds.subset(max_images)
+    results = {}
+    r = evaluate_keras(str(run_dir / "model.keras"), ds)
+    results["keras_float"] = r
+    log(f"    {PRETTY['keras_float']:<30} mIoU {r['miou']:.4f}")
+    for key, e in exported.items():
+        r = evaluate_tflite(e["path"], ds, threads=os.cpu_count())
+        results[key] = r
+        log(f"    {PRETTY[key]:<30} mIoU {r['miou']:.4f}")
+    return {k: {kk: v.get(kk) for kk in ("miou", "per_class_iou", "pixel_accuracy", "num_images")}
+            for k, v in results.items()}
+
+
+def _bench(exported: dict, accuracy: dict, knobs: dict, gpu: Optional[bool], log) -> dict:
+    from benchmarks.bench_lib import run_benchmarks
+
+    accels = ["cpu"]
+    if gpu is None:
+        from edge_deeplab.runtime import probe_accelerator
+
+        gpu = bool(probe_accelerator(exported["tflite_float32"]["path"], "gpu", timeout=300).get("available"))
+    if gpu:
+        accels.append("gpu")
+    paths = [e["path"] for e in exported.values()]
+    res = run_benchmarks(paths, accelerators=accels, threads=2, warmup=knobs["bench_warmup"],
+                         runs=knobs["bench_runs"], rounds=3,
+                         progress=lambda s: log(f"    {s}") if isinstance(s, str) else None)
+    by_path = {e["path"]: k for k, e in exported.items()}
+    for r in res.get("results", []):
+        key = by_path.get(r.get("model")) or by_path.get(str(r.get("path")))
+        if key and r.get("miou") is None and key in accuracy:
+            r["miou"] = accuracy[key]["miou"]
+        if key:
+            r["variant_key"] = key
+    return res
+
+
+def _palette(n: int) -> np.ndarray:
+    base = np.array([[0, 0, 0], [220, 20, 60], [0, 142, 255], [255, 200, 0], [0, 200, 120],
+                     [170, 80, 255], [255, 120, 0], [0, 220, 220]], np.uint8)
+    if n <= len(base):
+        return base[:n]
+    rng = np.random.RandomState(1)
+    return np.concatenate([base, rng.randint(0, 255, (n - len(base), 3)).astype(np.uint8)])
+
+
+def _colorize(mask: np.ndarray, n: int) -> np.ndarray:
+    pal = _palette(n)
+    out = np.full(mask.shape + (3,), 255, np.uint8)  # ignore (255) shows white
+    valid = mask < n
+    out[valid] = pal[mask[valid]]
+    return out
+
+
+def _predictions_picture(run_dir: Path, data_dir: Path, exported: dict, path: Path, cfg, n_images: int = 4):
+    """input | ground truth | float prediction | QAT int8 prediction for a few held-out images."""
+    import cv2
+
+    from edge_deeplab.data import load_dataset
+    from edge_deeplab.evaluate import predict_images
+    from edge_deeplab.io_utils import atomic_path
+
+    ds = load_dataset("synthetic", data_dir=str(data_dir), split="val")
+    idx = list(range(min(n_images, len(ds))))
+    images, masks = zip(*(ds.read(i) for i in idx))
+    float_pred = predict_images(str(run_dir / "model.keras"), list(images))
+    qat_pred = predict_images(exported["int8_qat"]["path"], list(images))
+    n = cfg.num_classes
+    rows = []
+    for img, gt, fp, qp in zip(images, masks, float_pred, qat_pred):
+        tiles = [img, _colorize(gt, n), _colorize(fp, n), _colorize(qp, n)]
+        rows.append(np.concatenate([cv2.resize(t, (192, 192), interpolation=cv2.INTER_NEAREST) for t in tiles], axis=1))
+    grid = np.concatenate(rows, axis=0)
+    header = np.full((28, grid.shape[1], 3), 255, np.uint8)
+    for j, title in enumerate(("input", "ground truth", "float (Keras)", "int8 QAT (TFLite)")):
+        cv2.putText(header, title, (j * 192 + 8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+    legend = np.full((28, grid.shape[1], 3), 255, np.uint8)
+    x = 8
+    for c, name in enumerate(cfg.resolved_labels()):
+        col = tuple(int(v) for v in _palette(n)[c])
+        cv2.rectangle(legend, (x, 8), (x + 14, 22), col, -1)
+        cv2.putText(legend, name, (x + 18, 21), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        x += 24 + 9 * len(name)
+    pic = np.concatenate([header, grid, legend], axis=0)
+    with atomic_path(path) as tmp:
+        cv2.imwrite(str(tmp), cv2.cvtColor(pic, cv2.COLOR_RGB2BGR))
+
+
+def _report(out, model_cfg, train_cfg, steps, exported, analyses, accuracy, bench, fast) -> dict:
+    from benchmarks.report import plot_report
+
+    models = {}
+    for key, e in exported.items():
+        a = analyses.get(key, {})
+        g = a.get("gpu") or {}
+        models[key] = {"path": e["path"], "variant": e["variant"], "size_bytes": e["size_bytes"],
+                       "ops": a.get("ops"), "float_islands": a.get("float_islands"),
+                       "gpu_fully_accelerated": g.get("fully_accelerated"),
+                       "gpu_unsupported_ops": g.get("unsupported_ops"), "gpu_check": g.get("method"),
+                       "inputs": a.get("inputs"), "outputs": a.get("outputs")}
+    acc = {k: accuracy[k]["miou"] for k in ACCURACY_KEYS if k in accuracy}
+    train_res = (steps.get("train") or {})
+    qat_res = (steps.get("qat") or {})
+    f, q, p = acc.get("keras_float"), acc.get("int8_qat"), acc.get("int8_ptq")
+    checks = {
+        "float_miou_at_least_0.80": None if fast or f is None else f >= 0.80,
+        "qat_within_0.5_points_of_float": None if f is None or q is None else (f - q) * 100 <= 0.5,
+        "qat_not_below_ptq": None if q is None or p is None else q >= p,
+        "all_models_fully_gpu_delegated": all(m["gpu_fully_accelerated"] for k, m in models.items()
+                                              if k in ("tflite_float16", "int8_ptq", "int8_qat")),
+    }
+    plots = {}
+    try:
+        plot_report(bench, out / "bench.png")
+        plots["bench"] = "bench.png"
+    except Exception as e:  # noqa: BLE001 - a plot failure must not lose the report
+        plots["bench_error"] = str(e)
+    _miou_vs_fps_plot(bench, accuracy, out / "miou_vs_fps.png")
+    plots["miou_vs_fps"] = "miou_vs_fps.png"
+    return {
+        "accuracy": acc,
+        "accuracy_detail": accuracy,
+        "speed": bench,
+        "models": models,
+        "checks": checks,
+        "config": {"fast": fast, "model": model_cfg.to_dict(), "train": _train_cfg_dict(train_cfg),
+                   "train_seconds": train_res.get("seconds"), "qat_seconds": qat_res.get("seconds"),
+                   "train_result": train_res.get("result"), "qat_result": qat_res.get("result")},
+        "machine": _machine(),
+        "plots": plots,
+        "pictures": {"predictions": "predictions.png"},
+    }
+
+
+def _miou_vs_fps_plot(bench: dict, accuracy: dict, path: Path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from edge_deeplab.io_utils import atomic_path
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+    for r in bench.get("results", []):
+        key = r.get("variant_key")
+        if not key or r.get("fps") is None or key not in accuracy or r.get("accelerator") != "cpu":
+            continue
+        ax.scatter(r["fps"], 100 * accuracy[key]["miou"], s=60)
+        ax.annotate(PRETTY.get(key, key), (r["fps"], 100 * accuracy[key]["miou"]),
+                    textcoords="offset points", xytext=(6, 4), fontsize=8)
+    ax.set_xlabel("FPS (CPU, 2 threads, model only)")
+    ax.set_ylabel("mIoU (%) on held-out split")
+    ax.set_title("Accuracy vs speed")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def _fmt(v, spec=".2f", none="—"):
+    return none if v is None else format(v, spec)
+
+
+def _markdown(report: dict, out: Path) -> str:
+    cfg = report["config"]
+    m = cfg["model"]
+    acc = report["accuracy"]
+    f = acc.get("keras_float")
+    lines = ["# edge_deeplab quickstart report", ""]
+    lines.append(f"DeepLab v3+ / MobileNet-v2 (alpha {m['alpha']}, output stride {m['output_stride']}, "
+                 f"input {m['input_size'][0]}x{m['input_size'][1]}, {m['num_classes']} classes: "
+                 f"{', '.join(m.get('labels') or [])}), trained from scratch on the bundled procedural "
+                 f"dataset for {cfg['train'].get('steps')} steps "
+                 f"({_fmt((cfg.get('train_seconds') or 0) / 60, '.1f')} min), then QAT "
+                 f"({_fmt((cfg.get('qat_seconds') or 0) / 60, '.1f')} min)."
+                 + (" **--fast smoke run: accuracy is not meaningful.**" if cfg["fast"] else ""))
+    lines += ["", "## Accuracy and speed", ""]
+    speed = {}
+    for r in report["speed"].get("results", []):
+        speed.setdefault(r.get("variant_key"), {})[r.get("accelerator")] = r
+    n_img = next(iter(report["accuracy_detail"].values()), {}).get("num_images")
+    lines.append(f"mIoU on the held-out split ({n_img} images); latency is model-only, CPU = LiteRT "
+                 "XNNPACK with 2 threads.")
+    lines.append("")
+    lines.append("| model | size | mIoU | Δ vs float (points) | full GPU delegation | CPU p50 ms | CPU FPS |")
+    lines.append("|---|---:|---:|---:|:---:|---:|---:|")
+    for key in ACCURACY_KEYS:
+        if key not in acc:
+            continue
+        mdl = report["models"].get(key, {})
+        cpu = speed.get(key, {}).get("cpu", {})
+        lat = cpu.get("latency_ms") or {}
+        delta = None if f is None or key == "keras_float" else 100 * (acc[key] - f)
+        size = f"{mdl['size_bytes'] / 1e6:.2f} MB" if mdl.get("size_bytes") else "—"
+        gpu = {True: "yes", False: "NO", None: "—"}[mdl.get("gpu_fully_accelerated")] if mdl else "—"
+        lines.append(f"| {PRETTY[key]} | {size} | {100 * acc[key]:.2f} | {_fmt(delta, '+.2f')} | {gpu} | "
+                     f"{_fmt(lat.get('p50'))} | {_fmt(cpu.get('fps'), '.1f')} |")
+    gpu_rows = [(k, v["gpu"]) for k, v in speed.items() if "gpu" in v]
+    if gpu_rows:
+        lines += ["", "GPU accelerator (LiteRT WebGPU): " + ", ".join(
+            f"{PRETTY.get(k, k)} p50 {_fmt((r.get('latency_ms') or {}).get('p50'))} ms"
+            for k, r in gpu_rows)
+            + ". On a machine without a GPU this is Mesa's software rasterizer (lavapipe): "
+              "coverage and outputs are real, timings are not."]
+    lines += ["", "![mIoU vs FPS](miou_vs_fps.png)", ""]
+    if "bench" in report.get("plots", {}):
+        lines += ["![latency](bench.png)", ""]
+    lines += ["## Predictions on held-out images", "", "![predictions](predictions.png)", ""]
+    lines += ["## Exported models", "", "| file | ops | float islands | GPU check |", "|---|---|---:|---|"]
+    for key, mdl in report["models"].items():
+        ops = ", ".join(f"{k}×{v}" for k, v in sorted((mdl.get("ops") or {}).items()))
+        isl = len(mdl.get("float_islands") or [])
+        lines.append(f"| {Path(mdl['path']).name} | {ops} | {isl} | "
+                     f"{mdl.get('gpu_check') or '—'}{': ' + ', '.join(mdl['gpu_unsupported_ops']) if mdl.get('gpu_unsupported_ops') else ''} |")
+    lines += ["", "## Checks", ""]
+    for k, v in report["checks"].items():
+        lines.append(f"- {k.replace('_', ' ')}: {({True: 'PASS', False: 'FAIL', None: 'n/a'})[v]}")
+    mach = report["machine"]
+    lines += ["", "## Machine", "",
+              f"{mach['platform']}, {mach['cpu_count']} CPUs, Python {mach['python']}; runtimes: "
+              + ", ".join(f"{k} {v}" for k, v in mach["runtimes"].items()), "",
+              "Portrait demo on the bundled clip: [demo.mp4](demo.mp4)", ""]
+    return "\n".join(lines)
