@@ -1,0 +1,423 @@
+"""Keras -> TFLite export: edge-clean graphs, numerics, metadata, atomic writes, CLI errors.
+
+Default run: a small model (64x64, alpha 0.35, OS 8 so the backbone and ASPP dilate) with
+non-trivial weights. ``-m slow``: the issue's must-hold checks on the default 512x512 / OS 16 /
+alpha 1.0 / 21-class model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from _export_helpers import (calibrated_random_model, keras_logits, natural_image, op_counts,
+                             predict)
+from converters.export import export_tflite
+from converters.metadata import list_metadata_names, read_tflite_metadata
+from edge_deeplab.config import ModelConfig
+from edge_deeplab.errors import EdgeDeeplabError
+
+SMALL_CFG = dict(input_size=(64, 64), num_classes=3, alpha=0.35, output_stride=8)
+FORBIDDEN = ("SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND", "MUL")
+
+
+def dilated_depthwise_ops(path):
+    """(number of DEPTHWISE_CONV_2D ops, number of them with dilation > 1)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    m = schema.Model.GetRootAs(Path(path).read_bytes(), 0)
+    codes = [max(m.OperatorCodes(i).BuiltinCode(), m.OperatorCodes(i).DeprecatedBuiltinCode())
+             for i in range(m.OperatorCodesLength())]
+    sg = m.Subgraphs(0)
+    n = dil = 0
+    for i in range(sg.OperatorsLength()):
+        op = sg.Operators(i)
+        if codes[op.OpcodeIndex()] != schema.BuiltinOperator.DEPTHWISE_CONV_2D:
+            continue
+        n += 1
+        opts = schema.DepthwiseConv2DOptions()
+        t = op.BuiltinOptions()
+        opts.Init(t.Bytes, t.Pos)
+        if opts.DilationHFactor() > 1 or opts.DilationWFactor() > 1:
+            dil += 1
+    return n, dil
+
+
+def make_folder_dataset(root: Path, size=(64, 64), n=6, num_classes=3) -> Path:
+    import cv2
+
+    from converters.export import structured_images
+
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    imgs = [natural_image(size)] + list(structured_images(n - 1, size, seed=5))
+    for i, img in enumerate(imgs):
+        cv2.imwrite(str(root / "images" / f"im{i}.png"), img[..., ::-1])
+        mask = (np.arange(size[0] * size[1]).reshape(size) % num_classes).astype(np.uint8)
+        cv2.imwrite(str(root / "masks" / f"im{i}.png"), mask)
+    (root / "train.txt").write_text("".join(f"im{i}\n" for i in range(n)))
+    (root / "labels.txt").write_text("".join(f"c{i}\n" for i in range(num_classes)))
+    return root
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """(config, model, saved .keras path, natural test image, work dir)."""
+    from edge_deeplab.model_io import save_model
+
+    d = tmp_path_factory.mktemp("export")
+    cfg = ModelConfig(**SMALL_CFG)
+    model = calibrated_random_model(cfg)
+    path = save_model(model, d / "small.keras", cfg)
+    return cfg, model, path, natural_image(cfg.input_size), d
+
+
+@pytest.fixture(scope="module")
+def exported(small):
+    """The four post-training variants of the small model (int8 calibrated on a folder dataset)."""
+    cfg, model, _, _, d = small
+    data = make_folder_dataset(d / "calib", size=cfg.input_size)
+    out = {}
+    for v in ("float32", "float16", "dynamic", "int8"):
+        kw = dict(calibration_dataset="folder", data_dir=str(data), calibration_steps=6) \
+            if v == "int8" else {}
+        out[v] = export_tflite(model, d / f"small_{v}.tflite", v, config=cfg, **kw)
+    return out
+
+
+@pytest.mark.parametrize("variant", ["float32", "float16", "dynamic", "int8"])
+def test_variants_are_edge_clean(small, exported, variant):
+    cfg, model, _, _, _ = small
+    path = exported[variant]["path"]
+    ops = op_counts(path)
+    for bad in FORBIDDEN:
+        assert bad not in ops, f"{variant}: {bad} in {ops}"
+    n_dw = sum(type(l).__name__ == "DepthwiseConv2D" for l in model.layers)
+    n_dil = sum(type(l).__name__ == "DepthwiseConv2D" and tuple(l.dilation_rate) != (1, 1)
+                for l in model.layers)
+    assert n_dil >= 10  # OS 8: backbone units 7-16 and the three ASPP branches dilate
+    assert dilated_depthwise_ops(path) == (n_dw, n_dil)  # one dilated op each, BN folded
+    assert "BATCH_NORMALIZATION" not in " ".join(ops)
+    if variant == "int8":
+        assert set(ops) - {"QUANTIZE"} <= {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "CONCATENATION",
+                                           "AVERAGE_POOL_2D", "RESIZE_BILINEAR"}
+
+
+def test_float32_matches_keras(small, exported):
+    _, model, _, image, _ = small
+    ref = keras_logits(model, image)
+    got = predict(exported["float32"]["path"], image, "cpu")
+    assert got.shape == ref.shape
+    rng = float(ref.max() - ref.min())
+    assert rng > 1.0  # non-trivial logits
+    assert np.abs(got - ref).max() <= 1e-4 * rng
+    assert len(np.unique(ref.argmax(-1))) > 1
+
+
+def test_int8_is_full_integer_with_quantize_only_at_io(small, exported):
+    from converters.analyze import analyze_tflite
+
+    _, model, _, image, _ = small
+    info = exported["int8"]
+    r = analyze_tflite(info["path"], gpu=False)
+    assert r["quantization"] == "full-integer"
+    assert r["float_islands"] == []
+    assert r["inputs"][0]["dtype"] == "uint8" and r["outputs"][0]["dtype"] == "uint8"
+    assert r["ops"].get("QUANTIZE", 0) == 2 and "DEQUANTIZE" not in r["ops"]
+    meta = info["metadata"]
+    assert meta["export"]["calibration"]["source"] == "dataset:folder"
+    # uint8 input whose quantization absorbs the MobileNet normalization: raw pixels OK
+    rp = meta["export"]["raw_pixels"]
+    assert rp["raw_pixels_ok"] and rp["max_error"] <= r["inputs"][0]["scale"]
+    assert "raw 0..255 pixels can be fed" in rp["note"]
+    # and it still segments like the float model on most pixels (random weights: loose bound)
+    ref = keras_logits(model, image).argmax(-1)
+    got = predict(info["path"], image, "cpu").argmax(-1)
+    assert (got == ref).mean() > 0.7
+
+
+def test_metadata_embedded_and_sidecar(small, exported):
+    from ai_edge_litert.interpreter import Interpreter
+
+    cfg = small[0]
+    path = exported["float16"]["path"]
+    meta = read_tflite_metadata(path)
+    assert meta == json.loads(Path(path).with_suffix(".json").read_text())
+    assert meta == read_tflite_metadata(Path(path).read_bytes())
+    assert "edge_deeplab" in list_metadata_names(path)
+    assert meta["labels"] == list(cfg.resolved_labels())
+    assert meta["normalization"] == {"mean": [127.5] * 3, "std": [127.5] * 3}
+    assert ModelConfig.from_dict(meta["config"]) == cfg
+    assert meta["output"] == "logits" and meta["normalize_in_graph"] is False
+    assert meta["export"]["variant"] == "float16"
+    assert meta["export"]["output_tensor"]["shape"] == [1, 64, 64, 3]
+    it = Interpreter(model_path=str(path))
+    assert it.get_signature_list() == {"serving_default": {"inputs": ["image"], "outputs": ["logits"]}}
+    # embedding only adds metadata: the runtime reads it, ops are unchanged
+    from edge_deeplab.runtime import open_runner
+
+    with open_runner(path) as r:
+        assert r.metadata["labels"] == meta["labels"]
+
+
+def test_metadata_reader_rejects_garbage(tmp_path):
+    for data in (b"", b"\x00" * 3, b"garbage bytes, not a flatbuffer at all"):
+        with pytest.raises(EdgeDeeplabError):
+            read_tflite_metadata(data)
+    with pytest.raises(EdgeDeeplabError, match="not found"):
+        read_tflite_metadata(tmp_path / "missing.tflite")
+
+
+def test_foreign_model_has_no_metadata_and_truncation_is_caught(tmp_path):
+    from edge_deeplab._tf import tf
+
+    @tf.function(input_signature=[tf.TensorSpec((1, 8, 8, 3), tf.float32)])
+    def f(x):
+        return tf.nn.relu(x)
+
+    data = tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()]).convert()
+    p = tmp_path / "foreign.tflite"
+    p.write_bytes(data)
+    assert read_tflite_metadata(p) is None
+    with pytest.raises(EdgeDeeplabError):
+        read_tflite_metadata(data[: len(data) // 3])
+
+
+def test_classmap_and_in_graph_normalization(small):
+    """Raw-pixel input via a 1x1 DepthwiseConv2D (no MUL/ADD), class-map output via ARG_MAX."""
+    from converters.analyze import analyze_tflite
+
+    cfg, model, _, image, d = small
+    base_adds = sum(type(l).__name__ == "Add" for l in model.layers)
+    info = export_tflite(model, d / "raw_classmap.tflite", "float32", config=cfg,
+                         normalize_in_graph=True, output="classmap")
+    ops = op_counts(info["path"])
+    assert "MUL" not in ops and ops.get("ADD", 0) == base_adds and "SUB" not in ops
+    assert ops["ARG_MAX"] == 1
+    assert ops["DEPTHWISE_CONV_2D"] == sum(type(l).__name__ == "DepthwiseConv2D"
+                                           for l in model.layers) + 1
+    r = analyze_tflite(info["path"], gpu=False)
+    assert r["outputs"][0]["shape"] == [1, 64, 64] and r["outputs"][0]["dtype"] == "int32"
+    meta = info["metadata"]
+    assert meta["normalize_in_graph"] is True and meta["output"] == "classmap"
+    # feed raw pixels ourselves (no runtime normalization) and compare with Keras' argmax
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=info["path"])
+    it.allocate_tensors()
+    it.set_tensor(it.get_input_details()[0]["index"], image[None].astype(np.float32))
+    it.invoke()
+    cls = it.get_tensor(it.get_output_details()[0]["index"])[0]
+    ref = keras_logits(model, image).argmax(-1)
+    assert (cls == ref).mean() >= 0.999
+    # the runtime honours the metadata (raw pixels) and returns the class map
+    got = predict(info["path"], image, "cpu")
+    assert got.shape == (64, 64) and (got == ref).mean() >= 0.999
+
+    # int8 with raw-pixel input: uint8 input quantization is exactly (1, 0)
+    info8 = export_tflite(model, d / "raw_int8.tflite", "int8", config=cfg, normalize_in_graph=True,
+                          calibration_steps=4)
+    r8 = analyze_tflite(info8["path"], gpu=False)
+    assert (r8["inputs"][0]["scale"], r8["inputs"][0]["zero_point"]) == (1.0, 0)
+    assert r8["float_islands"] == [] and "MUL" not in r8["ops"]
+    assert info8["metadata"]["export"]["calibration"]["source"] == "generated"
+
+
+def test_qat_int8_export(small):
+    from converters.analyze import analyze_tflite
+    from edge_deeplab.qat import quantize_model
+
+    cfg, model, _, _, d = small
+    qat = quantize_model(model)
+    info = export_tflite(qat, d / "qat.tflite", "qat-int8", config=cfg, io_type="int8")
+    r = analyze_tflite(info["path"], gpu=False)
+    for bad in FORBIDDEN:
+        assert bad not in r["ops"]
+    assert r["quantization"] == "full-integer"
+    assert r["float_islands"] == []
+    assert r["inputs"][0]["dtype"] == "int8"
+    with pytest.raises(EdgeDeeplabError, match="quantization-aware"):
+        export_tflite(model, d / "x.tflite", "qat-int8", config=cfg)
+    with pytest.raises(EdgeDeeplabError, match="qat-int8"):
+        export_tflite(qat, d / "x.tflite", "int8", config=cfg)
+
+
+def test_failed_export_leaves_no_partial_file(small):
+    cfg, model, _, _, d = small
+    out = d / "atomic" / "m.tflite"
+    out.parent.mkdir()
+    out.write_bytes(b"previous good model")
+    out.with_suffix(".json").write_text("{}")
+
+    def exploding():
+        yield np.zeros((64, 64, 3), np.float32)
+        raise RuntimeError("calibration source died")
+
+    with pytest.raises(EdgeDeeplabError, match="conversion"):
+        export_tflite(model, out, "int8", config=cfg, representative=exploding())
+    assert out.read_bytes() == b"previous good model"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["m.json", "m.tflite"]
+
+
+@pytest.mark.parametrize("kwargs,msg", [
+    (dict(variant="int4"), "unknown variant"),
+    (dict(variant="float32", io_type="uint8"), "integer variant"),
+    (dict(variant="float32", output="probs"), "unknown output"),
+    (dict(variant="int8", io_type="int16"), "unknown io type"),
+])
+def test_bad_arguments_one_line(small, kwargs, msg):
+    cfg, model, _, _, d = small
+    with pytest.raises(EdgeDeeplabError, match=msg) as e:
+        export_tflite(model, d / "bad.tflite", config=cfg, **kwargs)
+    assert "\n" not in str(e.value)
+    assert not (d / "bad.tflite").exists()
+
+
+def test_cli_errors_are_one_line(small, tmp_path, capsys):
+    from edge_deeplab.cli import main
+
+    _, _, keras_path, _, _ = small
+    garbage = tmp_path / "garbage.keras"
+    garbage.write_bytes(b"not a zip file")
+    text = tmp_path / "model.txt"
+    text.write_text("hello")
+    cases = [
+        (["export", str(tmp_path / "missing.keras"), "--out", str(tmp_path / "a.tflite")], "not found"),
+        (["export", str(garbage), "--out", str(tmp_path / "a.tflite")], "cannot load Keras model"),
+        (["export", str(text), "--out", str(tmp_path / "a.tflite")], "not a Keras model"),
+        (["export", str(keras_path), "--variant", "int4", "--out", str(tmp_path / "a.tflite")],
+         "unknown variant"),
+        (["export", str(keras_path), "--out", str(tmp_path / "a.onnx")], ".tflite"),
+        (["export", str(keras_path), "--io-type", "uint8", "--out", str(tmp_path / "a.tflite")],
+         "integer variant"),
+        (["export", str(tmp_path), "--variant", "qat-int8", "--out", str(tmp_path / "a.tflite")],
+         "qat"),
+    ]
+    for argv, msg in cases:
+        rc = main(argv)
+        err = capsys.readouterr().err.strip()
+        assert rc != 0, argv
+        assert len(err.splitlines()) == 1, err
+        assert err.startswith("edge-deeplab export: error:") and msg in err, err
+        assert "Traceback" not in err
+    assert not (tmp_path / "a.tflite").exists()
+
+
+def test_cli_subprocess_export_and_analyze(small, tmp_path):
+    _, _, keras_path, _, _ = small
+    exe = Path(sys.executable).parent / "edge-deeplab"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "edge_deeplab.cli"]
+    out = tmp_path / "cli.tflite"
+    p = subprocess.run(cmd + ["export", str(keras_path), "--variant", "float16", "--out", str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "wrote" in p.stdout and out.is_file() and out.with_suffix(".json").is_file()
+    p = subprocess.run(cmd + ["analyze", str(out), "--json", "--no-gpu"], capture_output=True,
+                       text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    report = json.loads(p.stdout)
+    assert report["quantization"] == "float16" and "MUL" not in report["ops"]
+    p = subprocess.run(cmd + ["export", str(tmp_path / "nope.keras"), "--out", str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 2
+    assert p.stderr.strip() == f"edge-deeplab export: error: model not found: {tmp_path / 'nope.keras'}"
+
+
+# ---------------------------------------------------------------------------------------------
+# LiteRT GPU accelerator (lavapipe Vulkan here)
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def gpu_available(exported):
+    from edge_deeplab.runtime import probe_accelerator
+
+    probe = probe_accelerator(exported["float32"]["path"], "gpu", timeout=300)
+    if not probe.get("available"):
+        pytest.skip(f"LiteRT GPU accelerator unavailable: {probe.get('error')}")
+    return True
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("variant", ["float16", "int8"])
+def test_gpu_full_delegation_and_argmax_agreement(small, exported, gpu_available, variant):
+    from converters.analyze import analyze_tflite
+
+    image = small[3]
+    path = exported[variant]["path"]
+    r = analyze_tflite(path)
+    assert r["gpu"]["method"] == "litert-gpu"
+    assert r["gpu"]["fully_accelerated"] is True and r["gpu"]["unsupported_ops"] == []
+    cpu = predict(path, image, "cpu").argmax(-1)
+    gpu = predict(path, image, "gpu").argmax(-1)
+    assert (cpu == gpu).mean() >= 0.995
+
+
+# ---------------------------------------------------------------------------------------------
+# The issue's must-hold checks on the default model (slow: ~1 min per conversion on 2 cores)
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory):
+    d = tmp_path_factory.mktemp("full")
+    cfg = ModelConfig()
+    assert (cfg.input_size, cfg.output_stride, cfg.alpha, cfg.num_classes) == ((512, 512), 16, 1.0, 21)
+    model = calibrated_random_model(cfg)
+    image = natural_image(cfg.input_size)
+    ref = keras_logits(model, image)
+    paths = {}
+    for v in ("float32", "float16", "dynamic", "int8"):
+        kw = dict(calibration_steps=32) if v == "int8" else {}
+        paths[v] = export_tflite(model, d / f"default_{v}.tflite", v, config=cfg, **kw)["path"]
+    return cfg, model, image, ref, paths
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["float32", "float16", "dynamic", "int8"])
+def test_full_size_no_forbidden_ops(full, variant):
+    ops = op_counts(full[4][variant])
+    for bad in FORBIDDEN:
+        assert bad not in ops, f"{variant}: {bad}"
+    n, dil = dilated_depthwise_ops(full[4][variant])
+    assert dil == 3 + 3  # ASPP x3 + backbone units 14-16 at rate 2
+
+
+@pytest.mark.slow
+def test_full_size_float32_matches_keras(full):
+    _, _, image, ref, paths = full
+    got = predict(paths["float32"], image, "cpu")
+    rng = float(ref.max() - ref.min())
+    assert np.abs(got - ref).max() <= 1e-4 * rng
+
+
+@pytest.mark.slow
+def test_full_size_int8_quantize_only_at_io(full):
+    from converters.analyze import analyze_tflite
+
+    r = analyze_tflite(full[4]["int8"], gpu=False)
+    assert r["quantization"] == "full-integer" and r["float_islands"] == []
+
+
+@pytest.mark.slow
+@pytest.mark.gpu
+@pytest.mark.parametrize("variant", ["float16", "int8"])
+def test_full_size_gpu(full, variant):
+    from converters.analyze import analyze_tflite
+    from edge_deeplab.runtime import probe_accelerator
+
+    _, _, image, _, paths = full
+    probe = probe_accelerator(paths[variant], "gpu", timeout=600)
+    if not probe.get("available"):
+        pytest.skip(f"LiteRT GPU accelerator unavailable: {probe.get('error')}")
+    r = analyze_tflite(paths[variant])
+    assert r["gpu"]["method"] == "litert-gpu" and r["gpu"]["fully_accelerated"] is True
+    cpu = predict(paths[variant], image, "cpu").argmax(-1)
+    gpu = predict(paths[variant], image, "gpu").argmax(-1)
+    agree = float((cpu == gpu).mean())
+    print(f"{variant}: GPU/CPU argmax agreement {agree:.5f}")
+    assert agree >= 0.995
