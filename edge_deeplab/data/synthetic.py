@@ -8,14 +8,15 @@ and a few objects of five classes, painted back to front so later objects occlud
 id    name        look
 ====  ==========  ==============================================================================
 0     background  smooth two-colour noise, stripes or checks, low saturation, with grey clutter
-1     person      head + neck + shoulders/torso silhouette (skin-tone head, random clothes colour)
-2     ball        ellipse with spherical shading and a highlight
-3     box         rotated rectangle with stripes
-4     cone        triangle with a checker or dotted texture
+1     person      head + neck + shoulders/torso silhouette (skin-tone head, any clothes colour)
+2     ball        ellipse with spherical shading, mostly red-orange-yellow
+3     box         rotated rectangle with stripes, mostly blue-cyan-violet
+4     cone        triangle with a checker or dotted texture, mostly yellow-green
 ====  ==========  ==============================================================================
 
-Object sizes vary from ~8% to ~70% of the image side, colours overlap between classes, and
-textures are noisy, so a model must combine shape and texture (it is not a colour lookup).
+Object sizes vary from ~8% to ~70% of the image side, colour bands overlap between classes (and
+clothes take any colour), and textures are noisy, so a model must combine shape, texture and
+colour.
 
 On disk it uses the ``folder`` format every loader reads::
 
@@ -48,7 +49,7 @@ from edge_deeplab.errors import EdgeDeeplabError
 SYNTHETIC_CLASSES = ("background", "person", "ball", "box", "cone")
 PERSON_CLASS = 1
 #: Bump when the generator's output changes, so caches regenerate.
-SYNTHETIC_VERSION = "synthetic-v1"
+SYNTHETIC_VERSION = "synthetic-v2"
 DEFAULT_NUM_TRAIN = 1200
 DEFAULT_NUM_VAL = 200
 DEFAULT_SIZE = (128, 128)
@@ -147,6 +148,10 @@ def _background(rng, h, w) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------- shapes
+#: OpenCV hue bands (0-180) of each object class's main colour. They overlap at the edges and
+#: the person's clothes take any hue, so colour alone does not decide the class.
+_HUES = {2: (-15, 35), 3: (85, 140), 4: (30, 90)}
+
 def _person_shape(rng, h, w, scale) -> Tuple[np.ndarray, np.ndarray]:
     """Returns (body mask, head mask) uint8 {0,1} of a head-and-torso silhouette."""
     side = min(h, w)
@@ -214,7 +219,7 @@ def _ball(rng, h, w, scale):
     lx, ly = cx - 0.35 * r, cy - 0.35 * ry
     d = np.sqrt((xx - lx) ** 2 + (yy - ly) ** 2) / (1.6 * r)
     shade = np.clip(1.15 - d, 0.35, 1.15)
-    c = _hsv_color(rng)
+    c = _hsv_color(rng, h_range=_HUES[2])
     img = c[None, None, :] * shade[..., None]
     img = img * (0.85 + 0.3 * _noise(rng, h, w, 10))[..., None]
     return m, img
@@ -229,7 +234,7 @@ def _box(rng, h, w, scale):
     pts = cv2.boxPoints(rect)
     m = np.zeros((h, w), np.uint8)
     cv2.fillPoly(m, [np.round(pts).astype(np.int32)], 1, cv2.LINE_AA)
-    c0 = _hsv_color(rng)
+    c0 = _hsv_color(rng, h_range=_HUES[3])
     c1 = c0 * rng.uniform(0.35, 0.7)
     img = _mix(_stripes(rng, h, w, (3, 8)), c0, c1)
     return m, img
@@ -246,7 +251,7 @@ def _cone(rng, h, w, scale):
     pts = local @ rot.T + np.array([cx, cy], np.float32)
     m = np.zeros((h, w), np.uint8)
     cv2.fillPoly(m, [np.round(pts).astype(np.int32)], 1, cv2.LINE_AA)
-    c0 = _hsv_color(rng)
+    c0 = _hsv_color(rng, h_range=_HUES[4])
     c1 = _hsv_color(rng, s_range=(0, 80), v_range=(180, 255))
     t = _checks(rng, h, w, (3, 7)) if rng.random() < 0.5 else _dots(rng, h, w)
     return m, _mix(t, c0, c1)
@@ -286,7 +291,7 @@ def render_scene(rng: np.random.Generator, size=DEFAULT_SIZE, *,
         # The person goes anywhere in the painting order, so it is occluded or occludes.
         classes[int(rng.integers(0, n))] = PERSON_CLASS
     for cls in classes:
-        scale = float(np.exp(rng.uniform(np.log(0.45), np.log(1.6))))
+        scale = float(np.exp(rng.uniform(np.log(0.6), np.log(1.6))))
         m, tex = _DRAW[int(cls)](rng, h, w, scale)
         sel = m > 0
         img[sel] = tex[sel]
@@ -304,7 +309,7 @@ def _save_mask(path: Path, mask: np.ndarray) -> None:
 
     im = Image.fromarray(mask, mode="P")
     im.putpalette(_PALETTE)
-    im.save(path, optimize=False)
+    im.save(path, optimize=False, compress_level=1)
 
 
 def generate_synthetic(root, *, num_train: int = DEFAULT_NUM_TRAIN, num_val: int = DEFAULT_NUM_VAL,
@@ -342,7 +347,7 @@ def generate_synthetic(root, *, num_train: int = DEFAULT_NUM_TRAIN, num_val: int
             img, mask = render_scene(rng, (h, w))
             stem = f"{split}_{i:05d}"
             if not cv2.imwrite(str(root / "images" / f"{stem}.png"),
-                               cv2.cvtColor(img, cv2.COLOR_RGB2BGR)):
+                               cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1]):
                 raise EdgeDeeplabError(f"cannot write {root / 'images' / (stem + '.png')}")
             _save_mask(root / "masks" / f"{stem}.png", mask)
             stems.append(stem)
@@ -357,7 +362,7 @@ def generate_synthetic(root, *, num_train: int = DEFAULT_NUM_TRAIN, num_val: int
 
 
 def default_data_dir() -> Path:
-    """``$EDGE_DEEPLAB_DATA`` or ``~/.cache/edge_deeplab/synthetic-v1``."""
+    """``$EDGE_DEEPLAB_DATA`` or ``~/.cache/edge_deeplab/synthetic-v2``."""
     env = os.environ.get("EDGE_DEEPLAB_DATA")
     if env:
         return Path(env).expanduser()

@@ -1,0 +1,141 @@
+"""``edge-deeplab train``: train DeepLab v3+ / MobileNet-v2 on a dataset into a run directory."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+
+HELP = "train a model (poly LR, ignore-255 loss, checkpoints, --resume, tf.distribute)"
+DESCRIPTION = (
+    "Train DeepLab v3+ / MobileNet-v2 into RUN: RUN/model.keras (best val mIoU, + model.json), "
+    "RUN/last.keras, RUN/checkpoints (resumable with --resume after a kill), RUN/logs "
+    "(TensorBoard), RUN/train_config.json, RUN/train_result.json. Defaults are the quickstart "
+    "recipe (--preset quickstart): a 128x128 alpha-0.35 model that reaches >= 0.80 val mIoU on "
+    "the bundled synthetic dataset in about 5 minutes on 2 CPU cores.")
+
+PRESETS = ("quickstart", "fast", "paper")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from edge_deeplab.commands._common import add_model_arguments
+    from edge_deeplab.train import OPTIMIZERS, QUICKSTART_MODEL, STRATEGIES
+
+    d = p.add_argument_group("data")
+    d.add_argument("--dataset", default="synthetic", choices=("synthetic", "voc", "cityscapes", "folder"))
+    d.add_argument("--data-dir", default=None,
+                   help="dataset root (synthetic: default ~/.cache/edge_deeplab/synthetic-v2 or "
+                        "$EDGE_DEEPLAB_DATA; generated on first use)")
+    d.add_argument("--split", default="train")
+    d.add_argument("--val-split", default="val", help="held-out split scored at checkpoints ('none': skip)")
+    d.add_argument("--classes", default=None, help="keep only these classes, e.g. background,person")
+    d.add_argument("--binary", action="store_true", help="folder masks are 0/255 (2 classes)")
+    d.add_argument("--skip-bad", action="store_true", help="skip unreadable/invalid items (counted)")
+
+    t = p.add_argument_group("training (unset values come from --preset)")
+    t.add_argument("--out", required=True, help="run directory")
+    t.add_argument("--preset", default="quickstart", choices=PRESETS,
+                   help="recipe and head widths: quickstart (default), fast (64x64 smoke test), "
+                        "paper (256-channel ASPP/decoder, SGD 0.007, scale 0.5-2)")
+    n = t.add_mutually_exclusive_group()
+    n.add_argument("--steps", type=int, default=None)
+    n.add_argument("--epochs", type=int, default=None)
+    t.add_argument("--batch-size", type=int, default=None)
+    t.add_argument("--lr", type=float, default=None, help="base learning rate (poly decay, power 0.9)")
+    t.add_argument("--optimizer", default=None, choices=OPTIMIZERS)
+    t.add_argument("--momentum", type=float, default=None)
+    t.add_argument("--weight-decay", type=float, default=None, help="L2 on conv kernels")
+    t.add_argument("--warmup-steps", type=int, default=None)
+    t.add_argument("--min-scale", type=float, default=None)
+    t.add_argument("--max-scale", type=float, default=None)
+    t.add_argument("--bn-momentum", type=float, default=None)
+    t.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints + val")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--resume", action="store_true", help="continue RUN from its last checkpoint")
+    t.add_argument("--strategy", default="default", choices=STRATEGIES,
+                   help="tf.distribute: mirrored (all local GPUs), multiworker (reads TF_CONFIG)")
+    t.add_argument("--backbone-weights", default=None, help="imagenet or a MobileNetV2 .h5 path")
+
+    add_model_arguments(p, defaults=QUICKSTART_MODEL)
+    p.set_defaults(num_classes=None, input_size=None, alpha=None)
+    g = p.add_argument_group("model head widths (unset: from --preset)")
+    g.add_argument("--aspp-filters", type=int, default=None)
+    g.add_argument("--low-level-filters", type=int, default=None)
+    g.add_argument("--decoder-filters", type=int, default=None)
+
+
+def preset(name: str):
+    """``(ModelConfig, TrainConfig)`` of a preset name."""
+    from edge_deeplab.train import FAST_MODEL, FAST_TRAIN, QUICKSTART_MODEL, QUICKSTART_TRAIN
+
+    if name == "fast":
+        return FAST_MODEL, FAST_TRAIN
+    if name == "paper":
+        return (dataclasses.replace(QUICKSTART_MODEL, aspp_filters=256, low_level_filters=48,
+                                    decoder_filters=256),
+                dataclasses.replace(QUICKSTART_TRAIN, optimizer="sgd", lr=0.007,
+                                    weight_decay=4e-5, min_scale=0.5, max_scale=2.0,
+                                    warmup_steps=0, bn_momentum=None, steps=30000,
+                                    checkpoint_every=1000))
+    return QUICKSTART_MODEL, QUICKSTART_TRAIN
+
+
+def build_configs(args):
+    """Model and train configs from parsed args (without opening the dataset)."""
+    from edge_deeplab.commands._common import model_config_from_args
+    from edge_deeplab.train import TrainConfig
+
+    pm, pt = preset(args.preset)
+    tfields = {}
+    for name in ("batch_size", "lr", "optimizer", "momentum", "weight_decay", "warmup_steps",
+                 "min_scale", "max_scale", "bn_momentum", "checkpoint_every"):
+        v = getattr(args, name)
+        tfields[name] = getattr(pt, name) if v is None else v
+    steps, epochs = args.steps, args.epochs
+    if steps is None and epochs is None:
+        steps = pt.steps
+    val_split = None if (args.val_split or "").lower() in ("", "none") else args.val_split
+    tc = TrainConfig(
+        dataset=args.dataset, data_dir=args.data_dir, split=args.split, val_split=val_split,
+        steps=steps, epochs=epochs, seed=args.seed, strategy=args.strategy,
+        classes=args.classes, binary=args.binary, skip_bad=args.skip_bad,
+        num_classes=args.num_classes if args.dataset == "folder" else None,
+        backbone_weights=args.backbone_weights, val_max_images=pt.val_max_images, **tfields)
+
+    ns = argparse.Namespace(**vars(args))
+    if ns.input_size is None:
+        ns.input_size = "x".join(str(v) for v in pm.input_size)
+    if ns.alpha is None:
+        ns.alpha = pm.alpha
+    if ns.num_classes is None:
+        ns.num_classes = pm.num_classes  # replaced by the dataset's count in run()
+    mc = model_config_from_args(ns)
+    mc = dataclasses.replace(
+        mc,
+        aspp_filters=args.aspp_filters or pm.aspp_filters,
+        low_level_filters=args.low_level_filters or pm.low_level_filters,
+        decoder_filters=args.decoder_filters or pm.decoder_filters)
+    return mc, tc
+
+
+def run(args) -> int:
+    from edge_deeplab.train import train
+
+    mc, tc = build_configs(args)
+    if args.num_classes is None:
+        # The class count (and names) follow the dataset unless given explicitly.
+        from edge_deeplab.data import load_dataset
+
+        ds = load_dataset(tc.dataset, tc.data_dir, tc.split, binary=tc.binary,
+                          skip_bad=tc.skip_bad, classes=tc.classes,
+                          num_classes=tc.num_classes)
+        labels = mc.labels if mc.labels and len(mc.labels) == ds.num_classes else None
+        mc = dataclasses.replace(mc, num_classes=ds.num_classes, labels=labels)
+    result = train(mc, tc, args.out, resume=args.resume)
+    best = result.get("best_miou")
+    print(json.dumps({k: result[k] for k in ("total_steps", "start_step", "final_step",
+                                             "best_miou", "final_miou", "train_seconds",
+                                             "model_path")}))
+    if best is not None:
+        print(f"best val mIoU {best:.4f} at step {result['best_step']}; model: {result['model_path']}")
+    return 0

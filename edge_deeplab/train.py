@@ -1,0 +1,546 @@
+"""Training DeepLab v3+ / MobileNet-v2 with a resumable custom loop on tf.distribute.
+
+``train(model_config, train_config, out_dir)`` runs one training job into a *run directory*::
+
+    RUN/model.keras (+ model.json)   the best model by validation mIoU (the last one without val)
+    RUN/last.keras  (+ last.json)    the model after the last step
+    RUN/checkpoints/                 tf.train.CheckpointManager: model + optimizer + step + best mIoU
+    RUN/logs/                        TensorBoard scalars (loss, learning rate, val mIoU)
+    RUN/train_config.json            model and training configs as used
+    RUN/train_result.json            what :func:`train` returns
+
+Recipe: sparse softmax cross-entropy from logits averaged over the pixels whose label is not 255,
+plus L2 weight decay on conv kernels (not BatchNorm or biases), poly learning rate (power 0.9), SGD
+with momentum or Adam. Everything is built and traced under
+:func:`edge_deeplab.layers.native_dilated_depthwise`. The loop runs under a ``tf.distribute``
+strategy (default / mirrored / multiworker); a killed run continues from its last checkpoint with
+``resume=True`` and stops at the same total step count.
+
+Example:
+    >>> from edge_deeplab.train import FAST_MODEL, FAST_TRAIN, train          # doctest: +SKIP
+    >>> result = train(FAST_MODEL, FAST_TRAIN, "runs/fast")                  # doctest: +SKIP
+    >>> result["best_miou"]                                                   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Optional, Tuple
+
+import numpy as np
+
+from edge_deeplab.config import ModelConfig
+from edge_deeplab.errors import EdgeDeeplabError
+from edge_deeplab.io_utils import write_json_atomic
+
+OPTIMIZERS = ("adam", "sgd")
+STRATEGIES = ("default", "mirrored", "multiworker")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """How to train.
+
+    Args:
+        dataset: ``synthetic``, ``voc``, ``cityscapes`` or ``folder``.
+        data_dir: dataset root (``None``: the synthetic dataset's cache directory).
+        split: training split; ``val_split``: held-out split scored at checkpoints (``None`` or a
+            missing split: no validation, the last model is the best).
+        steps: optimizer steps; or ``epochs`` (passes over the training split). One of them.
+        batch_size: global batch size (split across replicas by the strategy).
+        lr: base learning rate; ``optimizer``: ``adam`` or ``sgd`` (with ``momentum``).
+        weight_decay: L2 coefficient on conv kernels (``wd * sum(k**2) / 2`` added to the loss).
+        poly_power: poly decay exponent; ``warmup_steps``: linear warm-up.
+        min_scale, max_scale: random scale augmentation range; ``flip``: random left/right flips.
+        checkpoint_every: steps between checkpoints (each also scores the val split).
+        seed: seeds weights, shuffling and augmentation.
+        strategy: ``default``, ``mirrored`` or ``multiworker`` (reads ``TF_CONFIG``).
+        classes, binary, skip_bad, num_classes: passed to :func:`edge_deeplab.data.load_dataset`.
+        backbone_weights: ``None``, ``"imagenet"`` or a MobileNetV2 ``.h5`` path.
+        cache: keep decoded training images in memory (``None``: only for ``synthetic``).
+        val_max_images: score at most this many val images at checkpoints (``None``: all).
+        eval_batch_size: batch size of validation.
+        log_every: steps between TensorBoard points.
+        bn_momentum: overrides the BatchNorm moving-average momentum (the model's 0.999 needs
+            thousands of steps to settle; short runs want ~0.99), ``None`` keeps it.
+        recalibrate_batches: before each validation (and so before saving the best model),
+            re-estimate BatchNorm statistics over this many training batches (0: off).
+    """
+
+    dataset: str = "synthetic"
+    data_dir: Optional[str] = None
+    split: str = "train"
+    val_split: Optional[str] = "val"
+    steps: Optional[int] = None
+    epochs: Optional[int] = None
+    batch_size: int = 16
+    lr: float = 2e-3
+    optimizer: str = "adam"
+    momentum: float = 0.9
+    weight_decay: float = 4e-5
+    poly_power: float = 0.9
+    warmup_steps: int = 0
+    min_scale: float = 0.5
+    max_scale: float = 2.0
+    flip: bool = True
+    checkpoint_every: int = 200
+    seed: int = 0
+    strategy: str = "default"
+    classes: Optional[Tuple[str, ...]] = None
+    binary: bool = False
+    skip_bad: bool = False
+    num_classes: Optional[int] = None
+    backbone_weights: Optional[str] = None
+    cache: Optional[bool] = None
+    val_max_images: Optional[int] = None
+    eval_batch_size: int = 16
+    log_every: int = 10
+    bn_momentum: Optional[float] = None
+    recalibrate_batches: int = 0
+
+    def __post_init__(self):
+        if self.classes is not None:
+            if isinstance(self.classes, str):
+                self.classes = tuple(c.strip() for c in self.classes.split(",") if c.strip())
+            else:
+                self.classes = tuple(self.classes)
+        self.validate()
+
+    def validate(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise EdgeDeeplabError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.strategy not in STRATEGIES:
+            raise EdgeDeeplabError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        if self.steps is not None and self.epochs is not None:
+            raise EdgeDeeplabError("give --steps or --epochs, not both")
+        if self.steps is not None and self.steps < 1:
+            raise EdgeDeeplabError(f"steps must be >= 1, got {self.steps}")
+        if self.epochs is not None and self.epochs < 1:
+            raise EdgeDeeplabError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise EdgeDeeplabError(f"batch size must be >= 1, got {self.batch_size}")
+        if not self.lr > 0:
+            raise EdgeDeeplabError(f"learning rate must be > 0, got {self.lr}")
+        if self.weight_decay < 0:
+            raise EdgeDeeplabError(f"weight decay must be >= 0, got {self.weight_decay}")
+        if self.checkpoint_every < 1:
+            raise EdgeDeeplabError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
+        if self.bn_momentum is not None and not (0 <= self.bn_momentum < 1):
+            raise EdgeDeeplabError(f"bn_momentum must be in [0, 1), got {self.bn_momentum}")
+        if not (0 < self.min_scale <= self.max_scale):
+            raise EdgeDeeplabError(
+                f"need 0 < min_scale <= max_scale, got {self.min_scale}, {self.max_scale}")
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        if d["classes"] is not None:
+            d["classes"] = list(d["classes"])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise EdgeDeeplabError(f"unknown train config keys: {sorted(unknown)}")
+        return cls(**d)
+
+
+#: The quickstart model: trained from scratch on the synthetic dataset to >= 0.80 val mIoU in
+#: ~5-6 minutes on 2 CPU cores (see README / train_result.json for the measured numbers).
+QUICKSTART_MODEL = ModelConfig(input_size=(128, 128), num_classes=5, output_stride=16, alpha=0.35,
+                               decoder=True, aspp_filters=64, low_level_filters=32,
+                               decoder_filters=64,
+                               labels=("background", "person", "ball", "box", "cone"))
+QUICKSTART_TRAIN = TrainConfig(dataset="synthetic", steps=1000, batch_size=16, lr=3e-3,
+                               optimizer="adam", weight_decay=1e-5, min_scale=0.75,
+                               max_scale=1.5, checkpoint_every=250, warmup_steps=50,
+                               bn_momentum=0.99, recalibrate_batches=10)
+#: ``--fast``: a ~3-minute CI smoke pair (same code path, no accuracy target).
+FAST_MODEL = dataclasses.replace(QUICKSTART_MODEL, input_size=(64, 64), aspp_filters=32,
+                                 low_level_filters=16, decoder_filters=32)
+FAST_TRAIN = dataclasses.replace(QUICKSTART_TRAIN, steps=120, batch_size=8, checkpoint_every=60,
+                                 warmup_steps=10, val_max_images=64, bn_momentum=0.9,
+                                 recalibrate_batches=4)
+
+
+# ------------------------------------------------------------------------------------- helpers
+def make_strategy(name: str):
+    """``default`` / ``mirrored`` / ``multiworker`` -> a ``tf.distribute.Strategy``."""
+    from edge_deeplab._tf import tf
+
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        if "TF_CONFIG" in os.environ:
+            try:
+                json.loads(os.environ["TF_CONFIG"])
+            except ValueError:
+                raise EdgeDeeplabError("TF_CONFIG is not valid JSON") from None
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise EdgeDeeplabError(f"unknown strategy {name!r}; choose one of {STRATEGIES}")
+
+
+def _is_chief(strategy) -> bool:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not getattr(resolver, "task_type", None):
+        return True
+    return resolver.task_type == "chief" or (
+        resolver.task_type == "worker" and int(resolver.task_id or 0) == 0
+        and "chief" not in (resolver.cluster_spec().as_dict() or {}))
+
+
+def masked_cross_entropy(labels, logits, ignore_label: int = 255):
+    """Sum of per-pixel softmax cross-entropy over non-ignored pixels, and their count.
+
+    Returns:
+        ``(loss_sum, valid_count)`` as float32 scalars; the mean is ``loss_sum / valid_count``.
+    """
+    from edge_deeplab._tf import tf
+
+    labels = tf.cast(labels, tf.int32)
+    valid = tf.not_equal(labels, ignore_label)
+    safe = tf.where(valid, labels, tf.zeros_like(labels))
+    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=safe, logits=tf.cast(logits, tf.float32))
+    validf = tf.cast(valid, tf.float32)
+    return tf.reduce_sum(ce * validf), tf.reduce_sum(validf)
+
+
+def summary_scalar(name: str, value, step) -> None:
+    """Writes a TensorBoard scalar to the default writer without needing the tensorboard package
+    (``tf.summary.scalar`` imports it; tensorflow-cpu does not install it)."""
+    from edge_deeplab._tf import tf
+    from tensorflow.core.framework import summary_pb2
+
+    meta = summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
+    tf.summary.write(name, tf.constant(float(value), tf.float32), step=int(step),
+                     metadata=meta.SerializeToString())
+
+
+def decay_variables(model):
+    """Conv / depthwise kernels (weight decay applies to these only, not BN or biases)."""
+    return [v for v in model.trainable_variables if "kernel" in v.name.split("/")[-1]]
+
+
+def recalibrate_batchnorm(model, batches) -> int:
+    """Re-estimates every BatchNorm's moving mean/variance as the plain average over ``batches``.
+
+    Short from-scratch runs move the weights faster than the moving averages follow (Keras'
+    momentum 0.999 needs thousands of steps), so inference-mode accuracy lags far behind; this
+    "precise BN" pass (forward only, no weight change) fixes the statistics before validation and
+    before a model is saved. Returns the number of batches used.
+    """
+    from edge_deeplab._tf import keras
+
+    bns = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
+    saved = [l.momentum for l in bns]
+    n = 0
+    try:
+        for k, images in enumerate(batches):
+            for layer in bns:
+                layer.momentum = k / (k + 1.0)  # cumulative average: first batch replaces
+            model(images, training=True)
+            n += 1
+    finally:
+        for layer, m in zip(bns, saved):
+            layer.momentum = m
+    return n
+
+
+def evaluate_model(model, dataset, size, batch_size: int = 16, max_images: Optional[int] = None):
+    """Validation mIoU of a Keras model on a ``SegmentationDataset`` via ``ConfusionMatrix``.
+
+    Items are fitted to ``size`` with :func:`edge_deeplab.data.pipeline.make_eval_dataset` (padding
+    ignored). Returns ``ConfusionMatrix.result()``'s dict (``miou``, ``per_class_iou`` ...).
+    """
+    from edge_deeplab._tf import tf
+    from edge_deeplab.data.pipeline import make_eval_dataset
+    from edge_deeplab.layers import native_dilated_depthwise
+    from edge_deeplab.metrics import ConfusionMatrix
+
+    if max_images is not None and max_images < len(dataset) and hasattr(dataset, "subset"):
+        dataset = dataset.subset(max_images)
+    cm = ConfusionMatrix(dataset.num_classes, labels=getattr(dataset, "labels", None))
+    ds = make_eval_dataset(dataset, size=size, batch_size=batch_size)
+    with native_dilated_depthwise():
+        @tf.function(reduce_retracing=True)
+        def predict(x):
+            return tf.argmax(model(x, training=False), axis=-1, output_type=tf.int32)
+
+        for x, y in ds:
+            cm.update(predict(x).numpy(), y.numpy())
+    return cm.result()
+
+
+def _open_datasets(tc: TrainConfig):
+    from edge_deeplab.data import load_dataset
+
+    kw = dict(num_classes=tc.num_classes, binary=tc.binary, skip_bad=tc.skip_bad,
+              classes=tc.classes)
+    train_ds = load_dataset(tc.dataset, tc.data_dir, tc.split, **kw)
+    train_ds.validate_all()
+    val_ds = None
+    if tc.val_split:
+        try:
+            val_ds = load_dataset(tc.dataset, tc.data_dir, tc.val_split, **kw)
+        except EdgeDeeplabError as e:
+            print(f"no validation split {tc.val_split!r} ({e}); the last model is kept",
+                  file=sys.stderr)
+        if val_ds is not None:
+            val_ds.validate_all()
+            if val_ds.num_classes != train_ds.num_classes:
+                raise EdgeDeeplabError(
+                    f"val split has {val_ds.num_classes} classes, train split {train_ds.num_classes}")
+    return train_ds, val_ds
+
+
+def total_steps_for(tc: TrainConfig, num_items: int) -> int:
+    if tc.steps is not None:
+        return int(tc.steps)
+    epochs = tc.epochs if tc.epochs is not None else 1
+    return int(epochs) * max(1, num_items // tc.batch_size)
+
+
+def _write_model(model, path: Path, config: ModelConfig, chief: bool, **extra):
+    if not chief:
+        return
+    from edge_deeplab.model_io import save_model
+
+    save_model(model, path, config, **extra)
+
+
+# ---------------------------------------------------------------------------------------- train
+def train(model_config: ModelConfig, train_config: TrainConfig, out_dir, *,
+          resume: bool = False, verbose: int = 1) -> dict:
+    """Trains a model into the run directory ``out_dir``.
+
+    Args:
+        model_config: the architecture; ``num_classes`` must match the dataset's. When it has no
+            ``labels`` the dataset's class names are used.
+        train_config: the recipe (:class:`TrainConfig`).
+        out_dir: run directory (created).
+        resume: continue from ``RUN/checkpoints`` at the saved step. Without it, a run directory
+            that already has checkpoints is an error (so nothing is overwritten by accident).
+        verbose: 1 for a Keras progress bar and one line per checkpoint, 0 for silence.
+
+    Returns:
+        A dict: ``total_steps``, ``start_step``, ``final_step``, ``best_miou``, ``best_step``,
+        ``final_miou``, ``per_class_iou`` (of the last evaluation), ``train_seconds``, ``model_path``,
+        ``last_path``, ``num_replicas``, ``resumed``. Also written to ``RUN/train_result.json``.
+
+    Raises:
+        EdgeDeeplabError: bad dataset, config mismatch, existing checkpoints without ``resume``.
+    """
+    from edge_deeplab._tf import keras, tf
+    from edge_deeplab.data.pipeline import make_train_dataset
+    from edge_deeplab.layers import native_dilated_depthwise
+    from edge_deeplab.model import build_model
+    from edge_deeplab.schedules import PolyDecay
+
+    tc = train_config
+    tc.validate()
+    out = Path(out_dir)
+    ckpt_dir = out / "checkpoints"
+    has_ckpt = ckpt_dir.is_dir() and tf.train.latest_checkpoint(str(ckpt_dir)) is not None
+    if has_ckpt and not resume:
+        raise EdgeDeeplabError(
+            f"{out} already has checkpoints; pass --resume to continue or choose a new --out")
+    if resume and (out / "train_config.json").is_file():
+        saved = json.loads((out / "train_config.json").read_text()).get("model") or {}
+        # Labels may have been filled in from the dataset; compare the architecture only.
+        if saved and dict(saved, labels=None) != dict(model_config.to_dict(), labels=None):
+            raise EdgeDeeplabError(
+                f"--resume with a different model config than {out / 'train_config.json'}")
+
+    train_ds, val_ds = _open_datasets(tc)
+    if model_config.num_classes != train_ds.num_classes:
+        raise EdgeDeeplabError(
+            f"model has {model_config.num_classes} classes but the {tc.dataset} dataset has "
+            f"{train_ds.num_classes}; pass --num-classes {train_ds.num_classes}")
+    model_config = _with_labels(model_config, train_ds.labels)
+    total = total_steps_for(tc, len(train_ds))
+    out.mkdir(parents=True, exist_ok=True)
+
+    keras.utils.set_random_seed(int(tc.seed))
+    strategy = make_strategy(tc.strategy)
+    chief = _is_chief(strategy)
+    n_rep = strategy.num_replicas_in_sync
+    if tc.batch_size % n_rep:
+        raise EdgeDeeplabError(
+            f"batch size {tc.batch_size} is not divisible by the {n_rep} replicas")
+
+    if chief:
+        write_json_atomic(out / "train_config.json",
+                          {"model": model_config.to_dict(), "train": tc.to_dict(),
+                           "total_steps": total})
+
+    with native_dilated_depthwise():
+        with strategy.scope():
+            model = build_model(model_config, backbone_weights=tc.backbone_weights)
+            if tc.bn_momentum is not None:
+                for layer in model.layers:
+                    if isinstance(layer, keras.layers.BatchNormalization):
+                        layer.momentum = float(tc.bn_momentum)
+            schedule = PolyDecay(tc.lr, total, power=tc.poly_power, warmup_steps=tc.warmup_steps)
+            if tc.optimizer == "adam":
+                optimizer = keras.optimizers.Adam(schedule)
+            else:
+                optimizer = keras.optimizers.SGD(schedule, momentum=tc.momentum)
+            step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="train_step")
+            best_miou = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_miou")
+            best_step = tf.Variable(-1, dtype=tf.int64, trainable=False, name="best_step")
+            optimizer.build(model.trainable_variables)
+        ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step_var,
+                                   best_miou=best_miou, best_step=best_step)
+        ckpt_path = ckpt_dir if chief else out / f".worker_tmp_{os.getpid()}" / "checkpoints"
+        manager = tf.train.CheckpointManager(ckpt, str(ckpt_path), max_to_keep=3)
+        start = 0
+        if resume and manager.latest_checkpoint:
+            ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+            start = int(step_var.numpy())
+            if verbose:
+                print(f"resuming from {manager.latest_checkpoint} at step {start}/{total}",
+                      flush=True)
+        elif resume and verbose:
+            print(f"no checkpoint in {ckpt_dir}; starting from step 0", flush=True)
+
+        cache = tc.cache if tc.cache is not None else (tc.dataset == "synthetic")
+        # A different seed stream after a resume, so the resumed part does not replay batches.
+        data = make_train_dataset(
+            train_ds, crop_size=model_config.input_size, batch_size=tc.batch_size,
+            seed=int(tc.seed) + 1_000_003 * start, min_scale=tc.min_scale,
+            max_scale=tc.max_scale, flip=tc.flip, cache=cache)
+        opts = tf.data.Options()
+        opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        data = data.with_options(opts)
+        dist_data = iter(strategy.experimental_distribute_dataset(data))
+        # A separate, undistributed stream for BatchNorm re-estimation at validation time.
+        recal_data = make_train_dataset(
+            train_ds, crop_size=model_config.input_size, batch_size=tc.batch_size,
+            seed=int(tc.seed) + 7, min_scale=tc.min_scale, max_scale=tc.max_scale,
+            flip=tc.flip, cache=False)
+        kernels = decay_variables(model)
+        wd = float(tc.weight_decay)
+
+        def replica_step(images, masks):
+            with tf.GradientTape() as tape:
+                logits = model(images, training=True)
+                loss_sum, count = masked_cross_entropy(masks, logits)
+                ce = loss_sum / tf.maximum(count, 1.0)
+                reg = wd * tf.add_n([tf.nn.l2_loss(k) for k in kernels]) if wd else 0.0
+                loss = (ce + reg) / n_rep
+            grads = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables))
+            return ce / n_rep
+
+        @tf.function
+        def train_step(it):
+            images, masks = next(it)
+            per = strategy.run(replica_step, args=(images, masks))
+            step_var.assign_add(1)
+            return strategy.reduce(tf.distribute.ReduceOp.SUM, per, axis=None)
+
+        writer = tf.summary.create_file_writer(str(out / "logs")) if chief else \
+            tf.summary.create_noop_writer()
+        progbar = keras.utils.Progbar(total, stateful_metrics=["loss", "lr", "val_miou"],
+                                      verbose=verbose) if verbose else None
+        if progbar is not None and start:
+            progbar.update(start)
+        t0 = time.time()
+        last_eval_step = -1
+        final_metrics = None
+        loss_ema = None
+        step = start
+
+        def validate(step_now):
+            nonlocal final_metrics, last_eval_step
+            if val_ds is None:
+                return None
+            if tc.recalibrate_batches:
+                recalibrate_batchnorm(model, (x for x, _ in recal_data.take(tc.recalibrate_batches)))
+            res = evaluate_model(model, val_ds, model_config.input_size,
+                                 batch_size=tc.eval_batch_size, max_images=tc.val_max_images)
+            final_metrics, last_eval_step = res, step_now
+            with writer.as_default():
+                summary_scalar("val/miou", res["miou"], step_now)
+            if res["miou"] > float(best_miou.numpy()):
+                best_miou.assign(res["miou"])
+                best_step.assign(step_now)
+                _write_model(model, out / "model.keras", model_config, chief,
+                             val_miou=res["miou"], step=step_now)
+            return res
+
+        while step < total:
+            loss = float(train_step(dist_data).numpy())
+            step = int(step_var.numpy())
+            if not math.isfinite(loss):
+                raise EdgeDeeplabError(
+                    f"training diverged at step {step} (loss {loss}); lower --lr")
+            loss_ema = loss if loss_ema is None else 0.95 * loss_ema + 0.05 * loss
+            values = [("loss", loss_ema), ("lr", float(schedule(step)))]
+            if step % tc.log_every == 0 or step == total:
+                with writer.as_default():
+                    summary_scalar("train/loss", loss, step)
+                    summary_scalar("train/lr", float(schedule(step)), step)
+            if step % tc.checkpoint_every == 0 or step == total:
+                res = validate(step)
+                if res is not None:
+                    values.append(("val_miou", res["miou"]))
+                manager.save(checkpoint_number=step)
+                if verbose:
+                    msg = f"step {step}/{total}: loss {loss_ema:.4f}"
+                    if res is not None:
+                        msg += f", val mIoU {res['miou']:.4f} (best {float(best_miou.numpy()):.4f})"
+                    # The progress bar owns the line; the log line goes on its own.
+                    print(f"\n{msg}; checkpoint saved", flush=True)
+            if progbar is not None:
+                progbar.update(step, values)
+        writer.flush()
+        train_seconds = time.time() - t0
+
+        if val_ds is not None and last_eval_step != step:
+            validate(step)
+        _write_model(model, out / "last.keras", model_config, chief, step=step)
+        if val_ds is None or float(best_miou.numpy()) < 0 or not (out / "model.keras").is_file():
+            _write_model(model, out / "model.keras", model_config, chief, step=step)
+        if float(best_miou.numpy()) >= 0:
+            manager.save(checkpoint_number=step)  # persists best_miou for a later --resume
+
+    best = float(best_miou.numpy())
+    result = {
+        "total_steps": total,
+        "start_step": start,
+        "final_step": step,
+        "resumed": bool(start),
+        "best_miou": best if best >= 0 else None,
+        "best_step": int(best_step.numpy()) if best >= 0 else None,
+        "final_miou": final_metrics["miou"] if final_metrics else None,
+        "per_class_iou": final_metrics.get("per_class_iou") if final_metrics else None,
+        "labels": list(model_config.resolved_labels()),
+        "train_seconds": round(train_seconds, 2),
+        "steps_per_second": round((step - start) / train_seconds, 3) if train_seconds > 0 else None,
+        "num_replicas": n_rep,
+        "strategy": tc.strategy,
+        "model_path": str(out / "model.keras"),
+        "last_path": str(out / "last.keras"),
+    }
+    if chief:
+        write_json_atomic(out / "train_result.json", result)
+    return result
+
+
+def _with_labels(config: ModelConfig, labels) -> ModelConfig:
+    if config.labels is not None or labels is None:
+        return config
+    if len(labels) != config.num_classes:
+        return config
+    return dataclasses.replace(config, labels=tuple(labels))
