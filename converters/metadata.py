@@ -16,12 +16,10 @@ Only ``ai_edge_litert.schema_py_generated`` and ``flatbuffers`` are needed (both
 ai-edge-litert); TensorFlow is never imported here.
 
 Example:
-    >>> import json
     >>> from converters.metadata import read_tflite_metadata
-    >>> read_tflite_metadata(b"not a model") is None
-    Traceback (most recent call last):
-    ...
-    edge_deeplab.errors.EdgeDeeplabError: not a TFLite model (no TFL3 flatbuffer identifier, 11 bytes)
+    >>> meta = read_tflite_metadata("model.tflite")   # doctest: +SKIP
+    >>> meta["labels"][:2], meta["output"]             # doctest: +SKIP
+    (['background', 'aeroplane'], 'logits')
 """
 
 from __future__ import annotations
@@ -93,7 +91,8 @@ def parse_model(data: bytes, what: str = ""):
     except EdgeDeeplabError:
         raise
     except Exception as e:  # struct.error, IndexError, ValueError on truncated buffers
-        raise EdgeDeeplabError(f"corrupt or truncated TFLite model{where}: {e}") from None
+        raise EdgeDeeplabError(f"corrupt or truncated TFLite model{where} ({len(data)} bytes: "
+                               f"{type(e).__name__})") from None
     return model
 
 
