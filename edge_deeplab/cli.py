@@ -76,8 +76,18 @@ def main(argv=None) -> int:
     from edge_deeplab.errors import EdgeDeeplabError
 
     prefix = f"edge-deeplab {args.command}: error:"
+    from edge_deeplab.native_logs import filtered_stderr, silence_stderr_at_exit
+
+    silence_stderr_at_exit()
+
     try:
-        rc = args._run(args)
+        with filtered_stderr():
+            try:
+                rc = args._run(args)
+            finally:
+                import gc
+
+                gc.collect()  # runtimes freed here log their teardown while the filter is on
         return int(rc or 0)
     except EdgeDeeplabError as e:
         if debug:

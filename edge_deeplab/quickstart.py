@@ -350,14 +350,18 @@ def _predictions_picture(run_dir: Path, data_dir: Path, exported: dict, path: Pa
     import cv2
 
     from edge_deeplab.data import load_dataset
-    from edge_deeplab.evaluate import predict_images
+    from edge_deeplab.evaluate import KerasPredictor, TFLitePredictor, predict_images
     from edge_deeplab.io_utils import atomic_path
+    from edge_deeplab.model_io import load_model
+    from edge_deeplab.runtime import open_runner
 
     ds = load_dataset("synthetic", data_dir=str(data_dir), split="val")
     idx = list(range(min(n_images, len(ds))))
     images, masks = zip(*(ds.read(i) for i in idx))
-    float_pred = predict_images(str(run_dir / "model.keras"), list(images))
-    qat_pred = predict_images(exported["int8_qat"]["path"], list(images))
+    model, _, meta = load_model(run_dir / "model.keras")
+    float_pred = [cm for _, cm in predict_images(KerasPredictor(model, metadata=meta), list(images))]
+    with open_runner(exported["int8_qat"]["path"], "cpu", threads=os.cpu_count()) as runner:
+        qat_pred = [cm for _, cm in predict_images(TFLitePredictor(runner), list(images))]
     n = cfg.num_classes
     rows = []
     for img, gt, fp, qp in zip(images, masks, float_pred, qat_pred):

@@ -502,10 +502,23 @@ class CompiledModelRunner(Runner):
                 for buf, n, info in zip(self._out, self._out_sizes, self.outputs)]
 
     def close(self):
-        self._in = self._out = None
-        if getattr(self, "_model", None) is not None:
+        if getattr(self, "_model", None) is None:
+            return
+        import gc
+
+        # Freeing the model and its environment destroys the accelerators, which LiteRT logs on
+        # the native stderr; keep that out of users' terminals.
+        with capture_native_stderr():
+            self._in = self._out = None
             self._model.close()
             self._model = None
+            gc.collect()
+
+    def __del__(self):  # pragma: no cover - best effort at interpreter shutdown
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001
+            pass
 
 
 class InterpreterRunner(Runner):
