@@ -38,6 +38,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Optional, Tuple
 
@@ -400,6 +401,13 @@ def ensure_synthetic(data_dir=None, *, num_train: int = DEFAULT_NUM_TRAIN,
             f"{root} exists but is not a complete synthetic dataset; remove it or pick another "
             "--data-dir")
     root.parent.mkdir(parents=True, exist_ok=True)
+    # Temporary directories of generations killed more than an hour ago are garbage.
+    for stale in root.parent.glob(f".{root.name}.tmp-*"):
+        try:
+            if time.time() - stale.stat().st_mtime > 3600:
+                shutil.rmtree(stale, ignore_errors=True)
+        except OSError:
+            pass
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
     try:
         generate_synthetic(tmp, num_train=num_train, num_val=num_val, size=size, seed=seed)
