@@ -300,7 +300,8 @@ def save_qat_model(model, path, config, **extra) -> Path:
 
     The format is Keras HDF5 (``.h5``): tfmot's quantize layer does not survive tf_keras' ``.keras``
     zip format (its variables are tracked twice and the loader rejects the file), while HDF5
-    round-trips bit-exactly under :func:`qat_scope`.
+    round-trips bit-exactly under :func:`qat_scope`. BatchNorm layers frozen by
+    :func:`freeze_batchnorm` are unfrozen first (inference outputs do not change).
     """
     from edge_deeplab.model_io import model_metadata
 
@@ -309,6 +310,7 @@ def save_qat_model(model, path, config, **extra) -> Path:
         raise EdgeDeeplabError(f"QAT model path must end in .h5, got {path.name}")
     import warnings
 
+    freeze_batchnorm(model, frozen=False)
     with qat_scope(), atomic_path(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.save(tmp)
@@ -332,7 +334,7 @@ def convert_qat(model, io_type: str = "uint8") -> bytes:
     with qat_scope():
         spec = tf.TensorSpec([1, *model.input_shape[1:]], tf.float32)
         fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
-        conv = tf.lite.TFLiteConverter.from_concrete_functions([fn], model)
+        conv = tf.lite.TFLiteConverter.from_concrete_functions([fn])
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         if io_type != "float32":
             conv.inference_input_type = types[io_type]
@@ -376,29 +378,32 @@ def calibrate_ranges(qat_model, batches, decay: float = 0.5) -> int:
         The number of batches used.
     """
     n = 0
+    # tf.function traces on first call, so each call happens inside its own decay patch.
+    first = tf.function(lambda x: qat_model(x, training=True))
+    rest = tf.function(lambda x: qat_model(x, training=True))
     with native_dilated_depthwise():
-        with _ema_decay(0.0):
-            first = tf.function(lambda x: qat_model(x, training=True))
-        with _ema_decay(decay):
-            rest = tf.function(lambda x: qat_model(x, training=True))
         for b in batches:
-            x = b[0] if isinstance(b, (tuple, list)) else b
-            (first if n == 0 else rest)(tf.convert_to_tensor(x))
+            x = tf.convert_to_tensor(b[0] if isinstance(b, (tuple, list)) else b)
+            with _ema_decay(0.0 if n == 0 else decay):
+                (first if n == 0 else rest)(x)
             n += 1
     return n
 
 
-def freeze_batchnorm(qat_model) -> int:
-    """Puts every wrapped BatchNormalization in inference mode with frozen statistics.
+def freeze_batchnorm(qat_model, frozen: bool = True) -> int:
+    """Puts every wrapped BatchNormalization in inference mode (``frozen``) or back in training mode.
 
     The converter folds BN (moving mean/variance) into the preceding conv, so fine-tuning with the
-    statistics frozen trains exactly the arithmetic that is exported. Returns the count frozen.
+    statistics frozen trains exactly the arithmetic that is exported (gamma/beta still train:
+    tfmot's wrapper keeps them in its own trainable list, and they fold too). Unfreeze before
+    saving (:func:`save_qat_model` does): a frozen inner layer lists gamma/beta twice, which HDF5
+    rejects. Returns the number of BN layers changed.
     """
     n = 0
     for layer in qat_model.layers:
         inner = getattr(layer, "layer", layer)
         if isinstance(inner, keras.layers.BatchNormalization):
-            inner.trainable = False
+            inner.trainable = not frozen
             n += 1
     return n
 
@@ -639,3 +644,46 @@ def xnnpack_delegation(tflite, threads: int = 1) -> dict:
     full = len(dels) == 1 and d_in <= g_in and g_out <= d_out
     return {"fully_delegated": bool(full), "partitions": len(dels),
             "undelegated_ops": sorted(set(outside)) if not full else [], "ops": len(orig)}
+
+
+# --------------------------------------------------------------------------------- fidelity table
+def fidelity_table(run_dir, tflite_paths: Dict[str, str], dataset=None, *, split: str = "val",
+                   include_qat_keras: bool = False, accelerator: str = "cpu",
+                   max_images: Optional[int] = None) -> dict:
+    """mIoU of the float Keras model and of each exported .tflite, through the same eval code.
+
+    Args:
+        run_dir: the training run (its ``model.keras``; ``qat/model.h5`` with
+            ``include_qat_keras``).
+        tflite_paths: ``{row name: path}``, e.g. ``{"tflite_float32": ..., "tflite_float16": ...,
+            "int8_ptq": ..., "int8_qat": ...}`` (the quickstart report's keys).
+        dataset: a ``SegmentationDataset``; default: the run's dataset at ``split``
+            (``RUN/train_config.json``).
+        include_qat_keras: also score the QAT Keras model (row ``keras_qat``).
+        accelerator: runtime accelerator for the .tflite rows.
+        max_images: score only the first N images (``dataset.subset``), e.g. for a smoke test.
+
+    Returns:
+        ``{"rows": {name: {"miou", "per_class_iou", "pixel_accuracy", "seconds", ...}},
+        "miou": {name: miou}, "dataset": ..., "split": ..., "num_images": N}``; ``keras_float``
+        is always the first row.
+    """
+    from edge_deeplab.evaluate import evaluate_keras, evaluate_tflite
+
+    run = Path(run_dir)
+    if dataset is None:
+        from edge_deeplab.data import load_dataset
+
+        tc = _read_run(run)
+        dataset = load_dataset(tc.dataset, tc.data_dir, split, num_classes=tc.num_classes,
+                               binary=tc.binary, classes=tc.classes)
+    if max_images is not None and max_images < len(dataset) and hasattr(dataset, "subset"):
+        dataset = dataset.subset(max_images)
+    rows = {"keras_float": evaluate_keras(str(run / "model.keras"), dataset)}
+    if include_qat_keras:
+        rows["keras_qat"] = evaluate_keras(str(_find_qat_file(run)), dataset, qat=True)
+    for name, path in tflite_paths.items():
+        rows[name] = evaluate_tflite(str(path), dataset, accelerator=accelerator)
+    return {"rows": rows, "miou": {k: float(v["miou"]) for k, v in rows.items()},
+            "dataset": getattr(dataset, "name", None), "split": split,
+            "num_images": len(dataset)}

@@ -1,0 +1,239 @@
+"""Quantization-aware training: whole-graph wrapping, QAT steps, checkpoints/resume, HDF5 round trip,
+and the exported int8 graph (Q/DQ only at I/O, no forbidden ops, XNNPACK + LiteRT GPU coverage).
+
+One tiny model (32x32, alpha 0.35, narrow head) is quantized once per module; conversions are done
+once each (they dominate the runtime).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edge_deeplab._tf import keras, tf
+from edge_deeplab.config import ModelConfig
+from edge_deeplab.errors import EdgeDeeplabError
+
+import edge_deeplab.qat as qat
+
+TINY = ModelConfig(input_size=(32, 32), num_classes=3, alpha=0.35, aspp_filters=16,
+                   low_level_filters=8, decoder_filters=16, labels=("bg", "a", "b"))
+FORBIDDEN = {"SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND", "MUL", "DEQUANTIZE", "REQUANTIZE"}
+
+
+def _batch(n=4, size=32, seed=0):
+    return np.random.default_rng(seed).uniform(-1, 1, (n, size, size, 3)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def float_model():
+    from edge_deeplab.model import build_model
+
+    keras.utils.set_random_seed(1)
+    return build_model(TINY)
+
+
+@pytest.fixture(scope="module")
+def qat_model(float_model):
+    q = qat.quantize_model(float_model)
+    qat.freeze_batchnorm(q)
+    qat.calibrate_ranges(q, [_batch(2, seed=s) for s in range(3)])
+    return q
+
+
+@pytest.fixture(scope="module")
+def tflite_int8(qat_model, tmp_path_factory):
+    """QAT int8 export with int8 I/O (through the toolkit's exporter when it is there)."""
+    out = tmp_path_factory.mktemp("qat_export") / "qat_int8.tflite"
+    try:
+        from converters.export import export_tflite
+    except ImportError:  # exporter not in this checkout: the minimal converter in edge_deeplab.qat
+        out.write_bytes(qat.convert_qat(qat_model, "int8"))
+    else:
+        export_tflite(qat_model, out, "qat-int8", io_type="int8", config=TINY)
+    return str(out)
+
+
+def test_every_layer_is_wrapped(float_model, qat_model):
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_configs as cfgs)
+
+    assert qat.unquantized_layers(qat_model) == []
+    wrapped = {l.layer.name: l for l in qat_model.layers if hasattr(l, "quantize_config")}
+    expected = {l.name for l in float_model.layers if not isinstance(l, keras.layers.InputLayer)}
+    assert set(wrapped) == expected
+    # BN folds: no fake-quant between conv and BN; every conv before a BN has no output quantizer.
+    for name, w in wrapped.items():
+        if isinstance(w.layer, keras.layers.BatchNormalization):
+            assert w.quantize_config.get_output_quantizers(w.layer) == [] or \
+                name.endswith("project_BN"), name
+    # Resize / pooling keep their input's scale (TFLite same-scale ops).
+    for name in ("image_pooling", "image_pooling_upsample", "decoder_upsample", "logits_upsample"):
+        assert isinstance(wrapped[name].quantize_config, qat.SameScaleQuantizeConfig), name
+    # ASPP image pooling exports as MEAN (XNNPACK has no int8 AVERAGE_POOL_2D).
+    assert isinstance(wrapped["image_pooling"].layer, keras.layers.GlobalAveragePooling2D)
+    # Concat inputs (directly or behind a same-scale resize) carry no own quantizer: the
+    # concat's output quantizer is their scale.
+    for name in ("aspp0_relu", "image_pooling_conv_relu", "aspp_projection_relu",
+                 "decoder_low_level_relu"):
+        w = wrapped[name]
+        assert w.quantize_config.get_output_quantizers(w.layer) == [], name
+    for name in ("aspp_concat", "decoder_concat"):
+        assert isinstance(wrapped[name].quantize_config, cfgs.Default8BitOutputQuantizeConfig)
+
+
+def test_calibrated_ranges_are_tight(qat_model):
+    # After calibration no ReLU range still has tfmot's initial -6 minimum.
+    mins = [float(v.numpy()) for v in qat_model.variables
+            if v.name.endswith("output_min:0") and "relu" in v.name]
+    assert mins and max(abs(m) for m in mins) < 1e-3
+
+
+def test_qat_model_tracks_float_model(float_model, qat_model):
+    x = _batch(2, seed=9)
+    f = float_model(x, training=False).numpy()
+    q = qat_model(x, training=False).numpy()
+    agree = (f.argmax(-1) == q.argmax(-1)).mean()
+    assert np.isfinite(q).all() and agree > 0.6
+
+
+def test_save_reload_identical(qat_model, tmp_path):
+    qat.save_qat_model(qat_model, tmp_path / "qat" / "model.h5", TINY)
+    m, cfg, meta = qat.load_qat_model(tmp_path)  # run-dir form
+    assert cfg == TINY and meta["quantization"] == "qat-int8"
+    x = _batch(2, seed=3)
+    np.testing.assert_array_equal(qat_model(x, training=False).numpy(), m(x, training=False).numpy())
+    assert qat.is_qat_model(m)
+    with pytest.raises(EdgeDeeplabError, match="not found"):
+        qat.load_qat_model(tmp_path / "missing.h5")
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(EdgeDeeplabError, match="cannot load QAT model"):
+        qat.load_qat_model(bad)
+    (tmp_path / "empty_run").mkdir()
+    with pytest.raises(EdgeDeeplabError, match="no QAT model"):
+        qat.load_qat_model(tmp_path / "empty_run")
+
+
+def test_exported_graph_int8_only(tflite_int8):
+    ops = qat.tflite_op_counts(tflite_int8)
+    assert not FORBIDDEN & set(ops), ops
+    assert "QUANTIZE" not in ops, ops  # int8 I/O: nothing to convert anywhere
+    assert ops.get("DEPTHWISE_CONV_2D", 0) >= 17 and ops.get("CONCATENATION") == 2
+    assert "MEAN" in ops and "AVERAGE_POOL_2D" not in ops
+    it = tf.lite.Interpreter(model_path=tflite_int8)
+    for t in it.get_tensor_details():
+        if t["dtype"] == np.float32:
+            pytest.fail(f"float tensor left in the int8 graph: {t['name']}")
+    assert it.get_input_details()[0]["dtype"] == np.int8
+    assert it.get_output_details()[0]["dtype"] == np.int8
+
+
+def test_exported_graph_runs_fully_on_xnnpack(tflite_int8):
+    rep = qat.xnnpack_delegation(tflite_int8)
+    assert rep["fully_delegated"], rep
+    assert rep["partitions"] == 1
+
+
+def test_uint8_io_quantize_only_at_io(qat_model, tmp_path):
+    p = tmp_path / "u8.tflite"
+    p.write_bytes(qat.convert_qat(qat_model, "uint8"))
+    it = tf.lite.Interpreter(model_path=str(p))
+    ops = it._get_ops_details()
+    names = [o["op_name"] for o in ops]
+    assert not FORBIDDEN & set(names)
+    q = [i for i, n in enumerate(names) if n == "QUANTIZE"]
+    assert len(q) == 2, names
+    g_in = it.get_input_details()[0]["index"]
+    g_out = it.get_output_details()[0]["index"]
+    ends = {int(ops[i]["inputs"][0]) for i in q} | {int(ops[i]["outputs"][0]) for i in q}
+    assert g_in in ends and g_out in ends
+    # the uint8 input's quantization is exactly the model's [-1, 1] normalization
+    scale, zp = it.get_input_details()[0]["quantization"]
+    assert abs(scale - 2 / 255) < 1e-4 and zp in (127, 128)
+
+
+@pytest.mark.gpu
+def test_exported_graph_fully_on_litert_gpu(tflite_int8):
+    from edge_deeplab.runtime import probe_accelerator
+
+    res = probe_accelerator(tflite_int8, "gpu", run=True)
+    if not res.get("available"):
+        pytest.skip(f"LiteRT GPU accelerator unavailable: {res.get('error')}")
+    assert res["fully_accelerated"] is True, res
+    assert not res["unsupported_ops"], res
+
+
+# ------------------------------------------------------------------------------ run_qat / CLI
+def _folder_dataset(root, n=8, size=40, seed=0):
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    stems = []
+    for i in range(n):
+        m = np.zeros((size, size), np.uint8)
+        c = 1 + i % 2
+        y, x = rng.integers(0, size // 2, 2)
+        m[y:y + size // 2, x:x + size // 2] = c
+        img = np.full((size, size, 3), 60, np.uint8)
+        img[m == 1] = (220, 40, 40)
+        img[m == 2] = (40, 40, 220)
+        img = np.clip(img + rng.integers(-20, 20, img.shape), 0, 255).astype(np.uint8)
+        stem = f"s{i:02d}"
+        Image.fromarray(img).save(root / "images" / f"{stem}.png")
+        Image.fromarray(m).save(root / "masks" / f"{stem}.png")
+        stems.append(stem)
+    (root / "train.txt").write_text("\n".join(stems[:6]) + "\n")
+    (root / "val.txt").write_text("\n".join(stems[6:]) + "\n")
+    (root / "labels.txt").write_text("bg\na\nb\n")
+
+
+@pytest.fixture(scope="module")
+def run_dir(float_model, tmp_path_factory):
+    from edge_deeplab.model_io import save_model
+    from edge_deeplab.train import TrainConfig
+
+    base = tmp_path_factory.mktemp("qat_run")
+    data = base / "data"
+    _folder_dataset(data)
+    run = base / "run"
+    save_model(float_model, run / "model.keras", TINY, val_miou=0.5)
+    tc = TrainConfig(dataset="folder", data_dir=str(data), batch_size=2, lr=1e-2, steps=10,
+                     min_scale=1.0, max_scale=1.0)
+    (run / "train_config.json").write_text(json.dumps({"model": TINY.to_dict(),
+                                                       "train": tc.to_dict()}))
+    return run
+
+
+def test_run_qat_checkpoints_and_resume(run_dir):
+    r1 = qat.run_qat(run_dir, steps=2, checkpoint_every=1, calibration_batches=1, evaluate=False,
+                     verbose=0)
+    assert r1["final_step"] == 2 and r1["lr"] == pytest.approx(1e-4)  # float lr / 100
+    assert (run_dir / "qat" / "model.h5").is_file()
+    assert (run_dir / "qat" / "checkpoints" / "checkpoint").is_file()
+    # existing checkpoints without --resume: refuse rather than overwrite
+    with pytest.raises(EdgeDeeplabError, match="--resume"):
+        qat.run_qat(run_dir, steps=3, verbose=0)
+    r2 = qat.run_qat(run_dir, steps=3, resume=True, checkpoint_every=1, evaluate=True, verbose=0)
+    assert r2["start_step"] == 2 and r2["final_step"] == 3 and r2["resumed"]
+    assert 0.0 <= r2["val_miou"] <= 1.0
+    saved = json.loads((run_dir / "qat" / "qat_result.json").read_text())
+    assert saved["final_step"] == 3
+    m, cfg, _ = qat.load_qat_model(run_dir)
+    assert cfg.num_classes == 3 and qat.is_qat_model(m)
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    from edge_deeplab.cli import main
+
+    rc = main(["qat", str(tmp_path / "nope")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "run directory not found" in err[0]
+    (tmp_path / "empty").mkdir()
+    rc = main(["qat", str(tmp_path / "empty"), "--steps", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "no trained float model" in err[0]
