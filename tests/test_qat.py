@@ -141,7 +141,7 @@ def test_exported_graph_runs_fully_on_xnnpack(tflite_int8):
 
 def test_uint8_io_quantize_only_at_io(qat_model, tmp_path):
     p = tmp_path / "u8.tflite"
-    p.write_bytes(qat.convert_qat(qat_model, "uint8"))
+    p.write_bytes(qat.convert_qat(qat_model, "uint8"))  # the minimal converter, uint8 I/O
     it = tf.lite.Interpreter(model_path=str(p))
     ops = it._get_ops_details()
     names = [o["op_name"] for o in ops]
@@ -166,6 +166,34 @@ def test_exported_graph_fully_on_litert_gpu(tflite_int8):
         pytest.skip(f"LiteRT GPU accelerator unavailable: {res.get('error')}")
     assert res["fully_accelerated"] is True, res
     assert not res["unsupported_ops"], res
+
+
+def test_few_qat_steps_train_and_move_ranges(qat_model):
+    """A few real QAT optimizer steps (runs last among the fixture users: it changes the model)."""
+    from edge_deeplab.layers import native_dilated_depthwise
+    from edge_deeplab.train import masked_cross_entropy
+
+    x = _batch(4, seed=5)
+    y = (x[..., 0] > 0).astype(np.int32) + (x[..., 1] > 0.5).astype(np.int32)
+    opt = keras.optimizers.Adam(1e-3)
+    kernel = next(v for v in qat_model.trainable_variables if "logits" in v.name and "kernel" in v.name)
+    before = kernel.numpy().copy()
+    rng_var = next(v for v in qat_model.variables if v.name.endswith("aspp_concat/output_max:0"))
+    r0 = float(rng_var.numpy())
+    with native_dilated_depthwise():
+        @tf.function
+        def step(a, b):
+            with tf.GradientTape() as tape:
+                s, c = masked_cross_entropy(b, qat_model(a, training=True))
+                loss = s / c
+            g = tape.gradient(loss, qat_model.trainable_variables)
+            opt.apply_gradients(zip(g, qat_model.trainable_variables))
+            return loss
+
+        losses = [float(step(x, y)) for _ in range(3)]
+    assert all(np.isfinite(losses))
+    assert not np.allclose(before, kernel.numpy())  # gradients flow through the fake-quant ops
+    assert float(rng_var.numpy()) != r0  # activation ranges keep tracking in training mode
 
 
 # ------------------------------------------------------------------------------ run_qat / CLI
@@ -209,6 +237,7 @@ def run_dir(float_model, tmp_path_factory):
     return run
 
 
+@pytest.mark.slow
 def test_run_qat_checkpoints_and_resume(run_dir):
     r1 = qat.run_qat(run_dir, steps=2, checkpoint_every=1, calibration_batches=1, evaluate=False,
                      verbose=0)
