@@ -66,6 +66,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(text: str) -> str:
+    """The informative line of an exception message (TensorFlow puts it last after 'in user code:')."""
+    lines = [l.strip() for l in text.strip().splitlines() if l.strip()]
+    if not lines:
+        return ""
+    if lines[0].endswith(":") and len(lines) > 1:
+        return lines[-1][:300]
+    return lines[0][:300]
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -100,7 +110,7 @@ def main(argv=None) -> int:
     except Exception as e:  # noqa: BLE001 - the CLI's promise: one line, never a traceback dump
         if debug:
             raise
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        msg = _one_line(str(e))
         print(f"{prefix} {type(e).__name__}: {msg} (rerun with --debug for details)", file=sys.stderr)
         return 1
 

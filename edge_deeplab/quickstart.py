@@ -180,7 +180,9 @@ def run_quickstart(out_dir, *, fast: bool = False, log: Callable[[str], None] = 
 
         t = time.time()
         kw = {"steps": knobs["qat_steps"]} if knobs["qat_steps"] else {}
-        result = run_qat(run_dir, resume=(run_dir / "qat" / "checkpoints").exists(), verbose=1, **kw)
+        # evaluate=False: step 6 scores every variant through one code path anyway.
+        result = run_qat(run_dir, resume=(run_dir / "qat" / "checkpoints").exists(), verbose=1,
+                         evaluate=False, **kw)
         res_qat = steps.put("qat", {"result": _jsonable(result), "seconds": time.time() - t})
 
     # 4. export --------------------------------------------------------------------------
