@@ -53,8 +53,9 @@ def test_person_is_a_head_over_a_torso():
                                person_prob=1.0)
         person = mask == 1
         rows = np.nonzero(person.any(axis=1))[0]
-        if rows.size < 40 or rows[0] == 0:
-            continue
+        if rows.size < 40 or rows[0] == 0 or person[:, 0].any() or person[:, -1].any() \
+                or person[-1].any():
+            continue  # cut by the image border
         widths = person.sum(axis=1)[rows]
         top = widths[: len(widths) // 5].max()
         below = widths[len(widths) // 3:].max()

@@ -24,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     d = p.add_argument_group("data")
     d.add_argument("--dataset", default="synthetic", choices=("synthetic", "voc", "cityscapes", "folder"))
     d.add_argument("--data-dir", default=None,
-                   help="dataset root (synthetic: default ~/.cache/edge_deeplab/synthetic-v2 or "
+                   help="dataset root (synthetic: default ~/.cache/edge_deeplab/synthetic-v3 or "
                         "$EDGE_DEEPLAB_DATA; generated on first use)")
     d.add_argument("--split", default="train")
     d.add_argument("--val-split", default="val", help="held-out split scored at checkpoints ('none': skip)")

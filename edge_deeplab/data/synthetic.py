@@ -50,7 +50,7 @@ from edge_deeplab.errors import EdgeDeeplabError
 SYNTHETIC_CLASSES = ("background", "person", "ball", "box", "cone")
 PERSON_CLASS = 1
 #: Bump when the generator's output changes, so caches regenerate.
-SYNTHETIC_VERSION = "synthetic-v2"
+SYNTHETIC_VERSION = "synthetic-v3"
 DEFAULT_NUM_TRAIN = 1200
 DEFAULT_NUM_VAL = 200
 DEFAULT_SIZE = (128, 128)
@@ -135,7 +135,7 @@ def _background(rng, h, w) -> np.ndarray:
     g = 1.0 + rng.uniform(-0.25, 0.25) * (xx / w - 0.5) + rng.uniform(-0.25, 0.25) * (yy / h - 0.5)
     img = img * g[..., None]
     # Clutter: grey-ish lines and blobs that are still background.
-    for _ in range(rng.integers(2, 6)):
+    for _ in range(rng.integers(1, 5)):
         col = tuple(float(x) for x in _hsv_color(rng, s_range=(0, 90), v_range=(30, 240)))
         if rng.random() < 0.5:
             p1 = (int(rng.integers(0, w)), int(rng.integers(0, h)))
@@ -292,13 +292,13 @@ def render_scene(rng: np.random.Generator, size=DEFAULT_SIZE, *,
         # The person goes anywhere in the painting order, so it is occluded or occludes.
         classes[int(rng.integers(0, n))] = PERSON_CLASS
     for cls in classes:
-        scale = float(np.exp(rng.uniform(np.log(0.6), np.log(1.6))))
+        scale = float(np.exp(rng.uniform(np.log(0.7), np.log(1.6))))
         m, tex = _DRAW[int(cls)](rng, h, w, scale)
         sel = m > 0
         img[sel] = tex[sel]
         mask[sel] = cls
     # Sensor noise and a mild blur.
-    img = img + rng.normal(0, rng.uniform(2, 8), img.shape).astype(np.float32)
+    img = img + rng.normal(0, rng.uniform(2, 6), img.shape).astype(np.float32)
     if rng.random() < 0.3:
         img = cv2.GaussianBlur(img, (3, 3), 0)
     return np.clip(img, 0, 255).astype(np.uint8), mask
@@ -363,7 +363,7 @@ def generate_synthetic(root, *, num_train: int = DEFAULT_NUM_TRAIN, num_val: int
 
 
 def default_data_dir() -> Path:
-    """``$EDGE_DEEPLAB_DATA`` or ``~/.cache/edge_deeplab/synthetic-v2``."""
+    """``$EDGE_DEEPLAB_DATA`` or ``~/.cache/edge_deeplab/synthetic-v3``."""
     env = os.environ.get("EDGE_DEEPLAB_DATA")
     if env:
         return Path(env).expanduser()
