@@ -260,7 +260,13 @@ def _resolve(model, variant: str, config: Optional[ModelConfig]):
         m, cfg, meta = load_qat_model(model)
     else:
         p = model_io.resolve_model_path(model)
-        m, cfg, meta = model_io.load_model(p)
+        try:
+            m, cfg, meta = model_io.load_model(p)
+        except EdgeDeeplabError as e:
+            if "Quantize" in str(e):
+                raise EdgeDeeplabError(f"{p} is a quantization-aware model; export it with "
+                                       f"--variant qat-int8") from None
+            raise
     return m, (config or cfg), meta, str(model)
 
 
@@ -268,13 +274,17 @@ def _io_tf_dtype(tf, io_type):
     return {"float32": tf.float32, "uint8": tf.uint8, "int8": tf.int8}[io_type]
 
 
-def _representative(images: Iterable[np.ndarray], raw_pixels: bool, mean, std, limit: int):
+def _representative(images: Iterable[np.ndarray], raw_pixels: bool, mean, std, limit: int,
+                    shape):
     """Generator factory for the converter: float32 batches of 1 in the model input's range."""
     def gen():
         for i, img in enumerate(images):
             if i >= limit:
                 break
             x = np.asarray(img, np.float32)
+            if x.shape != tuple(shape):
+                raise EdgeDeeplabError(f"calibration image {i} has shape {x.shape}, the model "
+                                       f"expects {tuple(shape)}")
             if raw_pixels:
                 if x.min() >= -1.0001 and x.max() <= 1.0001 and img.dtype != np.uint8:
                     x = x * np.asarray(std, np.float32) + np.asarray(mean, np.float32)
@@ -468,7 +478,7 @@ def export_tflite(model, out_path, variant: str = "float32", *, io_type: Optiona
         else:
             images = structured_images(calibration_steps, shape[:2])
             calibration = {"source": "generated", "steps": calibration_steps}
-        rep_gen = _representative(images, normalize_in_graph, mean, std, calibration_steps)
+        rep_gen = _representative(images, normalize_in_graph, mean, std, calibration_steps, shape)
 
     tflite = _trace_and_convert(conv_model, variant, io_type, output, rep_gen)
     in_info, out_info = _io_details(tflite)

@@ -367,9 +367,12 @@ def full(tmp_path_factory):
     d = tmp_path_factory.mktemp("full")
     cfg = ModelConfig()
     assert (cfg.input_size, cfg.output_stride, cfg.alpha, cfg.num_classes) == ((512, 512), 16, 1.0, 21)
-    model = calibrated_random_model(cfg)
+    # A random 512x512 network amplifies fp16 rounding (GPU) far more than a trained one; a larger
+    # variance floor plus a ridge-fitted logits layer gives trained-like margins (see the helper).
+    model = calibrated_random_model(cfg, var_floor=4.0, fit_head=True, ridge=0.1)
     image = natural_image(cfg.input_size)
     ref = keras_logits(model, image)
+    assert len(np.unique(ref.argmax(-1))) > 1  # the argmax is not constant
     paths = {}
     for v in ("float32", "float16", "dynamic", "int8"):
         kw = dict(calibration_steps=32) if v == "int8" else {}
@@ -381,6 +384,7 @@ def full(tmp_path_factory):
 @pytest.mark.parametrize("variant", ["float32", "float16", "dynamic", "int8"])
 def test_full_size_no_forbidden_ops(full, variant):
     ops = op_counts(full[4][variant])
+    print(f"{variant}: {ops}")
     for bad in FORBIDDEN:
         assert bad not in ops, f"{variant}: {bad}"
     n, dil = dilated_depthwise_ops(full[4][variant])
@@ -392,7 +396,10 @@ def test_full_size_float32_matches_keras(full):
     _, _, image, ref, paths = full
     got = predict(paths["float32"], image, "cpu")
     rng = float(ref.max() - ref.min())
-    assert np.abs(got - ref).max() <= 1e-4 * rng
+    diff = float(np.abs(got - ref).max())
+    print(f"float32: max |TFLite - Keras| = {diff:.3g}, logit range {rng:.3g}, "
+          f"relative {diff / rng:.3g}; Keras argmax classes {len(np.unique(ref.argmax(-1)))}")
+    assert diff <= 1e-4 * rng
 
 
 @pytest.mark.slow
@@ -401,6 +408,7 @@ def test_full_size_int8_quantize_only_at_io(full):
 
     r = analyze_tflite(full[4]["int8"], gpu=False)
     assert r["quantization"] == "full-integer" and r["float_islands"] == []
+    print(f"int8: ops {r['ops']}, input {r['inputs'][0]}, output {r['outputs'][0]}")
 
 
 @pytest.mark.slow
