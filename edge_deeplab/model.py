@@ -1,11 +1,11 @@
 """DeepLab v3+ with a MobileNet-v2 backbone, as one flat tf_keras functional graph.
 
 Every layer is a stock Keras layer (Conv2D, DepthwiseConv2D, BatchNormalization, ReLU, Add,
-Concatenate, AveragePooling2D, UpSampling2D), so the model:
+Concatenate, GlobalAveragePooling2D, UpSampling2D), so the model:
 
 * quantizes with tensorflow-model-optimization over the whole graph (no nested models, no Lambda);
 * converts to TFLite ops every mobile GPU delegate supports (CONV_2D, DEPTHWISE_CONV_2D, ADD,
-  CONCATENATION, AVERAGE_POOL_2D, RESIZE_BILINEAR), with BatchNorm folded, provided conversion runs
+  CONCATENATION, MEAN, RESIZE_BILINEAR), with BatchNorm folded, provided conversion runs
   under :func:`edge_deeplab.layers.native_dilated_depthwise` (``converters.export`` does);
 * loads ImageNet MobileNetV2 weights by layer name (the backbone's names match
   ``keras.applications.MobileNetV2``).
@@ -201,9 +201,9 @@ def build_model(config: ModelConfig, backbone_weights: Optional[str] = None,
     branches = [_conv_bn_relu(features, f, 1, name="aspp0")]
     for i, rate in enumerate(config.resolved_aspp_rates(), start=1):
         branches.append(_separable_bn_relu(features, f, name=f"aspp{i}", rate=rate))
-    # Image pooling as a fixed-size AVERAGE_POOL_2D (what mobile delegates run best) + broadcast
-    # back with a bilinear resize from 1x1.
-    pooled = layers.AveragePooling2D(pool_size=(fh, fw), name="image_pooling")(features)
+    # Image pooling as a global mean (TFLite MEAN: the GPU delegate runs it, and unlike int8
+    # AVERAGE_POOL_2D so does XNNPACK) + broadcast back with a bilinear resize from 1x1.
+    pooled = layers.GlobalAveragePooling2D(keepdims=True, name="image_pooling")(features)
     pooled = _conv_bn_relu(pooled, f, 1, name="image_pooling_conv")
     pooled = _upsample(pooled, (fh, fw), name="image_pooling_upsample")
     branches.append(pooled)

@@ -5,7 +5,7 @@ A model file ``M.keras`` (tf_keras' zip format) is always accompanied by ``M.jso
 (export, eval, demo) know what the model expects without guessing. Both are written atomically.
 
 A *run directory* (``edge-deeplab train --out RUN``) holds ``RUN/model.keras`` (+ ``.json``), and
-after QAT ``RUN/qat/model.keras``; :func:`resolve_model_path` accepts either a file or a run dir.
+after QAT ``RUN/qat/model.h5`` (see :mod:`edge_deeplab.qat`); :func:`resolve_model_path` accepts either a file or a run dir.
 """
 
 from __future__ import annotations
@@ -60,7 +60,8 @@ def resolve_model_path(path, prefer_qat: bool = False) -> Path:
     """Returns the ``.keras`` file for a file path or a run directory."""
     p = Path(path)
     if p.is_dir():
-        candidates = ([p / "qat" / "model.keras"] if prefer_qat else []) + [p / "model.keras"]
+        # QAT models are saved as HDF5 (tfmot's quantize layers do not reload from .keras).
+        candidates = ([p / "qat" / "model.h5", p / "qat" / "model.keras"] if prefer_qat else []) + [p / "model.keras"]
         for c in candidates:
             if c.is_file():
                 return c

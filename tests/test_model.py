@@ -26,7 +26,7 @@ BUILDS = [
 
 STOCK_LAYERS = {
     "InputLayer", "Conv2D", "DepthwiseConv2D", "BatchNormalization", "ReLU", "Add", "Concatenate",
-    "AveragePooling2D", "UpSampling2D",
+    "GlobalAveragePooling2D", "UpSampling2D",
 }
 
 
