@@ -106,7 +106,10 @@ def test_run_benchmarks_cpu_float_and_int8_side_by_side(models):
     for r in rep["results"]:
         lat = r["latency_ms"]
         assert r["accelerator"] == "cpu" and r["runtime"] == "litert-compiled-model"
-        assert r["runtime_version"] and r["fully_accelerated"] is True
+        assert r["runtime_version"]
+        # XNNPACK claims every op of the float model; the uint8-I/O int8 model keeps its two edge
+        # QUANTIZE (uint8 <-> int8) ops on the reference kernels, and LiteRT says so.
+        assert r["fully_accelerated"] is (r["variant"] == "float32")
         assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
         assert r["fps"] == pytest.approx(1000 / lat["mean"], rel=1e-3)
         assert r["runs"] == 6 and len(r["latency_samples_ms"]) == 6 and r["rounds"] == 2
