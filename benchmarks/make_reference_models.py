@@ -1,9 +1,8 @@
 """Builds the float32 and full-int8 exports of a DeepLab v3+ / MobileNet-v2 config for benchmarking.
 
-Uses :func:`converters.export.export_tflite` when it exists (the project's exporter), else converts
-directly with ``tf.lite`` under :func:`edge_deeplab.layers.native_dilated_depthwise` (one dilated
-DEPTHWISE_CONV_2D, BN folded), calibrating int8 on procedural synthetic scenes. Weights are random:
-latency does not depend on them, accuracy does (use trained checkpoints for mIoU).
+Exports through :func:`converters.export.export_tflite` (edge-clean graph, int8 calibrated on
+procedural scenes). Weights are random: latency does not depend on them, accuracy does (use trained
+checkpoints for mIoU).
 
 Example:
     python -m benchmarks.make_reference_models --out /tmp/ref --input-size 512
@@ -17,25 +16,6 @@ import sys
 from pathlib import Path
 
 
-def _representative(size, n=8):
-    import numpy as np
-
-    try:
-        from edge_deeplab.data.synthetic import render_scene
-
-        rng = np.random.default_rng(0)
-        images = [render_scene(rng, size)[0] for _ in range(n)]
-    except Exception:  # noqa: BLE001 - synthetic data is optional for calibration
-        rng = np.random.default_rng(0)
-        images = [rng.integers(0, 256, size + (3,), dtype=np.uint8) for _ in range(n)]
-
-    def gen():
-        for img in images:
-            yield [((img.astype(np.float32) - 127.5) / 127.5)[None]]
-
-    return gen
-
-
 def build_reference_models(out_dir, input_size=(512, 512), num_classes=21, alpha=1.0, output_stride=16,
                            variants=("float32", "int8")) -> dict:
     """Writes ``deeplab_<H>_<variant>.tflite`` for each variant and returns ``{variant: path}``.
@@ -46,46 +26,21 @@ def build_reference_models(out_dir, input_size=(512, 512), num_classes=21, alpha
         num_classes, alpha, output_stride: the :class:`~edge_deeplab.config.ModelConfig` fields.
         variants: any of ``float32``, ``float16``, ``dynamic``, ``int8``.
     """
-    from edge_deeplab._tf import tf
+    from converters.export import export_tflite
     from edge_deeplab.config import ModelConfig
-    from edge_deeplab.io_utils import write_bytes_atomic
-    from edge_deeplab.layers import native_dilated_depthwise
     from edge_deeplab.model import build_model
 
     cfg = ModelConfig(input_size=input_size, num_classes=num_classes, alpha=alpha, output_stride=output_stride)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tag = f"{cfg.input_size[0]}" if cfg.input_size[0] == cfg.input_size[1] else f"{cfg.input_size[0]}x{cfg.input_size[1]}"
+    model = build_model(cfg)
     paths = {}
-    try:
-        from converters.export import export_tflite  # type: ignore
-    except Exception:  # noqa: BLE001 - exporter not available: convert directly
-        export_tflite = None
-    with native_dilated_depthwise():
-        model = build_model(cfg)
-        for variant in variants:
-            dest = out / f"deeplab_{tag}_{variant}.tflite"
-            if export_tflite is not None:
-                try:
-                    export_tflite(model, dest, variant, config=cfg)
-                    paths[variant] = dest
-                    continue
-                except TypeError:
-                    pass  # an older exporter signature: fall back to tf.lite below
-            conv = tf.lite.TFLiteConverter.from_keras_model(model)
-            if variant == "float16":
-                conv.optimizations = [tf.lite.Optimize.DEFAULT]
-                conv.target_spec.supported_types = [tf.float16]
-            elif variant == "dynamic":
-                conv.optimizations = [tf.lite.Optimize.DEFAULT]
-            elif variant == "int8":
-                conv.optimizations = [tf.lite.Optimize.DEFAULT]
-                conv.representative_dataset = _representative(cfg.input_size)
-                conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-                conv.inference_input_type = tf.int8
-                conv.inference_output_type = tf.int8
-            write_bytes_atomic(dest, conv.convert())
-            paths[variant] = dest
+    for variant in variants:
+        dest = out / f"deeplab_{tag}_{variant}.tflite"
+        # int8 calibrates on generated scenes; I/O stays uint8 as users deploy it.
+        export_tflite(model, dest, variant, config=cfg)
+        paths[variant] = dest
     return paths
 
 
