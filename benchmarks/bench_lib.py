@@ -211,8 +211,6 @@ def output_to_classmap(y: np.ndarray, info) -> np.ndarray:
         f = f.astype(np.float32)
         thr = 0.5 if (f.min() >= 0.0 and f.max() <= 1.0) else 0.0
         return (f > thr).astype(np.int32)
-    if info.quantized and info.scale and info.scale > 0:
-        return np.argmax(a, axis=-1).astype(np.int32)
     return np.argmax(a, axis=-1).astype(np.int32)
 
 
@@ -277,21 +275,6 @@ def _fault_injection(path: str) -> None:
         faulthandler._sigsegv()
 
 
-_NATIVE_HINTS = ("unresolved custom op", "failed to prepare", "failed to invoke", "not supported", "Didn't find op",
-                 "failed to allocate", "Failed to allocate")
-
-
-def native_error_line(text: str, exc: BaseException) -> str:
-    """The most telling line of a native runtime failure (e.g. the unresolved custom op), else the exception."""
-    lines = [ln.strip().lstrip("└ ").strip() for ln in (text or "").splitlines()]
-    for hint in _NATIVE_HINTS:
-        for ln in lines:
-            if hint in ln and "[./" not in ln:
-                return ln.removeprefix("ERROR: ").strip()
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return first
-
-
 def measure_model(spec: dict) -> dict:
     """Benchmarks one model on one accelerator in this process (the worker's body).
 
@@ -311,7 +294,7 @@ def measure_model(spec: dict) -> dict:
     row: dict = {"model": str(path), "model_name": Path(path).name, "accelerator": acc, "ok": False}
     baseline = current_rss_mb()
     _fault_injection(path)
-    from edge_deeplab.runtime import capture_native_stderr
+    from edge_deeplab.runtime import capture_native_stderr, native_error_line
 
     t0 = time.perf_counter()
     err = None
@@ -344,7 +327,7 @@ def measure_model(spec: dict) -> dict:
 def _measure_open(runner, spec: dict, row: dict, init_ms: float, baseline) -> dict:
     import cv2
 
-    from edge_deeplab.runtime import capture_native_stderr, dequantize
+    from edge_deeplab.runtime import capture_native_stderr, dequantize, native_error_line
 
     path = spec["model"]
     info_in, info_out = runner.input, runner.output

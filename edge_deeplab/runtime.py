@@ -21,10 +21,10 @@ does the same in a subprocess, so a native crash in a driver cannot take the cal
 
 Example:
     >>> import numpy as np
-    >>> from edge_deeplab.runtime import letterbox
-    >>> padded, (h, w) = letterbox(np.zeros((30, 60, 3), np.uint8), (64, 64))
-    >>> padded.shape, (h, w)
-    ((64, 64, 3), (32, 64))
+    >>> from edge_deeplab.runtime import TensorInfo, dequantize, quantize
+    >>> info = TensorInfo("x", (1, 2), np.dtype(np.uint8), scale=1 / 127.5, zero_point=128)
+    >>> quantize(np.array([-1.0, 1.0]), info).tolist()
+    [0, 255]
 """
 
 from __future__ import annotations
@@ -190,11 +190,29 @@ _ERROR_HINTS = (
 )
 
 
-def _first_error_line(text: str, exc: BaseException) -> str:
-    """The most useful single line explaining a native failure."""
+#: Lines of a native log that name why a model failed to load, prepare or run.
+_OP_FAILURE_HINTS = ("unresolved custom op", "failed to prepare", "failed to invoke", "not supported",
+                     "Didn't find op", "failed to allocate", "Failed to allocate")
+
+
+def native_error_line(text: str, exc: BaseException) -> str:
+    """The most useful single line explaining a native failure.
+
+    Checks, in order: known driver/accelerator problems (rephrased with a fix), a native log line
+    naming the failing op (e.g. the unresolved custom op), then the first line that is not log noise.
+
+    Args:
+        text: the native stderr captured around the failing call.
+        exc: the exception the runtime raised.
+    """
     for pattern, msg in _ERROR_HINTS:
         if msg and pattern in text:
             return msg
+    lines = [line.strip().lstrip("\u2514 ").strip() for line in text.splitlines()]
+    for hint in _OP_FAILURE_HINTS:
+        for line in lines:
+            if hint in line and "[./" not in line:
+                return line.removeprefix("ERROR: ").strip()
     for line in (str(exc) + "\n" + text).splitlines():
         line = line.strip().lstrip("\u2514 ").strip()
         if not line or line.startswith(("INFO", "I0000", "WARNING", "Warning", "=== ", "third_party")):
@@ -208,27 +226,6 @@ def _first_error_line(text: str, exc: BaseException) -> str:
 # --------------------------------------------------------------------------------------------
 # Pre/post-processing
 # --------------------------------------------------------------------------------------------
-
-def letterbox(image: np.ndarray, size: Tuple[int, int], pad_value: float = 127.5):
-    """Aspect-preserving resize into ``size`` (h, w), padded bottom/right.
-
-    The pad value defaults to the normalization mean, i.e. 0 after normalization.
-
-    Returns:
-        ``(padded_image, (valid_h, valid_w))``; the valid region is ``padded[:valid_h, :valid_w]``.
-    """
-    import cv2
-
-    th, tw = size
-    h, w = image.shape[:2]
-    s = min(th / h, tw / w)
-    nh, nw = max(1, min(th, round(h * s))), max(1, min(tw, round(w * s)))
-    resized = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
-    out = np.empty((th, tw) + image.shape[2:], dtype=image.dtype)
-    out[...] = np.asarray(pad_value).astype(image.dtype) if np.issubdtype(image.dtype, np.integer) else pad_value
-    out[:nh, :nw] = resized
-    return out, (nh, nw)
-
 
 def quantize(x: np.ndarray, info: TensorInfo) -> np.ndarray:
     """Float values -> the tensor's dtype, using its quantization when it has one."""
@@ -308,7 +305,7 @@ def inspect_model(path: str | os.PathLike, runtime: str = "auto") -> Tuple[List[
         else:
             err = None
     if err is not None:
-        raise EdgeDeeplabError(f"not a valid TFLite model: {p} ({_first_error_line(cap.text, err)})")
+        raise EdgeDeeplabError(f"not a valid TFLite model: {p} ({native_error_line(cap.text, err)})")
     return ins, outs
 
 
@@ -453,7 +450,7 @@ class CompiledModelRunner(Runner):
                 "(install e.g. ai-edge-litert-sdk-qualcomm on a device with that NPU)")
         if accelerator == "cpu":
             if err is not None:
-                raise EdgeDeeplabError(f"LiteRT cannot compile {Path(path).name}: {_first_error_line(text, err)}")
+                raise EdgeDeeplabError(f"LiteRT cannot compile {Path(path).name}: {native_error_line(text, err)}")
             # On CPU "fully accelerated" means XNNPACK claimed every op (else some run on the
             # reference kernels, e.g. the uint8<->int8 conversions of a uint8-I/O model).
             self.fully_accelerated = bool(model.is_fully_accelerated())
@@ -471,12 +468,12 @@ class CompiledModelRunner(Runner):
                 model, err2, text2 = compile_with(hw | HardwareAccelerator.CPU)
                 if err2 is not None:
                     raise DelegateUnavailableError(
-                        f"{accelerator.upper()} accelerator could not start: {_first_error_line(text2, err2)}")
+                        f"{accelerator.upper()} accelerator could not start: {native_error_line(text2, err2)}")
                 self.fully_accelerated = False
             else:
                 raise DelegateUnavailableError(
                     f"{accelerator.upper()} accelerator could not start for {Path(path).name}: "
-                    f"{_first_error_line(text, err)}")
+                    f"{native_error_line(text, err)}")
         self._model = model
         with capture_native_stderr() as cap:
             try:
@@ -487,7 +484,7 @@ class CompiledModelRunner(Runner):
                 err = e
         self.log += cap.text
         if err is not None:
-            raise EdgeDeeplabError(f"LiteRT cannot prepare {Path(path).name}: {_first_error_line(cap.text, err)}")
+            raise EdgeDeeplabError(f"LiteRT cannot prepare {Path(path).name}: {native_error_line(cap.text, err)}")
         self._out_sizes = [int(np.prod(o.shape)) for o in outputs]
 
     def run(self, x: np.ndarray) -> np.ndarray:
@@ -550,7 +547,7 @@ class InterpreterRunner(Runner):
         self.log = cap.text
         if err is not None:
             kind = DelegateUnavailableError if delegate else EdgeDeeplabError
-            raise kind(f"{name} cannot load {Path(path).name}: {_first_error_line(cap.text, err)}")
+            raise kind(f"{name} cannot load {Path(path).name}: {native_error_line(cap.text, err)}")
         parsed = parse_delegate_log(cap.text)
         self.unsupported_ops = sorted(parsed["unsupported_ops"])
         if delegate:

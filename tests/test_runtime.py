@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from edge_deeplab.errors import DelegateUnavailableError, EdgeDeeplabError
-from edge_deeplab.runtime import (TensorInfo, dequantize, letterbox, open_runner, parse_delegate_log,
+from edge_deeplab.runtime import (TensorInfo, dequantize, native_error_line, open_runner, parse_delegate_log,
                                   probe_accelerator, quantize)
 
 
@@ -110,16 +110,21 @@ def test_gpu_without_driver_says_so(tiny_models):
     assert "UNAVAILABLE" in out and "GPU" in out
 
 
-def test_quantize_roundtrip_and_letterbox():
+def test_quantize_roundtrip():
     info = TensorInfo("x", (1, 4), np.dtype(np.uint8), scale=2 / 255, zero_point=128)
     x = np.array([-1.0, 0.0, 0.5, 1.0], np.float32)
     q = quantize(x, info)
     assert q.dtype == np.uint8
     assert np.abs(dequantize(q, info) - x).max() <= info.scale / 2 + 1e-6
-    img = np.full((40, 100, 3), 200, np.uint8)
-    out, (h, w) = letterbox(img, (64, 64))
-    assert (h, w) == (26, 64) and out.shape == (64, 64, 3)
-    assert (out[:h, :w] == 200).all() and (out[h:] == 127).all()
+
+
+def test_native_error_line_prefers_the_failing_op():
+    log = ("INFO: [environment.cc:36] Creating LiteRT environment\n"
+           "ERROR: Encountered unresolved custom op: MyOp.\n"
+           "ERROR: Node number 3 (MyOp) failed to prepare.\n")
+    assert native_error_line(log, RuntimeError("boom")) == "Encountered unresolved custom op: MyOp."
+    assert "no GPU adapter" in native_error_line("... No adapters found ...", RuntimeError("x"))
+    assert native_error_line("INFO: noise\n", RuntimeError("plain reason")) == "plain reason"
 
 
 def test_parse_delegate_log():
