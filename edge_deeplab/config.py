@@ -132,14 +132,18 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise EdgeDeeplabError(f"unknown model config keys: {sorted(unknown)}")
-        return cls(**d)
+        return dataclass_from_dict(cls, d, "model config")
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
+
+
+def dataclass_from_dict(cls, d: dict, what: str):
+    """``cls(**d)`` for a config dataclass, refusing unknown keys with a one-line error."""
+    unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise EdgeDeeplabError(f"unknown {what} keys: {sorted(unknown)}")
+    return cls(**d)
 
 
 def parse_int_list(text: Optional[str | Sequence[int]]) -> Optional[Tuple[int, ...]]:

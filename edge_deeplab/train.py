@@ -35,7 +35,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from edge_deeplab.config import ModelConfig
+from edge_deeplab.config import ModelConfig, dataclass_from_dict
 from edge_deeplab.errors import EdgeDeeplabError
 from edge_deeplab.io_utils import write_json_atomic
 
@@ -145,11 +145,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise EdgeDeeplabError(f"unknown train config keys: {sorted(unknown)}")
-        return cls(**d)
+        return dataclass_from_dict(cls, d, "train config")
 
 
 #: The quickstart model: 128x128, alpha 0.35, OS 16, decoder on, slim 64-channel ASPP/decoder,
