@@ -24,11 +24,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import platform
-import shutil
 import time
 from pathlib import Path
-from typing import Callable, Dict, Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -77,29 +75,14 @@ def _settings(fast: bool):
 
 
 def _machine() -> dict:
-    from edge_deeplab.runtime import available_runtimes
+    """The benchmark harness' machine description plus the versions of the pinned stack."""
+    from benchmarks.bench_lib import machine_info
+    from edge_deeplab.runtime import _pkg_version
 
-    try:
-        from importlib.metadata import version
-
-        versions = {p: version(p) for p in ("tensorflow-cpu", "tf-keras", "tensorflow-model-optimization",
-                                            "ai-edge-litert")
-                    if _has_dist(p)}
-    except Exception:  # noqa: BLE001
-        versions = {}
-    return {"platform": platform.platform(), "machine": platform.machine(), "python": platform.python_version(),
-            "cpu_count": os.cpu_count(), "processor": platform.processor() or None,
-            "runtimes": available_runtimes(), "packages": versions}
-
-
-def _has_dist(name: str) -> bool:
-    try:
-        from importlib.metadata import version
-
-        version(name)
-        return True
-    except Exception:  # noqa: BLE001
-        return False
+    info = machine_info()
+    info["packages"] = {p: v for p in ("tensorflow-cpu", "tf-keras", "tensorflow-model-optimization",
+                                       "ai-edge-litert") if (v := _pkg_version(p))}
+    return info
 
 
 class _Steps:
@@ -157,7 +140,7 @@ def run_quickstart(out_dir, *, fast: bool = False, log: Callable[[str], None] = 
         kw = {}
         if knobs["num_train"]:
             kw = dict(num_train=knobs["num_train"], num_val=knobs["num_val"])
-        root = _ensure_data(ensure_synthetic, data_dir, kw)
+        root = ensure_synthetic(data_dir, **kw)
         res = steps.put("data", {"data_dir": str(root)})
     data_dir = Path(res["data_dir"])
     train_cfg = dataclasses.replace(train_cfg, data_dir=str(data_dir))
@@ -272,14 +255,6 @@ def run_quickstart(out_dir, *, fast: bool = False, log: Callable[[str], None] = 
 
 
 # ------------------------------------------------------------------------------------- helpers
-
-def _ensure_data(ensure_synthetic, data_dir: Path, kw: dict) -> Path:
-    import inspect
-
-    params = inspect.signature(ensure_synthetic).parameters
-    kw = {k: v for k, v in kw.items() if k in params}
-    return Path(ensure_synthetic(data_dir, **kw))
-
 
 def _describe(cfg) -> str:
     h, w = cfg.input_size
@@ -524,7 +499,8 @@ def _markdown(report: dict, out: Path) -> str:
         lines.append(f"- {k.replace('_', ' ')}: {({True: 'PASS', False: 'FAIL', None: 'n/a'})[v]}")
     mach = report["machine"]
     lines += ["", "## Machine", "",
-              f"{mach['platform']}, {mach['cpu_count']} CPUs, Python {mach['python']}; runtimes: "
+              f"{mach['platform']}, {mach.get('cpu', 'CPU')} x {mach['logical_cpus']}, "
+              f"{mach.get('memory_gb', '?')} GB, Python {mach['python']}; runtimes: "
               + ", ".join(f"{k} {v}" for k, v in mach["runtimes"].items()), "",
               "Portrait demo on the bundled clip: [demo.mp4](demo.mp4)", ""]
     return "\n".join(lines)
