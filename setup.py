@@ -33,5 +33,5 @@ setup(
         # Camera windows need OpenCV's GUI build, which replaces the headless one.
         "gui": ["opencv-python>=4.9"],
     },
-    entry_points={"console_scripts": ["edge-deeplab=edge_deeplab.cli:main"]},
+    entry_points={"console_scripts": ["edge-deeplab=edge_deeplab.app.cli:main"]},
 )

@@ -3,7 +3,7 @@
 For each device (in parallel, one thread per device) and each model x accelerator this pushes the
 model and the user's ``benchmark_model`` to ``/data/local/tmp``, runs it with the matching flags
 (``--use_gpu``, ``--use_nnapi``, ``--num_threads``, ``--warmup_runs``, ``--num_runs``), and parses its
-summary into the same result schema as the local harness (:mod:`benchmarks.bench_lib`), with the
+summary into the same result schema as the local harness (:mod:`benchmarks.harness`), with the
 device model, SoC and Android version recorded.
 
 ``benchmark_model`` prints mean/std/min/max of the timed runs (and p5/median/p95 in newer builds);
@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
-from edge_deeplab.errors import EdgeDeeplabError
+from edge_deeplab.core.errors import EdgeDeeplabError
 
 REMOTE_DIR = "/data/local/tmp"
 #: getprop keys recorded per device.
@@ -338,3 +338,25 @@ def run_devices(serials: Sequence[Optional[str]], models: Sequence, binary, **kw
     with ThreadPoolExecutor(max_workers=len(serials)) as pool:
         futs = [pool.submit(run_device, s, models, binary, progress=progress, **kwargs) for s in serials]
         return [f.result() for f in futs]
+
+
+def device_report(serials: Sequence[Optional[str]], models: Sequence, binary, *, accelerators="cpu",
+                  threads=None, warmup: int = 5, runs: int = 50, min_seconds: float = 0.0,
+                  adb: Optional[str] = None, progress=None) -> dict:
+    """:func:`run_devices` as one report dict of the local harness' schema (``results``,
+    ``errors``, ``skipped``, ``devices``, ``machine``, ``settings``).
+
+    Args:
+        accelerators: a comma string or list of ``cpu``, ``gpu``, ``npu`` or ``all``.
+    """
+    from edge_deeplab.core.sysinfo import machine_info
+
+    accs = [a.strip() for a in accelerators.split(",")] if isinstance(accelerators, str) else list(accelerators)
+    accs = ["cpu", "gpu", "npu"] if "all" in accs else accs
+    per_dev = run_devices(serials, models, binary, accelerators=accs, threads=threads, warmup=warmup,
+                          runs=runs, min_seconds=min_seconds, adb=adb, progress=progress)
+    return {"results": [r for d in per_dev for r in d["results"]],
+            "errors": [e for d in per_dev for e in d["errors"]], "skipped": [],
+            "devices": [d["device"] for d in per_dev], "machine": machine_info(),
+            "settings": {"adb": True, "accelerators": accs, "threads": threads, "warmup": warmup,
+                         "runs": runs, "benchmark_binary": binary}}

@@ -23,12 +23,12 @@ def build_reference_models(out_dir, input_size=(512, 512), num_classes=21, alpha
     Args:
         out_dir: destination folder.
         input_size: ``(H, W)``.
-        num_classes, alpha, output_stride: the :class:`~edge_deeplab.config.ModelConfig` fields.
+        num_classes, alpha, output_stride: the :class:`~edge_deeplab.model.config.ModelConfig` fields.
         variants: any of ``float32``, ``float16``, ``dynamic``, ``int8``.
     """
     from converters.export import export_tflite
-    from edge_deeplab.config import ModelConfig
-    from edge_deeplab.model import build_model
+    from edge_deeplab.model.config import ModelConfig
+    from edge_deeplab.model.deeplab import build_model
 
     cfg = ModelConfig(input_size=input_size, num_classes=num_classes, alpha=alpha, output_stride=output_stride)
     out = Path(out_dir)

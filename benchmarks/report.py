@@ -1,6 +1,6 @@
 """Side-by-side benchmark reports: Markdown table, JSON, and plots (matplotlib, Agg backend).
 
-The JSON is the report dict of :func:`benchmarks.bench_lib.run_benchmarks` (``results``, ``errors``,
+The JSON is the report dict of :func:`benchmarks.harness.run_benchmarks` (``results``, ``errors``,
 ``skipped``, ``machine``, ``settings``), written atomically. Each result carries at least
 ``model accelerator runtime fully_accelerated latency_ms{mean,p50,p90,p99} fps init_ms peak_rss_mb``
 and ``miou`` when a dataset was given.
@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List, Optional
 
-from edge_deeplab.io_utils import atomic_path, write_json_atomic, write_text_atomic
+from edge_deeplab.core.atomic_io import atomic_path, write_json_atomic, write_text_atomic
 
 COLUMNS = ("model", "variant", "size (MB)", "accelerator", "runtime", "full delegation", "p50 (ms)", "FPS", "mIoU")
 

@@ -1,6 +1,6 @@
 """Isolated benchmark worker: ``python -m benchmarks.worker < spec.json``.
 
-Reads one JSON spec on stdin (see :func:`benchmarks.bench_lib.measure_model`), benchmarks that one model
+Reads one JSON spec on stdin (see :func:`benchmarks.measure.measure_model`), benchmarks that one model
 on one accelerator, and prints one line ``@@EDGE_DEEPLAB_BENCH@@ {json}`` on stdout. Native runtime logs
 go to stderr. It exits with ``os._exit`` so a flaky driver teardown cannot change the answer; if the
 runtime crashes natively the parent sees a signal and no result line, and records a one-line error.
@@ -19,7 +19,7 @@ def main() -> int:
     except ValueError as e:
         print(f"benchmarks.worker: bad spec on stdin: {e}", file=sys.stderr)
         return 2
-    from benchmarks.bench_lib import RESULT_MARK, worker_main
+    from benchmarks.measure import RESULT_MARK, worker_main
 
     try:
         res = worker_main(spec)
@@ -27,9 +27,9 @@ def main() -> int:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
         res = {"model": spec.get("model"), "accelerator": spec.get("accelerator"), "ok": False,
                "error": f"{type(e).__name__}: {msg}", "unavailable": False}
-    from edge_deeplab.io_utils import _json_default
+    from edge_deeplab.core.atomic_io import json_default
 
-    sys.stdout.write(RESULT_MARK + json.dumps(res, default=_json_default) + "\n")
+    sys.stdout.write(RESULT_MARK + json.dumps(res, default=json_default) + "\n")
     sys.stdout.flush()
     return 0
 

@@ -27,11 +27,11 @@ from __future__ import annotations
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import numpy as np
 
-from edge_deeplab.errors import EdgeDeeplabError
+from edge_deeplab.core.errors import EdgeDeeplabError
 
 #: Ops the TFLite/LiteRT mobile GPU delegates run (OpenCL/WebGPU/Metal; from the GPU delegate's
 #: documented op list). Used only by the static-rules fallback.
@@ -68,7 +68,7 @@ class _Graph:
     def __init__(self, data: bytes, what: str):
         from ai_edge_litert import schema_py_generated as schema
 
-        from converters.metadata import parse_model
+        from edge_deeplab.core.contract.metadata import parse_model
 
         model = parse_model(data, what)
         op_names = _enum_names(schema.BuiltinOperator)
@@ -256,7 +256,7 @@ def analyze_tflite(path, gpu: bool = True, timeout: float = 600) -> dict:
     Raises:
         EdgeDeeplabError: missing, empty, truncated or garbage file.
     """
-    from converters.metadata import _load_bytes, read_tflite_metadata
+    from edge_deeplab.core.contract.metadata import _load_bytes, read_tflite_metadata
 
     p = Path(path)
     data = _load_bytes(p)
@@ -333,3 +333,59 @@ def format_report(r: dict) -> str:
         if g.get("error"):
             lines.append(f"    note: {g['error']}")
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ op counts and XNNPACK coverage
+def tflite_op_counts(tflite) -> Dict[str, int]:
+    """``{op name: count}`` of a .tflite (path or bytes), before any delegation."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    kw = {"model_path": str(tflite)} if isinstance(tflite, (str, os.PathLike)) else \
+        {"model_content": bytes(tflite)}
+    it = Interpreter(experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES, **kw)
+    counts: Dict[str, int] = {}
+    for op in it._get_ops_details():
+        counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1
+    return counts
+
+
+def xnnpack_delegation(tflite, threads: int = 1) -> dict:
+    """Whether the XNNPACK delegate claims every op of a .tflite (path or bytes).
+
+    Loads the model in LiteRT's Interpreter (which applies XNNPACK by default) and reads the
+    delegated graph: XNNPACK replaces each run of ops it supports by one ``DELEGATE`` node. The
+    model is fully delegated when there is exactly one such node, fed directly by the graph inputs
+    and producing the graph outputs (any op XNNPACK refuses would sit before, after or between
+    delegate nodes and stay on the reference CPU kernels).
+
+    Returns:
+        ``{"fully_delegated": bool, "partitions": int, "undelegated_ops": [op names at the
+        partition boundaries], "ops": int}``.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edge_deeplab.core.native_logs import capture_native_stderr
+
+    kw = {"model_path": str(tflite)} if isinstance(tflite, (str, os.PathLike)) else \
+        {"model_content": bytes(tflite)}
+    with capture_native_stderr():
+        it = Interpreter(num_threads=threads, **kw)
+        it.allocate_tensors()
+    ops = it._get_ops_details()
+    dels = [o for o in ops if o["op_name"] == "DELEGATE"]
+    orig = [o for o in ops if o["op_name"] != "DELEGATE"]
+    produced = {int(t) for o in orig for t in o["outputs"]}
+    g_in = {int(d["index"]) for d in it.get_input_details()}
+    g_out = {int(d["index"]) for d in it.get_output_details()}
+    d_in = {int(t) for o in dels for t in o["inputs"]} & (produced | g_in)
+    d_out = {int(t) for o in dels for t in o["outputs"]}
+    outside = []
+    for o in orig:
+        outs = {int(t) for t in o["outputs"]}
+        # A delegated op's visible outputs are delegate outputs; an op that feeds a delegate or
+        # produces a graph output without being one of them runs outside.
+        if not dels or (outs & (d_in | g_out) and not outs & d_out):
+            outside.append(o["op_name"])
+    full = len(dels) == 1 and d_in <= g_in and g_out <= d_out
+    return {"fully_delegated": bool(full), "partitions": len(dels),
+            "undelegated_ops": sorted(set(outside)) if not full else [], "ops": len(orig)}

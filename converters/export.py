@@ -13,7 +13,7 @@ qat-int8     a quantization-aware (tfmot) model converted with ``Optimize.DEFAUL
              ranges learned in training become the int8 parameters; no calibration set
 ===========  ====================================================================================
 
-Conversion always runs under :func:`edge_deeplab.layers.native_dilated_depthwise` and from a traced
+Conversion always runs under :func:`edge_deeplab.model.layers.native_dilated_depthwise` and from a traced
 concrete function (the SavedModel detour of ``from_keras_model`` costs 4-5x the time for the same
 flatbuffer).
 
@@ -33,11 +33,11 @@ Options:
 Outputs are written atomically (temporary file + ``os.replace``): a failed or interrupted export
 never leaves a partial ``.tflite`` and never clobbers the previous one. The JSON metadata (config,
 labels, normalization, output kind, I/O quantization) is embedded in the flatbuffer's metadata table
-(entry ``"edge_deeplab"``, see :mod:`converters.metadata`) and written as a sidecar ``X.json``.
+(entry ``"edge_deeplab"``, see :mod:`edge_deeplab.core.contract.metadata`) and written as a sidecar ``X.json``.
 
 Example:
-    >>> from edge_deeplab.config import ModelConfig
-    >>> from edge_deeplab.model import build_model
+    >>> from edge_deeplab.model.config import ModelConfig
+    >>> from edge_deeplab.model.deeplab import build_model
     >>> cfg = ModelConfig(input_size=64, num_classes=3, alpha=0.35)
     >>> info = export_tflite(build_model(cfg), "/tmp/m.tflite", "float16", config=cfg)  # doctest: +SKIP
     >>> info["variant"], info["size_bytes"] > 0                                         # doctest: +SKIP
@@ -47,15 +47,14 @@ Example:
 from __future__ import annotations
 
 import datetime
-import itertools
 import os
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Optional, Sequence
+from typing import Iterable, Iterator, Optional
 
 import numpy as np
 
-from edge_deeplab.config import NORM_MEAN, NORM_STD, ModelConfig
-from edge_deeplab.errors import EdgeDeeplabError
+from edge_deeplab.model.config import NORM_MEAN, NORM_STD, ModelConfig
+from edge_deeplab.core.errors import EdgeDeeplabError
 
 VARIANTS = ("float32", "float16", "dynamic", "int8", "qat-int8")
 IO_TYPES = ("float32", "uint8", "int8")
@@ -183,7 +182,7 @@ def reuse_layers(model, new_input):
     Returns:
         The Keras tensor corresponding to ``model.output``.
     """
-    from edge_deeplab._tf import keras, tf
+    from edge_deeplab.core._tf import keras, tf
 
     if not getattr(model, "_is_graph_network", False) or len(model.inputs) != 1 \
             or len(model.outputs) != 1:
@@ -224,14 +223,14 @@ def with_input_normalization(model, mean=NORM_MEAN, std=NORM_STD, name: Optional
         A new ``tf_keras`` model sharing ``model``'s layers (and weights).
 
     Example:
-        >>> from edge_deeplab.config import ModelConfig            # doctest: +SKIP
-        >>> from edge_deeplab.model import build_model              # doctest: +SKIP
+        >>> from edge_deeplab.model.config import ModelConfig            # doctest: +SKIP
+        >>> from edge_deeplab.model.deeplab import build_model              # doctest: +SKIP
         >>> m = build_model(ModelConfig(input_size=32, num_classes=2, alpha=0.35))  # doctest: +SKIP
         >>> w = with_input_normalization(m)                          # doctest: +SKIP
         >>> w.layers[1].name                                         # doctest: +SKIP
         'input_normalization'
     """
-    from edge_deeplab._tf import keras
+    from edge_deeplab.core._tf import keras
 
     shape = tuple(model.input_shape[1:])
     c = shape[-1]
@@ -252,10 +251,10 @@ def _resolve(model, variant: str, config: Optional[ModelConfig]):
     """Model object or path -> (keras model, config or None, base metadata, source path)."""
     if not isinstance(model, (str, os.PathLike)):
         return model, config, {}, None
-    from edge_deeplab import model_io
+    from edge_deeplab.model import model_io
 
     if variant == "qat-int8":
-        from edge_deeplab.qat import load_qat_model
+        from edge_deeplab.training.qat import load_qat_model
 
         m, cfg, meta = load_qat_model(model)
     else:
@@ -295,8 +294,8 @@ def _representative(images: Iterable[np.ndarray], raw_pixels: bool, mean, std, l
 
 
 def _trace_and_convert(model, variant: str, io_type: str, output: str, representative_gen):
-    from edge_deeplab._tf import tf
-    from edge_deeplab.layers import native_dilated_depthwise
+    from edge_deeplab.core._tf import tf
+    from edge_deeplab.model.layers import native_dilated_depthwise
 
     shape = (1,) + tuple(int(d) for d in model.input_shape[1:])
     if any(d is None or d <= 0 for d in shape):
@@ -401,7 +400,7 @@ def export_tflite(model, out_path, variant: str = "float32", *, io_type: Optiona
 
     Args:
         model: a ``tf_keras`` model, or a path to ``M.keras`` / a run directory (``qat-int8`` loads
-            the run's ``qat/model.keras`` via :func:`edge_deeplab.qat.load_qat_model`).
+            the run's ``qat/model.keras`` via :func:`edge_deeplab.training.qat.load_qat_model`).
         out_path: destination ``X.tflite`` (the sidecar goes to ``X.json``).
         variant: one of :data:`VARIANTS`.
         io_type: ``float32``, ``uint8`` or ``int8`` (integer variants only; default ``uint8`` for
@@ -486,7 +485,7 @@ def export_tflite(model, out_path, variant: str = "float32", *, io_type: Optiona
 
     meta = dict(base_meta) if base_meta else {}
     if cfg is not None:
-        from edge_deeplab.model_io import model_metadata
+        from edge_deeplab.model.model_io import model_metadata
 
         meta = {**model_metadata(cfg), **{k: v for k, v in meta.items() if k not in ("config",)}}
         meta["config"] = cfg.to_dict()
@@ -514,8 +513,8 @@ def export_tflite(model, out_path, variant: str = "float32", *, io_type: Optiona
     if metadata:
         meta.update(metadata)
 
-    from converters.metadata import embed_metadata, sidecar_path
-    from edge_deeplab.io_utils import write_bytes_atomic, write_json_atomic
+    from edge_deeplab.core.contract.metadata import embed_metadata, sidecar_path
+    from edge_deeplab.core.atomic_io import write_bytes_atomic, write_json_atomic
 
     data = embed_metadata(tflite, meta, input_name="image", output_name=output)
     write_bytes_atomic(out_path, data)

@@ -5,7 +5,7 @@ the camera, stale frames are dropped (and counted) instead of piling up, so the 
 behind reality. A video file is decoded on its own thread too, but into a small bounded queue with
 no dropping, so headless runs process every frame and write the input's frame count.
 
-Errors are one-line :class:`~edge_deeplab.errors.EdgeDeeplabError`: a camera index that does not
+Errors are one-line :class:`~edge_deeplab.core.errors.EdgeDeeplabError`: a camera index that does not
 exist or cannot be opened, a camera that stops delivering frames (disconnected), a missing or
 unreadable file, a folder without images. The end of a video is simply the end of iteration.
 
@@ -34,8 +34,8 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")    # quiet FFmpeg on corru
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from edge_deeplab.errors import EdgeDeeplabError  # noqa: E402
-from demos.compositing import read_image  # noqa: E402
+from edge_deeplab.core.errors import EdgeDeeplabError  # noqa: E402
+from edge_deeplab.core.imaging import read_image_bgr  # noqa: E402
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".gif")
@@ -104,7 +104,7 @@ class ImageSource(FrameSource):
     def __iter__(self) -> Iterator[Frame]:
         for i, p in enumerate(self.paths):
             t0 = time.perf_counter()
-            img = read_image(p, "image")
+            img = read_image_bgr(p, "image")
             t1 = time.perf_counter()
             yield Frame(i, img, p.name, t1, t1 - t0)
 
@@ -318,7 +318,7 @@ def open_source(spec, width: Optional[int] = None, height: Optional[int] = None)
             raise EdgeDeeplabError(f"no images ({', '.join(IMAGE_EXTS)}) in folder {p}")
         return ImageSource(imgs, str(p), "folder")
     if p.suffix.lower() in IMAGE_EXTS:
-        read_image(p, "image")  # fail early with a clear message
+        read_image_bgr(p, "image")  # fail early with a clear message
         return ImageSource([p], str(p), "image")
     try:
         return open_video(p)
@@ -327,7 +327,7 @@ def open_source(spec, width: Optional[int] = None, height: Optional[int] = None)
             raise
         # an image with an unusual extension?
         try:
-            read_image(p, "image")
+            read_image_bgr(p, "image")
         except EdgeDeeplabError:
             raise EdgeDeeplabError(f"cannot read {p}: neither a video nor an image OpenCV can decode") from None
         return ImageSource([p], str(p), "image")

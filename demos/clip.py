@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import os
 import sys
 from pathlib import Path
 from typing import Tuple
@@ -27,8 +26,8 @@ from typing import Tuple
 import cv2
 import numpy as np
 
-from edge_deeplab.errors import EdgeDeeplabError
-from edge_deeplab.io_utils import atomic_path, write_bytes_atomic
+from edge_deeplab.core.errors import EdgeDeeplabError
+from edge_deeplab.core.atomic_io import atomic_path, write_bytes_atomic
 
 
 @dataclasses.dataclass

@@ -10,13 +10,14 @@ the background (blurred frame, replacement image, solid colour, or a view of the
 
 Pieces, in pipeline order:
 
-* :func:`letterbox` / :func:`crop_box`: aspect-preserving resize into the model input and cropping
-  the valid region of the model output back out;
+* :func:`edge_deeplab.core.imaging.letterbox` / :func:`~edge_deeplab.core.imaging.crop_box`:
+  aspect-preserving resize into the model input and cropping the valid region of the model output
+  back out (shared with evaluation);
 * :class:`TemporalSmoother`: exponential moving average of the soft mask across frames (kills the
   frame-to-frame flicker of a per-frame segmenter);
 * :func:`upsample_mask` then :func:`refine_mask`: edge refinement with a box-filter guided filter
-  (:func:`guided_filter`, He et al. 2010; works without ``cv2.ximgproc``, which the headless OpenCV
-  wheels lack) or plain feathering (:func:`feather`);
+  (:func:`edge_deeplab.core.imaging.guided_filter`, He et al. 2010; works without ``cv2.ximgproc``,
+  which the headless OpenCV wheels lack) or plain feathering (:func:`feather`);
 * :func:`parse_effect` / :func:`apply_effect` / :func:`composite`: the effects;
 * :func:`draw_overlay`: FPS and per-stage timings drawn on the frame.
 
@@ -32,16 +33,13 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Dict, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 
-from edge_deeplab.errors import EdgeDeeplabError
-
-#: ``(top, left, height, width)`` of the valid (non-padding) region of a letterboxed image.
-Box = Tuple[int, int, int, int]
+from edge_deeplab.core.errors import EdgeDeeplabError
+from edge_deeplab.core.imaging import guided_filter, read_image_bgr
 
 EFFECTS = ("blur", "replace", "color", "mask")
 
@@ -49,57 +47,6 @@ EFFECTS = ("blur", "replace", "color", "mask")
 # --------------------------------------------------------------------------------------------
 # geometry
 # --------------------------------------------------------------------------------------------
-
-def letterbox(image: np.ndarray, size: Tuple[int, int], pad_value: int = 128) -> Tuple[np.ndarray, Box]:
-    """Resizes ``image`` into ``size`` keeping its aspect ratio, padding the rest.
-
-    Args:
-        image: ``HxW`` or ``HxWxC`` uint8 image.
-        size: ``(height, width)`` of the result (the model input).
-        pad_value: value of the padding (128 is ~0 after MobileNet's ``x/127.5 - 1``).
-
-    Returns:
-        ``(canvas, box)`` where ``box = (top, left, h, w)`` is where the resized image lies.
-
-    Example:
-        >>> import numpy as np
-        >>> canvas, box = letterbox(np.zeros((100, 200, 3), np.uint8), (64, 64))
-        >>> canvas.shape, box
-        ((64, 64, 3), (16, 0, 32, 64))
-    """
-    th, tw = int(size[0]), int(size[1])
-    h, w = image.shape[:2]
-    if h <= 0 or w <= 0:
-        raise EdgeDeeplabError(f"empty frame of shape {image.shape}")
-    scale = min(th / h, tw / w)
-    nh = min(th, max(1, int(round(h * scale))))
-    nw = min(tw, max(1, int(round(w * scale))))
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    resized = cv2.resize(image, (nw, nh), interpolation=interp) if (nh, nw) != (h, w) else image
-    top, left = (th - nh) // 2, (tw - nw) // 2
-    canvas = np.full((th, tw) + image.shape[2:], pad_value, dtype=image.dtype)
-    canvas[top:top + nh, left:left + nw] = resized
-    return canvas, (top, left, nh, nw)
-
-
-def crop_box(array: np.ndarray, box: Box, input_size: Optional[Tuple[int, int]] = None) -> np.ndarray:
-    """Crops the valid region ``box`` (in input pixels) out of a model output.
-
-    Args:
-        array: ``h x w [x C]`` model output.
-        box: ``(top, left, height, width)`` from :func:`letterbox`.
-        input_size: ``(H, W)`` the box refers to; when the output resolution differs (a model whose
-            logits are at a lower stride), the box is scaled to it. ``None``: same resolution.
-    """
-    top, left, bh, bw = box
-    oh, ow = array.shape[:2]
-    if input_size is not None and tuple(input_size) != (oh, ow):
-        sy, sx = oh / input_size[0], ow / input_size[1]
-        t, l = int(np.floor(top * sy)), int(np.floor(left * sx))
-        b, r = int(np.ceil((top + bh) * sy)), int(np.ceil((left + bw) * sx))
-        return array[t:max(b, t + 1), l:max(r, l + 1)]
-    return array[top:top + bh, left:left + bw]
-
 
 def upsample_mask(mask: np.ndarray, frame_hw: Tuple[int, int]) -> np.ndarray:
     """Bilinearly resizes a float mask to ``(height, width)`` of the frame."""
@@ -149,71 +96,6 @@ class TemporalSmoother:
         else:
             self._state = self.momentum * self._state + (1.0 - self.momentum) * mask
         return self._state
-
-
-def _box(x: np.ndarray, r: int) -> np.ndarray:
-    return cv2.boxFilter(x, cv2.CV_32F, (2 * r + 1, 2 * r + 1), normalize=True,
-                         borderType=cv2.BORDER_REFLECT)
-
-
-def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float = 1e-2,
-                  subsample: int = 1) -> np.ndarray:
-    """Edge-preserving smoothing of ``src`` steered by the edges of ``guide`` (He et al.).
-
-    The output is locally a linear function of the guide, ``q = a * I + b``, so mask edges snap to
-    image edges while flat regions are smoothed. Uses only box filters (``cv2.boxFilter``), so it
-    runs in O(pixels) regardless of ``radius`` and does not need ``cv2.ximgproc``.
-
-    Args:
-        guide: ``HxW`` grey or ``HxWx3`` BGR image (uint8, or float in [0, 1]); colour is converted
-            to grey.
-        src: ``HxW`` float mask to filter.
-        radius: box radius in pixels (window ``2r+1``) at full resolution.
-        eps: regularisation; edges with a guide variance well above ``eps`` are preserved
-            (intensities in [0, 1], so a full-contrast edge has variance 0.25).
-        subsample: "fast guided filter" factor: the coefficients are computed at
-            ``1/subsample`` resolution and upsampled, then applied to the full-resolution guide.
-
-    Returns:
-        float32 ``HxW``, same range as ``src`` up to overshoot (callers clip).
-
-    Example:
-        >>> import numpy as np
-        >>> g = np.zeros((20, 20), np.float32); g[:, 10:] = 1
-        >>> q = guided_filter(g, g.copy(), radius=3, eps=1e-4)
-        >>> float(abs(q - g).max()) < 0.05
-        True
-    """
-    I = np.asarray(guide)
-    if I.ndim == 3:
-        I = cv2.cvtColor(I, cv2.COLOR_BGR2GRAY)
-    I = I.astype(np.float32)
-    if guide.dtype == np.uint8:
-        I *= 1.0 / 255.0
-    p = np.asarray(src, np.float32)
-    if I.shape != p.shape:
-        raise EdgeDeeplabError(f"guide shape {I.shape} does not match mask shape {p.shape}")
-    h, w = p.shape
-    s = max(1, int(subsample))
-    r = max(1, int(round(radius / s)))
-    if s > 1:
-        small = (max(1, w // s), max(1, h // s))
-        Is = cv2.resize(I, small, interpolation=cv2.INTER_AREA)
-        ps = cv2.resize(p, small, interpolation=cv2.INTER_AREA)
-    else:
-        Is, ps = I, p
-    mean_I = _box(Is, r)
-    mean_p = _box(ps, r)
-    cov_Ip = _box(Is * ps, r) - mean_I * mean_p
-    var_I = _box(Is * Is, r) - mean_I * mean_I
-    a = cov_Ip / (var_I + eps)
-    b = mean_p - a * mean_I
-    mean_a = _box(a, r)
-    mean_b = _box(b, r)
-    if s > 1:
-        mean_a = cv2.resize(mean_a, (w, h), interpolation=cv2.INTER_LINEAR)
-        mean_b = cv2.resize(mean_b, (w, h), interpolation=cv2.INTER_LINEAR)
-    return mean_a * I + mean_b
 
 
 def feather(mask: np.ndarray, radius: int) -> np.ndarray:
@@ -303,23 +185,6 @@ class Effect:
         return self.source or self.kind
 
 
-def read_image(path: str | os.PathLike, what: str = "image") -> np.ndarray:
-    """Reads an image as BGR uint8 (grey/alpha/16-bit are converted); one-line error otherwise."""
-    p = os.fspath(path)
-    if not os.path.exists(p):
-        raise EdgeDeeplabError(f"{what} not found: {p}")
-    if not os.path.isfile(p):
-        raise EdgeDeeplabError(f"{what} is not a file: {p}")
-    try:
-        data = np.fromfile(p, dtype=np.uint8)
-    except OSError as e:
-        raise EdgeDeeplabError(f"cannot read {what} {p}: {e.strerror or e}") from None
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if img is None:
-        raise EdgeDeeplabError(f"cannot read {what} {p}: not an image or corrupt")
-    return img
-
-
 def parse_color(text: str) -> Tuple[int, int, int]:
     """``"R,G,B"`` (0-255) -> BGR tuple."""
     try:
@@ -363,7 +228,7 @@ def parse_effect(text: str) -> Effect:
     if kind == "replace":
         if not arg:
             raise EdgeDeeplabError("replace effect needs an image: replace:PATH")
-        return Effect("replace", image=read_image(arg, "background image"), source=text)
+        return Effect("replace", image=read_image_bgr(arg, "background image"), source=text)
     raise EdgeDeeplabError(
         f"unknown effect {text!r}; use blur, replace:IMAGE, color:R,G,B or mask")
 

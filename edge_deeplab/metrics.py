@@ -27,7 +27,7 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-from edge_deeplab.errors import EdgeDeeplabError
+from edge_deeplab.core.errors import EdgeDeeplabError
 
 
 class ConfusionMatrix:

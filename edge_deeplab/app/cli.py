@@ -6,7 +6,7 @@ Each subcommand lives in ``edge_deeplab/commands/<name>.py`` and exposes:
 * ``add_arguments(parser)``: its flags (no TensorFlow import here, so ``--help`` is instant);
 * ``run(args) -> int``: a thin wrapper over the library function that does the work.
 
-Errors: an :class:`~edge_deeplab.errors.EdgeDeeplabError` (bad input, missing file, delegate that
+Errors: an :class:`~edge_deeplab.core.errors.EdgeDeeplabError` (bad input, missing file, delegate that
 cannot start) prints ``edge-deeplab <cmd>: error: <one line>`` and exits with its code. Any other
 exception also prints one line (type and message) and exits 1; set ``EDGE_DEEPLAB_DEBUG=1`` or pass
 ``--debug`` for the full traceback.
@@ -21,16 +21,16 @@ import sys
 
 #: command name -> module (in data-flow order: config -> model -> train/QAT -> convert -> analyze/bench -> report/demo)
 COMMANDS = {
-    "quickstart": "edge_deeplab.commands.quickstart",
-    "build": "edge_deeplab.commands.build",
-    "summary": "edge_deeplab.commands.summary",
-    "train": "edge_deeplab.commands.train",
-    "qat": "edge_deeplab.commands.qat",
-    "eval": "edge_deeplab.commands.eval",
-    "export": "edge_deeplab.commands.export",
-    "analyze": "edge_deeplab.commands.analyze",
-    "bench": "edge_deeplab.commands.bench",
-    "demo": "edge_deeplab.commands.demo",
+    "quickstart": "edge_deeplab.app.commands.quickstart",
+    "build": "edge_deeplab.app.commands.build",
+    "summary": "edge_deeplab.app.commands.summary",
+    "train": "edge_deeplab.app.commands.train",
+    "qat": "edge_deeplab.app.commands.qat",
+    "eval": "edge_deeplab.app.commands.eval",
+    "export": "edge_deeplab.app.commands.export",
+    "analyze": "edge_deeplab.app.commands.analyze",
+    "bench": "edge_deeplab.app.commands.bench",
+    "demo": "edge_deeplab.app.commands.demo",
 }
 
 
@@ -83,10 +83,10 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     debug = getattr(args, "debug", False) or os.environ.get("EDGE_DEEPLAB_DEBUG") == "1"
-    from edge_deeplab.errors import EdgeDeeplabError
+    from edge_deeplab.core.errors import EdgeDeeplabError
 
     prefix = f"edge-deeplab {args.command}: error:"
-    from edge_deeplab.native_logs import filtered_stderr, silence_stderr_at_exit
+    from edge_deeplab.core.native_logs import filtered_stderr, silence_stderr_at_exit
 
     silence_stderr_at_exit()
 

@@ -6,7 +6,7 @@ TF through this module guarantees it. TensorFlow's C++ INFO/WARNING chatter is s
 user asked for it (``TF_CPP_MIN_LOG_LEVEL``).
 
 Example:
-    >>> from edge_deeplab._tf import tf, keras
+    >>> from edge_deeplab.core._tf import tf, keras
     >>> keras.__name__
     'tf_keras'
 """

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from edge_deeplab.errors import EdgeDeeplabError
+from edge_deeplab.core.errors import EdgeDeeplabError
 
 
 @contextlib.contextmanager
@@ -69,10 +69,11 @@ def write_text_atomic(dest: str | os.PathLike, text: str) -> Path:
 
 def write_json_atomic(dest: str | os.PathLike, obj) -> Path:
     """Writes ``obj`` as indented JSON to ``dest`` atomically and returns the path."""
-    return write_text_atomic(dest, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    return write_text_atomic(dest, json.dumps(obj, indent=2, sort_keys=False, default=json_default) + "\n")
 
 
-def _json_default(o):
+def json_default(o):
+    """``json.dumps(default=...)`` for numpy scalars/arrays and paths."""
     try:
         import numpy as np
 

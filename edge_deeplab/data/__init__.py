@@ -9,10 +9,10 @@ Example:
 from edge_deeplab.data.datasets import (DATASET_NAMES, SegmentationDataset, load_cityscapes,
                                         load_dataset, load_folder, load_voc, select_classes)
 from edge_deeplab.data.masks import (CITYSCAPES_CLASSES, CITYSCAPES_ID_TO_TRAINID, IGNORE_LABEL,
-                                     read_image, read_mask, voc_palette, write_index_png)
+                                     read_mask, write_index_png)
 
 __all__ = [
     "DATASET_NAMES", "SegmentationDataset", "load_dataset", "load_voc", "load_cityscapes",
-    "load_folder", "select_classes", "read_image", "read_mask", "write_index_png", "voc_palette",
+    "load_folder", "select_classes", "read_mask", "write_index_png",
     "IGNORE_LABEL", "CITYSCAPES_CLASSES", "CITYSCAPES_ID_TO_TRAINID",
 ]

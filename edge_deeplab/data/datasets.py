@@ -47,11 +47,12 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from edge_deeplab.config import VOC_CLASSES
+from edge_deeplab.core.contract.semantics import VOC_CLASSES
 from edge_deeplab.data.masks import (CITYSCAPES_CLASSES, CITYSCAPES_ID_TO_TRAINID, IGNORE_LABEL,
                                      IMAGE_EXTENSIONS, MASK_EXTENSIONS, find_with_extensions,
-                                     read_image, read_mask)
-from edge_deeplab.errors import EdgeDeeplabError
+                                     read_mask)
+from edge_deeplab.core.errors import EdgeDeeplabError
+from edge_deeplab.core.imaging import read_image_rgb
 
 DATASET_NAMES = ("synthetic", "voc", "cityscapes", "folder")
 INVALID = -1
@@ -133,7 +134,7 @@ class SegmentationDataset:
             EdgeDeeplabError: unreadable/corrupt image or mask, size mismatch, invalid labels.
         """
         stem, ip, mp = self._items[i]
-        image = read_image(ip)
+        image = read_image_rgb(ip)
         raw = read_mask(mp)
         if raw.shape != image.shape[:2]:
             raise EdgeDeeplabError(

@@ -1,4 +1,5 @@
-"""Reading images and index masks, writing index PNGs, dataset label tables.
+"""Reading and writing index masks, dataset label tables (images are read with
+:func:`edge_deeplab.core.imaging.read_image_rgb`).
 
 Masks are always read as *indices* with PIL: a palette ("P" mode) PNG such as VOC's
 ``SegmentationClass`` gives its palette indices, never its colours (``tf.io.decode_png`` would
@@ -6,6 +7,7 @@ expand the palette to RGB, which is why masks are not decoded with TensorFlow).
 
 Example:
     >>> import numpy as np, tempfile, os
+    >>> from edge_deeplab.core.imaging import voc_palette
     >>> p = os.path.join(tempfile.mkdtemp(), "m.png")
     >>> _ = write_index_png(p, np.array([[0, 1], [15, 255]], np.uint8), palette=voc_palette())
     >>> read_mask(p).tolist()
@@ -20,7 +22,8 @@ from typing import Optional
 
 import numpy as np
 
-from edge_deeplab.errors import EdgeDeeplabError
+from edge_deeplab.core.errors import EdgeDeeplabError
+from edge_deeplab.core.imaging import first_line
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".gif")
 MASK_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff", ".gif", ".pgm", ".ppm")
@@ -41,52 +44,8 @@ CITYSCAPES_ID_TO_TRAINID = {
 }
 
 
-def voc_palette(n: int = 256) -> list:
-    """The PASCAL VOC colour map as a flat ``[r, g, b, ...]`` list of ``n`` entries."""
-    pal = []
-    for i in range(n):
-        r = g = b = 0
-        c = i
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        pal += [r, g, b]
-    return pal
-
-
 def _short(path) -> str:
     return str(path)
-
-
-def read_image(path) -> np.ndarray:
-    """Reads an image file as ``uint8`` RGB ``(H, W, 3)``.
-
-    Grayscale, palette, RGBA and CMYK images are converted to RGB. EXIF orientation is NOT
-    applied (masks are annotated on the stored pixels).
-
-    Raises:
-        EdgeDeeplabError: missing, unreadable, truncated or corrupt file (message names it).
-    """
-    from PIL import Image
-
-    p = Path(path)
-    if not p.is_file():
-        raise EdgeDeeplabError(f"image not found: {_short(p)}")
-    try:
-        with Image.open(p) as im:
-            im.load()
-            if im.mode != "RGB":
-                im = im.convert("RGB")
-            arr = np.asarray(im, dtype=np.uint8)
-    except EdgeDeeplabError:
-        raise
-    except Exception as e:  # PIL raises many types (OSError, SyntaxError, ValueError, ...)
-        raise EdgeDeeplabError(f"cannot read image {_short(p)}: {_first_line(e)}") from None
-    if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise EdgeDeeplabError(f"cannot read image {_short(p)}: unexpected shape {arr.shape}")
-    return np.ascontiguousarray(arr)
 
 
 def read_mask(path) -> np.ndarray:
@@ -133,7 +92,7 @@ def read_mask(path) -> np.ndarray:
     except EdgeDeeplabError:
         raise
     except Exception as e:
-        raise EdgeDeeplabError(f"cannot read mask {_short(p)}: {_first_line(e)}") from None
+        raise EdgeDeeplabError(f"cannot read mask {_short(p)}: {first_line(e)}") from None
     if arr.ndim != 2 or arr.size == 0:
         raise EdgeDeeplabError(f"cannot read mask {_short(p)}: unexpected shape {arr.shape}")
     return np.ascontiguousarray(arr.astype(np.uint8, copy=False))
@@ -150,7 +109,7 @@ def write_index_png(path, mask: np.ndarray, palette: Optional[list] = None) -> P
     """
     from PIL import Image
 
-    from edge_deeplab.io_utils import atomic_path
+    from edge_deeplab.core.atomic_io import atomic_path
 
     mask = np.asarray(mask)
     if mask.ndim != 2:
@@ -164,25 +123,6 @@ def write_index_png(path, mask: np.ndarray, palette: Optional[list] = None) -> P
     with atomic_path(path, suffix=".png") as tmp:
         im.save(tmp, format="PNG")
     return Path(path)
-
-
-def image_size(path):
-    """``(height, width)`` of an image file from its header (cheap), or a one-line error."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            w, h = im.size
-    except FileNotFoundError:
-        raise EdgeDeeplabError(f"file not found: {path}") from None
-    except Exception as e:
-        raise EdgeDeeplabError(f"cannot read {path}: {_first_line(e)}") from None
-    return h, w
-
-
-def _first_line(e: BaseException) -> str:
-    s = str(e).strip()
-    return s.splitlines()[0] if s else type(e).__name__
 
 
 def find_with_extensions(directory, stem: str, extensions) -> Optional[Path]:

@@ -22,23 +22,17 @@ Example:
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Optional
 
 import numpy as np
 
-from edge_deeplab._tf import tf
-from edge_deeplab.config import NORM_MEAN, NORM_STD
-from edge_deeplab.errors import EdgeDeeplabError
+from edge_deeplab.core._tf import tf
+from edge_deeplab.core.contract.semantics import NORM_MEAN, NORM_STD
+from edge_deeplab.core.errors import EdgeDeeplabError
+from edge_deeplab.core.imaging import parse_size
 
 IGNORE_LABEL = 255
 AUTOTUNE = tf.data.AUTOTUNE
-
-
-def _pair(size) -> Tuple[int, int]:
-    if isinstance(size, int):
-        return (size, size)
-    h, w = (int(x) for x in size)
-    return (h, w)
 
 
 def _reader(dataset):
@@ -88,7 +82,7 @@ def augment(image, mask, seed, *, crop_size, min_scale=0.5, max_scale=2.0, flip=
     Returns:
         ``(float32 (h, w, 3) normalized, int32 (h, w) with 255 ignore)``.
     """
-    ch, cw = _pair(crop_size)
+    ch, cw = parse_size(crop_size)
     seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 5)
     shape = tf.shape(mask)
     h, w = shape[0], shape[1]
@@ -154,7 +148,7 @@ def make_train_dataset(dataset, *, crop_size, batch_size: int, seed: int = 0,
         raise EdgeDeeplabError(f"batch size must be >= 1, got {batch_size}")
     if not (0 < min_scale <= max_scale):
         raise EdgeDeeplabError(f"need 0 < min_scale <= max_scale, got {min_scale}, {max_scale}")
-    crop = _pair(crop_size)
+    crop = parse_size(crop_size)
     read = _reader(dataset)
     buf = shuffle_buffer or min(n, 4096)
     if cache:
@@ -189,7 +183,7 @@ def resize_with_pad(image, mask, size):
     Returns:
         ``(float32 (h, w, 3), int32 (h, w))``.
     """
-    th, tw = _pair(size)
+    th, tw = parse_size(size)
     shape = tf.shape(mask)
     h, w = shape[0], shape[1]
     scale = tf.minimum(tw / tf.cast(w, tf.float64), th / tf.cast(h, tf.float64))
@@ -225,7 +219,7 @@ def make_eval_dataset(dataset, *, size, batch_size: int = 8, cache: bool = False
         ``tf.data.Dataset`` of ``(float32 (B, h, w, 3), int32 (B, h, w))``.
     """
     _check_len(dataset)
-    size = _pair(size)
+    size = parse_size(size)
     ds = tf.data.Dataset.range(len(dataset)).map(_reader(dataset), num_parallel_calls=AUTOTUNE)
     ds = ds.map(lambda i, m: resize_with_pad(i, m, size), num_parallel_calls=AUTOTUNE)
     ds = ds.batch(batch_size)

@@ -40,12 +40,13 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Tuple
 
 import cv2
 import numpy as np
 
-from edge_deeplab.errors import EdgeDeeplabError
+from edge_deeplab.core.errors import EdgeDeeplabError
+from edge_deeplab.core.imaging import parse_size
 
 SYNTHETIC_CLASSES = ("background", "person", "ball", "box", "cone")
 PERSON_CLASS = 1
@@ -60,13 +61,6 @@ _DONE_MARKER = "dataset.json"
 _PALETTE = [0, 0, 0, 192, 128, 128, 128, 0, 0, 0, 128, 0, 128, 128, 0]
 _PALETTE += [0] * (768 - len(_PALETTE))
 _PALETTE[255 * 3: 255 * 3 + 3] = [224, 224, 192]
-
-
-def _pair(size) -> Tuple[int, int]:
-    if isinstance(size, int):
-        return (size, size)
-    h, w = (int(x) for x in size)
-    return (h, w)
 
 
 # --------------------------------------------------------------------------------------- textures
@@ -283,7 +277,7 @@ def render_scene(rng: np.random.Generator, size=DEFAULT_SIZE, *,
         >>> bool((a[0] == b[0]).all() and (a[1] == b[1]).all())
         True
     """
-    h, w = _pair(size)
+    h, w = parse_size(size)
     img = _background(rng, h, w)
     mask = np.zeros((h, w), np.uint8)
     n = int(rng.integers(min_objects, max_objects + 1))
@@ -337,7 +331,7 @@ def generate_synthetic(root, *, num_train: int = DEFAULT_NUM_TRAIN, num_val: int
     root = Path(root)
     if num_train < 0 or num_val < 0:
         raise EdgeDeeplabError("num_train and num_val must be >= 0")
-    h, w = _pair(size)
+    h, w = parse_size(size)
     (root / "images").mkdir(parents=True, exist_ok=True)
     (root / "masks").mkdir(parents=True, exist_ok=True)
     splits = {}

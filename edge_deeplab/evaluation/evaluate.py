@@ -40,8 +40,10 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from edge_deeplab.config import NORM_MEAN, NORM_STD
-from edge_deeplab.errors import EdgeDeeplabError
+from edge_deeplab.core.contract import semantics as contract
+from edge_deeplab.core.contract.semantics import NORM_MEAN, NORM_STD
+from edge_deeplab.core.errors import EdgeDeeplabError
+from edge_deeplab.core.imaging import GuidedFilter, parse_size
 from edge_deeplab.metrics import ConfusionMatrix
 
 PAPER_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
@@ -54,7 +56,7 @@ ProgressFn = Callable[[int, int], None]
 # Predictors: normalized float NHWC windows at the model input size -> per-pixel outputs
 
 
-class _Predictor:
+class Predictor:
     """A model behind a uniform interface (see :class:`KerasPredictor`, :class:`TFLitePredictor`).
 
     Attributes:
@@ -79,7 +81,7 @@ class _Predictor:
         return {}
 
 
-class KerasPredictor(_Predictor):
+class KerasPredictor(Predictor):
     """A tf_keras segmentation model (normalized ``(N, H, W, 3)`` -> logits ``(N, H, W, C)``)."""
 
     def __init__(self, model, input_size=None, batch_size: int = 4, metadata: Optional[dict] = None):
@@ -88,7 +90,7 @@ class KerasPredictor(_Predictor):
         if len(shape) != 4 or shape[-1] != 3:
             raise EdgeDeeplabError(f"not an image model: input shape {shape}")
         if input_size is not None:
-            ih, iw = _pair(input_size)
+            ih, iw = parse_size(input_size)
             if shape[1] is not None and (shape[1], shape[2]) != (ih, iw):
                 raise EdgeDeeplabError(
                     f"--input-size {ih}x{iw} does not match the model's fixed input {shape[1]}x{shape[2]}")
@@ -100,10 +102,7 @@ class KerasPredictor(_Predictor):
         out = tuple(model.output_shape)
         self.num_classes = int(out[-1]) if len(out) == 4 and out[-1] else None
         self.batch_size = max(1, int(batch_size))
-        meta = metadata or {}
-        norm = meta.get("normalization") or {}
-        self.mean = np.asarray(norm.get("mean", NORM_MEAN), np.float32)
-        self.std = np.asarray(norm.get("std", NORM_STD), np.float32)
+        self.mean, self.std = contract.normalization(metadata)
         last = model.layers[-1]
         act = getattr(getattr(last, "activation", None), "__name__", "")
         self.kind = "probabilities" if act == "softmax" or type(last).__name__ == "Softmax" else "logits"
@@ -113,7 +112,7 @@ class KerasPredictor(_Predictor):
         return np.asarray(y, dtype=np.float32)
 
 
-class TFLitePredictor(_Predictor):
+class TFLitePredictor(Predictor):
     """A .tflite model through :func:`edge_deeplab.runtime.open_runner` (quantization handled)."""
 
     def __init__(self, runner):
@@ -128,14 +127,13 @@ class TFLitePredictor(_Predictor):
         self.batch_size = 1
         self.mean, self.std = (np.asarray(v, np.float32) for v in runner.normalization())
         o = runner.output
-        meta = runner.metadata or {}
-        kind = str(meta.get("output") or meta.get("output_kind") or "").lower()
+        kind = contract.output_kind(runner.metadata)
         integer_out = np.issubdtype(o.dtype, np.integer) and not o.quantized
-        if integer_out or kind in ("classmap", "classes", "class_map", "argmax", "labels"):
+        if integer_out or kind == "classmap":
             self.kind = "classes"
             self.num_classes = None
         else:
-            self.kind = "probabilities" if kind.startswith("prob") or kind == "softmax" else "logits"
+            self.kind = "probabilities" if kind == "probabilities" else "logits"
             self.num_classes = int(o.shape[-1]) if len(o.shape) == 4 else None
 
     def __call__(self, x):
@@ -160,17 +158,6 @@ class TFLitePredictor(_Predictor):
 
 # ---------------------------------------------------------------------------------------------
 # Geometry helpers
-
-
-def _pair(v) -> Tuple[int, int]:
-    if isinstance(v, (int, np.integer)):
-        return int(v), int(v)
-    if isinstance(v, str):
-        from edge_deeplab.commands._common import parse_size
-
-        return parse_size(v)
-    a, b = v
-    return int(a), int(b)
 
 
 def _tile_starts(length: int, window: int) -> List[int]:
@@ -208,7 +195,7 @@ def _resize(a: np.ndarray, hw: Tuple[int, int], nearest: bool = False) -> np.nda
 class _Job:
     """One image's pending windows and accumulators."""
 
-    def __init__(self, image: np.ndarray, predictor: _Predictor, scales, flip: bool):
+    def __init__(self, image: np.ndarray, predictor: Predictor, scales, flip: bool):
         import cv2
 
         self.hw = image.shape[:2]
@@ -233,7 +220,7 @@ class _Job:
                     if flip:
                         self.windows.append((si, y, x, True, win[:, ::-1]))
 
-    def add(self, window_meta, out: np.ndarray, predictor: _Predictor):
+    def add(self, window_meta, out: np.ndarray, predictor: Predictor):
         si, y, x, flipped, _ = window_meta
         ih, iw = predictor.input_hw
         st = self.scales[si]
@@ -255,7 +242,7 @@ class _Job:
         st["acc"][y:y + ih, x:x + iw] += probs
         st["cnt"][y:y + ih, x:x + iw] += 1.0
 
-    def finish(self, predictor: _Predictor) -> Tuple[Optional[np.ndarray], np.ndarray]:
+    def finish(self, predictor: Predictor) -> Tuple[Optional[np.ndarray], np.ndarray]:
         """``(probs (H, W, C) or None, class map (H, W) int)``."""
         H, W = self.hw
         if predictor.kind == "classes":
@@ -272,7 +259,7 @@ class _Job:
         return probs, probs.argmax(-1)
 
 
-def predict_images(predictor: _Predictor, images: Sequence[np.ndarray], *, scales=(1.0,),
+def predict_images(predictor: Predictor, images: Sequence[np.ndarray], *, scales=(1.0,),
                    flip: bool = False) -> List[Tuple[Optional[np.ndarray], np.ndarray]]:
     """Runs ``images`` (uint8 RGB, any sizes) through ``predictor`` with letterboxing, tiling,
     multi-scale and flip averaging; windows of all images are batched together.
@@ -303,43 +290,6 @@ def predict_images(predictor: _Predictor, images: Sequence[np.ndarray], *, scale
 
 # ---------------------------------------------------------------------------------------------
 # Dense CRF
-
-
-def _box(a: np.ndarray, r: int) -> np.ndarray:
-    import cv2
-
-    return cv2.boxFilter(a, -1, (2 * r + 1, 2 * r + 1), normalize=True,
-                         borderType=cv2.BORDER_REFLECT)
-
-
-class _GuidedFilter:
-    """Colour-guided filter (He et al. 2010) with a fixed RGB guide, reusable over many inputs."""
-
-    def __init__(self, guide: np.ndarray, radius: int, eps: float):
-        I = guide.astype(np.float32) / 255.0
-        self.I, self.r = I, radius
-        self.mean_I = _box(I, radius)
-        H, W = I.shape[:2]
-        sigma = np.empty((H, W, 3, 3), np.float32)
-        for i in range(3):
-            for j in range(i, 3):
-                v = _box(I[..., i] * I[..., j], radius) - self.mean_I[..., i] * self.mean_I[..., j]
-                sigma[..., i, j] = v
-                sigma[..., j, i] = v
-        sigma += eps * np.eye(3, dtype=np.float32)
-        self.inv = np.linalg.inv(sigma)
-
-    def __call__(self, p: np.ndarray) -> np.ndarray:
-        r = self.r
-        mean_p = _box(p, r)                                           # (H, W, C)
-        cov = np.stack([_box(self.I[..., k:k + 1] * p, r) - self.mean_I[..., k:k + 1] * mean_p
-                        for k in range(3)], axis=2)                   # (H, W, 3, C)
-        a = np.einsum("hwij,hwjc->hwic", self.inv, cov)               # (H, W, 3, C)
-        b = mean_p - np.einsum("hwic,hwi->hwc", a, self.mean_I)
-        q = _box(b, r)
-        for k in range(3):
-            q += _box(np.ascontiguousarray(a[:, :, k]), r) * self.I[..., k:k + 1]
-        return q
 
 
 def _have_pydensecrf() -> bool:
@@ -402,7 +352,7 @@ def dense_crf(image: np.ndarray, probs: np.ndarray, *, iterations: int = 5,
     import cv2
 
     r = appearance_radius or max(2, min(H, W) // 16)
-    gf = _GuidedFilter(image, r, color_eps)
+    gf = GuidedFilter(image, r, color_eps)
     unary = -np.log(p)
     q = p / p.sum(-1, keepdims=True)
     for _ in range(max(0, int(iterations))):
@@ -418,7 +368,7 @@ def dense_crf(image: np.ndarray, probs: np.ndarray, *, iterations: int = 5,
 # Evaluation loops
 
 
-def _default_progress(done: int, total: int, _last=[0]) -> None:  # noqa: B006 - call state
+def print_progress(done: int, total: int, _last=[0]) -> None:  # noqa: B006 - call state
     """Prints ``eval: done/total images`` about every 10% to stderr."""
     step = max(1, total // 10)
     if done < _last[0]:
@@ -429,7 +379,8 @@ def _default_progress(done: int, total: int, _last=[0]) -> None:  # noqa: B006 -
 
 
 def _save_prediction(save_dir, stem: str, pred: np.ndarray) -> None:
-    from edge_deeplab.data.masks import voc_palette, write_index_png
+    from edge_deeplab.core.imaging import voc_palette
+    from edge_deeplab.data.masks import write_index_png
 
     write_index_png(Path(save_dir) / f"{stem}.png", pred.astype(np.uint8), palette=voc_palette())
 
@@ -443,11 +394,11 @@ def _finish(cm: ConfusionMatrix, dataset, t0: float, **extra) -> Dict:
     return r
 
 
-def evaluate_predictor(predictor: _Predictor, dataset, *, scales=(1.0,), flip: bool = False,
+def evaluate_predictor(predictor: Predictor, dataset, *, scales=(1.0,), flip: bool = False,
                        crf: bool = False, crf_backend: str = "auto", save_dir=None,
                        progress: Optional[ProgressFn] = None, validate: bool = True,
                        images_per_step: Optional[int] = None) -> Dict:
-    """Scores any :class:`_Predictor` on ``dataset`` (the shared loop of Keras/TFLite eval)."""
+    """Scores any :class:`Predictor` on ``dataset`` (the shared loop of Keras/TFLite eval)."""
     if validate:
         dataset.validate_all()
     k = dataset.num_classes
@@ -489,12 +440,12 @@ def evaluate_predictor(predictor: _Predictor, dataset, *, scales=(1.0,), flip: b
 
 def _load_keras(path, qat: bool = False):
     """``(model, resolved_path_str, metadata)`` for a .keras/.h5 file or run directory."""
-    from edge_deeplab.layers import native_dilated_depthwise
-    from edge_deeplab.model_io import load_model, resolve_model_path
+    from edge_deeplab.model.layers import native_dilated_depthwise
+    from edge_deeplab.model.model_io import load_model, resolve_model_path
 
     with native_dilated_depthwise():
         if qat:
-            from edge_deeplab.qat import load_qat_model
+            from edge_deeplab.training.qat import load_qat_model
 
             model, _cfg, meta = load_qat_model(path)
             return model, str(path), meta
@@ -504,7 +455,7 @@ def _load_keras(path, qat: bool = False):
         except EdgeDeeplabError:
             if p.suffix != ".h5":
                 raise
-            from edge_deeplab.qat import load_qat_model  # QAT models are saved as HDF5
+            from edge_deeplab.training.qat import load_qat_model  # QAT models are saved as HDF5
 
             model, _cfg, meta = load_qat_model(p)
     return model, str(p), meta
@@ -518,7 +469,7 @@ def evaluate_keras(model, dataset, *, input_size=None, scales=(1.0,), flip: bool
 
     Args:
         model: a tf_keras model (normalized images -> logits) or a ``.keras`` path / run directory
-            (loaded with :func:`edge_deeplab.model_io.load_model`).
+            (loaded with :func:`edge_deeplab.model.model_io.load_model`).
         dataset: a :class:`~edge_deeplab.data.SegmentationDataset`.
         input_size: model input ``(h, w)``; default the model's fixed input.
         scales: inference scales relative to fitting the image into the input, e.g.
@@ -529,7 +480,7 @@ def evaluate_keras(model, dataset, *, input_size=None, scales=(1.0,), flip: bool
         save_dir: write predicted index PNGs (palette) named by stem here.
         progress: ``fn(done, total)``.
         qat: ``model`` is a run directory / ``.h5`` of a quantization-aware model (loaded with
-            :func:`edge_deeplab.qat.load_qat_model`); ``.h5`` files fall back to it automatically.
+            :func:`edge_deeplab.training.qat.load_qat_model`); ``.h5`` files fall back to it automatically.
 
     Returns:
         :meth:`ConfusionMatrix.result` plus ``dataset``, ``split``, ``scales``, ``flip``, ``crf``,
@@ -538,7 +489,7 @@ def evaluate_keras(model, dataset, *, input_size=None, scales=(1.0,), flip: bool
     Example:
         >>> r = evaluate_keras("runs/syn", load_dataset("synthetic", split="val"))  # doctest: +SKIP
     """
-    from edge_deeplab.layers import native_dilated_depthwise
+    from edge_deeplab.model.layers import native_dilated_depthwise
 
     meta = {}
     name = getattr(model, "name", "keras")
@@ -654,3 +605,22 @@ def evaluate_predictions(pred_dir, dataset, *, resize: bool = False,
     r["predictions"] = str(pred_dir)
     r["format"] = "predictions"
     return r
+
+
+def evaluate(model, dataset, *, predictions: bool = False, input_size=None, qat: bool = False,
+             batch_size: int = 4, accelerator: str = "cpu", threads: Optional[int] = None,
+             runtime: str = "auto", resize_predictions: bool = False, **kw) -> Dict:
+    """Scores ``model`` on ``dataset`` by what it is: a folder of predicted masks
+    (``predictions=True``), a ``.tflite`` (:func:`evaluate_tflite`) or a Keras model / run
+    directory (:func:`evaluate_keras`). ``kw``: ``scales``, ``flip``, ``crf``, ``crf_backend``,
+    ``save_dir``, ``progress``."""
+    if predictions:
+        return evaluate_predictions(model, dataset, resize=resize_predictions,
+                                    progress=kw.get("progress"))
+    if Path(model).suffix.lower() == ".tflite":
+        if input_size:
+            raise EdgeDeeplabError("--input-size applies to Keras models; a .tflite has a fixed input")
+        return evaluate_tflite(Path(model), dataset, accelerator=accelerator, threads=threads,
+                               runtime=runtime, **kw)
+    return evaluate_keras(Path(model), dataset, qat=qat, input_size=input_size,
+                          batch_size=batch_size, **kw)

@@ -6,7 +6,7 @@ Concatenate, GlobalAveragePooling2D, UpSampling2D), so the model:
 * quantizes with tensorflow-model-optimization over the whole graph (no nested models, no Lambda);
 * converts to TFLite ops every mobile GPU delegate supports (CONV_2D, DEPTHWISE_CONV_2D, ADD,
   CONCATENATION, MEAN, RESIZE_BILINEAR), with BatchNorm folded, provided conversion runs
-  under :func:`edge_deeplab.layers.native_dilated_depthwise` (``converters.export`` does);
+  under :func:`edge_deeplab.model.layers.native_dilated_depthwise` (``converters.export`` does);
 * loads ImageNet MobileNetV2 weights by layer name (the backbone's names match
   ``keras.applications.MobileNetV2``).
 
@@ -17,8 +17,8 @@ pads bottom/right by one pixel exactly like Keras' ``ZeroPadding2D(correct_pad)`
 ImageNet features are unchanged while the graph avoids a PAD op per stride.
 
 Example:
-    >>> from edge_deeplab.config import ModelConfig
-    >>> from edge_deeplab.model import build_model
+    >>> from edge_deeplab.model.config import ModelConfig
+    >>> from edge_deeplab.model.deeplab import build_model
     >>> m = build_model(ModelConfig(input_size=(64, 64), num_classes=3, alpha=0.35))
     >>> tuple(m.output_shape)
     (None, 64, 64, 3)
@@ -28,9 +28,9 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Tuple
 
-from edge_deeplab._tf import keras
-from edge_deeplab.config import ModelConfig
-from edge_deeplab.errors import EdgeDeeplabError
+from edge_deeplab.core._tf import keras
+from edge_deeplab.model.config import ModelConfig
+from edge_deeplab.core.errors import EdgeDeeplabError
 
 layers = keras.layers
 
@@ -183,7 +183,7 @@ def build_model(config: ModelConfig, backbone_weights: Optional[str] = None,
         logits ``(N, H, W, num_classes)``.
 
     Example:
-        >>> from edge_deeplab.config import ModelConfig
+        >>> from edge_deeplab.model.config import ModelConfig
         >>> m = build_model(ModelConfig(input_size=(64, 96), num_classes=2, alpha=0.35,
         ...                             output_stride=8))
         >>> tuple(m.output_shape)

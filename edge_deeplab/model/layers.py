@@ -23,8 +23,8 @@ does). Convert a model that was already converted without the patch through
 :func:`convertible_clone`; the exporter does, and verifies the resulting op set.
 
 Example:
-    >>> from edge_deeplab._tf import keras
-    >>> from edge_deeplab.layers import native_dilated_depthwise
+    >>> from edge_deeplab.core._tf import keras
+    >>> from edge_deeplab.model.layers import native_dilated_depthwise
     >>> with native_dilated_depthwise():
     ...     y = keras.layers.DepthwiseConv2D(3, dilation_rate=2, padding="same")(
     ...         keras.backend.ones((1, 8, 8, 4)))
@@ -37,7 +37,7 @@ from __future__ import annotations
 import contextlib
 import threading
 
-from edge_deeplab._tf import keras, tf
+from edge_deeplab.core._tf import keras, tf
 
 _DepthwiseConv2D = keras.layers.DepthwiseConv2D
 _stock_call = _DepthwiseConv2D.call
@@ -110,7 +110,7 @@ def convertible_clone(model):
         >>> with native_dilated_depthwise():                               # doctest: +SKIP
         ...     tflite = tf.lite.TFLiteConverter.from_keras_model(convertible_clone(m)).convert()
     """
-    from edge_deeplab._tf import keras as _keras
+    from edge_deeplab.core._tf import keras as _keras
 
     with native_dilated_depthwise():
         clone = _keras.models.clone_model(model)

@@ -1,11 +1,11 @@
 """Saving and loading Keras models together with their config.
 
 A model file ``M.keras`` (tf_keras' zip format) is always accompanied by ``M.json`` holding the
-:class:`~edge_deeplab.config.ModelConfig`, labels and input normalization, so later stages
+:class:`~edge_deeplab.model.config.ModelConfig`, labels and input normalization, so later stages
 (export, eval, demo) know what the model expects without guessing. Both are written atomically.
 
 A *run directory* (``edge-deeplab train --out RUN``) holds ``RUN/model.keras`` (+ ``.json``), and
-after QAT ``RUN/qat/model.h5`` (see :mod:`edge_deeplab.qat`); :func:`resolve_model_path` accepts either a file or a run dir.
+after QAT ``RUN/qat/model.h5`` (see :mod:`edge_deeplab.training.qat`); :func:`resolve_model_path` accepts either a file or a run dir.
 """
 
 from __future__ import annotations
@@ -14,13 +14,10 @@ import json
 from pathlib import Path
 from typing import Optional, Tuple
 
-from edge_deeplab.config import NORM_MEAN, NORM_STD, ModelConfig
-from edge_deeplab.errors import EdgeDeeplabError
-from edge_deeplab.io_utils import atomic_path, write_json_atomic
-
-
-def sidecar_path(model_path) -> Path:
-    return Path(model_path).with_suffix(".json")
+from edge_deeplab.core.contract.semantics import normalization_dict, sidecar_path
+from edge_deeplab.core.errors import EdgeDeeplabError
+from edge_deeplab.core.atomic_io import atomic_path, write_json_atomic
+from edge_deeplab.model.config import ModelConfig
 
 
 def model_metadata(config: ModelConfig, **extra) -> dict:
@@ -29,7 +26,7 @@ def model_metadata(config: ModelConfig, **extra) -> dict:
         "format": "edge_deeplab/1",
         "config": config.to_dict(),
         "labels": list(config.resolved_labels()),
-        "normalization": {"mean": list(NORM_MEAN), "std": list(NORM_STD)},
+        "normalization": normalization_dict(),
         "ignore_label": 255,
     }
     meta.update(extra)
@@ -41,7 +38,7 @@ def save_model(model, path, config: ModelConfig, **extra) -> Path:
 
     Example:
         >>> import tempfile, os
-        >>> from edge_deeplab.model import build_model
+        >>> from edge_deeplab.model.deeplab import build_model
         >>> cfg = ModelConfig(input_size=32, num_classes=2, alpha=0.35)
         >>> p = save_model(build_model(cfg), os.path.join(tempfile.mkdtemp(), "m.keras"), cfg)
         >>> load_model(p)[1].num_classes
@@ -90,7 +87,7 @@ def load_model(path, compile: bool = False, custom_objects=None) -> Tuple[object
         ``(model, config_or_None, metadata_dict)``. ``config`` is ``None`` for a foreign Keras
         model without our sidecar.
     """
-    from edge_deeplab._tf import keras
+    from edge_deeplab.core._tf import keras
 
     p = resolve_model_path(path)
     try:

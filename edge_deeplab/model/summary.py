@@ -1,6 +1,6 @@
 """Architecture summary: parameters, multiply-adds, feature/branch shapes, receptive field.
 
-:func:`summarize` builds the model for a :class:`~edge_deeplab.config.ModelConfig` (or takes a
+:func:`summarize` builds the model for a :class:`~edge_deeplab.model.config.ModelConfig` (or takes a
 built one) and walks its flat functional graph:
 
 * **parameters**: total / trainable (BatchNorm moving statistics are non-trainable) and the count
@@ -20,7 +20,7 @@ built one) and walks its flat functional graph:
   whole input (``global``); receptive fields are reported without it (``local``) and flagged.
 
 Example:
-    >>> from edge_deeplab.config import ModelConfig
+    >>> from edge_deeplab.model.config import ModelConfig
     >>> s = summarize(ModelConfig(input_size=64, num_classes=3, alpha=0.35))
     >>> s["output_stride"], s["output_shape"]
     (16, [64, 64, 3])
@@ -28,10 +28,11 @@ Example:
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
-from edge_deeplab.config import ModelConfig
-from edge_deeplab.errors import EdgeDeeplabError
+from edge_deeplab.model.config import ModelConfig
+from edge_deeplab.core.errors import EdgeDeeplabError
+from edge_deeplab.core.imaging import parse_size
 
 #: Last unit of each MobileNet-v2 stage (Keras block ids), with its nominal channels.
 STAGE_LAST_UNITS = ((0, 16), (2, 24), (5, 32), (9, 64), (12, 96), (15, 160), (16, 320))
@@ -41,21 +42,15 @@ def _shape(t) -> List[int]:
     return [int(d) for d in t.shape[1:]]
 
 
-def _pair(v) -> Tuple[int, int]:
-    if isinstance(v, int):
-        return (v, v)
-    return tuple(int(x) for x in v)
-
-
 def _layer_geometry(layer):
     """(kernel, stride, dilation, upsample factor) of a layer as pairs; None where n/a."""
     cls = type(layer).__name__
     if cls in ("Conv2D", "DepthwiseConv2D", "SeparableConv2D"):
-        return _pair(layer.kernel_size), _pair(layer.strides), _pair(layer.dilation_rate), None
+        return parse_size(layer.kernel_size), parse_size(layer.strides), parse_size(layer.dilation_rate), None
     if cls in ("AveragePooling2D", "MaxPooling2D"):
-        return _pair(layer.pool_size), _pair(layer.strides), (1, 1), None
+        return parse_size(layer.pool_size), parse_size(layer.strides), (1, 1), None
     if cls == "UpSampling2D":
-        return None, None, None, _pair(layer.size)
+        return None, None, None, parse_size(layer.size)
     if cls == "ZeroPadding2D":
         return (1, 1), (1, 1), (1, 1), None
     return None, None, None, None
@@ -65,17 +60,17 @@ def _macs(layer, inp, out) -> Tuple[int, int]:
     """(multiply-adds, upsample multiply-adds) of one layer."""
     cls = type(layer).__name__
     if cls == "Conv2D":
-        kh, kw = _pair(layer.kernel_size)
+        kh, kw = parse_size(layer.kernel_size)
         ho, wo, co = _shape(out)
         ci = _shape(inp)[-1]
         groups = getattr(layer, "groups", 1) or 1
         return ho * wo * kh * kw * ci * co // groups, 0
     if cls == "DepthwiseConv2D":
-        kh, kw = _pair(layer.kernel_size)
+        kh, kw = parse_size(layer.kernel_size)
         ho, wo, co = _shape(out)
         return ho * wo * kh * kw * co, 0
     if cls == "SeparableConv2D":
-        kh, kw = _pair(layer.kernel_size)
+        kh, kw = parse_size(layer.kernel_size)
         ho, wo, co = _shape(out)
         ci = _shape(inp)[-1]
         dm = layer.depth_multiplier
@@ -120,7 +115,7 @@ def receptive_fields(model) -> Dict[str, dict]:
         global-pooling paths (``global`` says whether one reaches the layer; ``rf`` is ``None``
         when only such paths do).
     """
-    from edge_deeplab._tf import keras
+    from edge_deeplab.core._tf import keras
 
     state = {}  # id(tensor) -> (rf (h,w), jump (h,w) floats, global)
     for t in model.inputs:
@@ -179,7 +174,7 @@ def summarize(config: ModelConfig, model=None) -> dict:
         ``multiply_adds_note``, ``output_stride``, ``input_shape``, ``output_shape``, ``stages``,
         ``low_level``, ``aspp`` (branches, rates), ``decoder``, ``receptive_field``, ``layers``.
     """
-    from edge_deeplab.model import (BACKBONE_OUTPUT_LAYER, LOW_LEVEL_LAYER, build_model,
+    from edge_deeplab.model.deeplab import (BACKBONE_OUTPUT_LAYER, LOW_LEVEL_LAYER, build_model,
                                     unit_plan)
 
     if model is None:

@@ -19,264 +19,39 @@ on refusal we recompile GPU+CPU (unless ``allow_fallback=False``) and report the
 LiteRT prints to the native stderr (captured here, never shown to users). :func:`probe_accelerator`
 does the same in a subprocess, so a native crash in a driver cannot take the caller down.
 
-Example:
-    >>> import numpy as np
-    >>> from edge_deeplab.runtime import TensorInfo, dequantize, quantize
-    >>> info = TensorInfo("x", (1, 2), np.dtype(np.uint8), scale=1 / 127.5, zero_point=128)
-    >>> quantize(np.array([-1.0, 1.0]), info).tolist()
-    [0, 255]
+This module holds the in-process runners and :func:`open_runner`; :mod:`~edge_deeplab.runtime.tensors`
+the tensor descriptions and quantize math, :mod:`~edge_deeplab.runtime.isolated` the child-process
+runner and :mod:`~edge_deeplab.runtime.probe` the accelerator probe.
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import json
 import os
-import re
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from edge_deeplab.config import NORM_MEAN, NORM_STD
-from edge_deeplab.errors import DelegateUnavailableError, EdgeDeeplabError
+from edge_deeplab.core.contract import semantics as contract
+from edge_deeplab.core.errors import DelegateUnavailableError, EdgeDeeplabError
+from edge_deeplab.core.native_logs import capture_native_stderr, native_error_line, parse_delegate_log
+from edge_deeplab.core.sysinfo import available_runtimes, pkg_version
+from edge_deeplab.runtime.tensors import TensorInfo, dequantize, details_to_info, quantize
 
 ACCELERATORS = ("cpu", "gpu", "npu")
 RUNTIMES = ("auto", "litert", "interpreter", "tflite_runtime")
 
 
-@dataclasses.dataclass(frozen=True)
-class TensorInfo:
-    """A model input or output."""
-
-    name: str
-    shape: Tuple[int, ...]
-    dtype: np.dtype
-    scale: Optional[float] = None
-    zero_point: Optional[int] = None
-
-    @property
-    def quantized(self) -> bool:
-        return self.scale is not None and np.issubdtype(self.dtype, np.integer)
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "shape": list(self.shape), "dtype": np.dtype(self.dtype).name,
-                "scale": self.scale, "zero_point": self.zero_point}
-
-
-# --------------------------------------------------------------------------------------------
-# Runtime discovery
-# --------------------------------------------------------------------------------------------
-
-def _pkg_version(dist: str) -> Optional[str]:
-    try:
-        from importlib.metadata import version
-
-        return version(dist)
-    except Exception:  # noqa: BLE001
-        return None
-
-
-def available_runtimes() -> Dict[str, str]:
-    """Installed runtimes and their versions, e.g. ``{"litert": "2.3.0"}``."""
-    found = {}
-    try:
-        import ai_edge_litert  # noqa: F401
-
-        v = _pkg_version("ai-edge-litert") or "unknown"
-        found["litert"] = v
-        found["interpreter"] = v
-    except ImportError:
-        pass
-    try:
-        import tflite_runtime  # noqa: F401
-
-        found["tflite_runtime"] = _pkg_version("tflite-runtime") or getattr(tflite_runtime, "__version__", "unknown")
-    except ImportError:
-        pass
-    return found
-
-
-def _interpreter_class(runtime: str):
+def interpreter_class(runtime: str):
     """The Interpreter class of ``ai_edge_litert`` or ``tflite_runtime``, with its load_delegate."""
     if runtime in ("interpreter", "litert"):
         from ai_edge_litert.interpreter import Interpreter, load_delegate
 
-        return Interpreter, load_delegate, "litert-interpreter", _pkg_version("ai-edge-litert")
+        return Interpreter, load_delegate, "litert-interpreter", pkg_version("ai-edge-litert")
     from tflite_runtime.interpreter import Interpreter, load_delegate  # type: ignore
 
-    return Interpreter, load_delegate, "tflite_runtime", _pkg_version("tflite-runtime")
-
-
-# --------------------------------------------------------------------------------------------
-# Native log capture (LiteRT writes delegate reports to fd 2)
-# --------------------------------------------------------------------------------------------
-
-class _Captured:
-    text = ""
-
-
-@contextlib.contextmanager
-def capture_native_stderr():
-    """Redirects the process' fd 2 (native C++ logs included) into a buffer.
-
-    Yields an object whose ``.text`` holds the captured output once the block exits. Set
-    ``EDGE_DEEPLAB_SHOW_NATIVE_LOGS=1`` to let the logs through as well.
-    """
-    cap = _Captured()
-    if os.environ.get("EDGE_DEEPLAB_SHOW_NATIVE_LOGS") == "1":
-        yield cap
-        return
-    try:
-        sys.stderr.flush()
-    except Exception:  # noqa: BLE001
-        pass
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as tmp:
-        os.dup2(tmp.fileno(), 2)
-        try:
-            yield cap
-        finally:
-            try:
-                sys.stderr.flush()
-            except Exception:  # noqa: BLE001
-                pass
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            cap.text = tmp.read().decode("utf-8", "replace")
-
-
-_UNSUPPORTED_RE = re.compile(r"^([A-Z][A-Z0-9_]+): (.+)$")
-_PARTITION_RE = re.compile(r"(\d+) operations will run on the GPU, and the remaining (\d+) operations? will run on the CPU")
-
-
-def parse_delegate_log(text: str) -> dict:
-    """Parses LiteRT/TFLite GPU delegate reports.
-
-    Returns:
-        ``{"unsupported_ops": {OP: reason}, "gpu_ops": int|None, "cpu_ops": int|None}``.
-    """
-    unsupported: Dict[str, str] = {}
-    in_block = False
-    for line in text.splitlines():
-        line = line.strip()
-        if "operations are not supported by" in line:
-            in_block = True
-            continue
-        if in_block:
-            m = _UNSUPPORTED_RE.match(line)
-            if m:
-                unsupported.setdefault(m.group(1), m.group(2))
-                continue
-            in_block = False
-    m = _PARTITION_RE.search(text)
-    return {"unsupported_ops": unsupported,
-            "gpu_ops": int(m.group(1)) if m else None,
-            "cpu_ops": int(m.group(2)) if m else None}
-
-
-_ERROR_HINTS = (
-    # (pattern in the native log, message) - most specific first
-    ("No adapters found", "no GPU adapter found (no Vulkan/WebGPU driver; on Debian install "
-                          "mesa-vulkan-drivers >= 24 or a vendor GPU driver)"),
-    ("Found no drivers", "no Vulkan driver found"),
-    ("Failed to initialize WebGPU environment", "WebGPU environment could not be initialized"),
-    ("Failed to load OpenCL", None),
-)
-
-
-#: Lines of a native log that name why a model failed to load, prepare or run.
-_OP_FAILURE_HINTS = ("unresolved custom op", "failed to prepare", "failed to invoke", "not supported",
-                     "Didn't find op", "failed to allocate", "Failed to allocate")
-
-
-def native_error_line(text: str, exc: BaseException) -> str:
-    """The most useful single line explaining a native failure.
-
-    Checks, in order: known driver/accelerator problems (rephrased with a fix), a native log line
-    naming the failing op (e.g. the unresolved custom op), then the first line that is not log noise.
-
-    Args:
-        text: the native stderr captured around the failing call.
-        exc: the exception the runtime raised.
-    """
-    for pattern, msg in _ERROR_HINTS:
-        if msg and pattern in text:
-            return msg
-    lines = [line.strip().lstrip("\u2514 ").strip() for line in text.splitlines()]
-    for hint in _OP_FAILURE_HINTS:
-        for line in lines:
-            if hint in line and "[./" not in line:
-                return line.removeprefix("ERROR: ").strip()
-    for line in (str(exc) + "\n" + text).splitlines():
-        line = line.strip().lstrip("\u2514 ").strip()
-        if not line or line.startswith(("INFO", "I0000", "WARNING", "Warning", "=== ", "third_party")):
-            continue
-        if line.startswith("ERROR: [") and line.endswith("]"):
-            continue
-        return line
-    return type(exc).__name__
-
-
-# --------------------------------------------------------------------------------------------
-# Pre/post-processing
-# --------------------------------------------------------------------------------------------
-
-def quantize(x: np.ndarray, info: TensorInfo) -> np.ndarray:
-    """Float values -> the tensor's dtype, using its quantization when it has one."""
-    if info.quantized:
-        q = np.round(x / info.scale + info.zero_point)
-        ii = np.iinfo(info.dtype)
-        return np.clip(q, ii.min, ii.max).astype(info.dtype)
-    return x.astype(info.dtype)
-
-
-def dequantize(y: np.ndarray, info: TensorInfo) -> np.ndarray:
-    """The tensor's values as float32 (integer class maps are returned unchanged)."""
-    if info.quantized:
-        return ((y.astype(np.float32) - info.zero_point) * info.scale).astype(np.float32)
-    return y
-
-
-# --------------------------------------------------------------------------------------------
-# Runners
-# --------------------------------------------------------------------------------------------
-
-def _read_metadata(path: str) -> Optional[dict]:
-    try:
-        from converters.metadata import read_tflite_metadata
-
-        meta = read_tflite_metadata(path)
-        if meta:
-            return meta
-    except EdgeDeeplabError:
-        raise
-    except Exception:  # noqa: BLE001 - metadata is optional; fall back to the sidecar
-        pass
-    sidecar = Path(path).with_suffix(".json")
-    if sidecar.is_file():
-        try:
-            return json.loads(sidecar.read_text())
-        except ValueError:
-            return None
-    return None
-
-
-def _details_to_info(d: dict) -> TensorInfo:
-    q = d.get("quantization_parameters") or {}
-    scales = np.asarray(q.get("scales", []))
-    zps = np.asarray(q.get("zero_points", []))
-    scale = float(scales[0]) if scales.size == 1 else None
-    zp = int(zps[0]) if zps.size == 1 else None
-    if scale is None and d.get("quantization") and d["quantization"][0]:
-        scale, zp = float(d["quantization"][0]), int(d["quantization"][1])
-    return TensorInfo(name=d["name"], shape=tuple(int(s) for s in d["shape"]),
-                      dtype=np.dtype(d["dtype"]), scale=scale, zero_point=zp)
+    return Interpreter, load_delegate, "tflite_runtime", pkg_version("tflite-runtime")
 
 
 def inspect_model(path: str | os.PathLike, runtime: str = "auto") -> Tuple[List[TensorInfo], List[TensorInfo]]:
@@ -292,14 +67,14 @@ def inspect_model(path: str | os.PathLike, runtime: str = "auto") -> Tuple[List[
         raise EdgeDeeplabError(f"model file is empty: {p}")
     rt = "interpreter" if runtime in ("auto", "litert", "interpreter") and "litert" in available_runtimes() else "tflite_runtime"
     try:
-        Interpreter, _, _, _ = _interpreter_class(rt)
+        Interpreter, _, _, _ = interpreter_class(rt)
     except ImportError:
         raise EdgeDeeplabError("no TFLite runtime installed (pip install ai-edge-litert or tflite-runtime)") from None
     with capture_native_stderr() as cap:
         try:
             it = Interpreter(model_path=str(p))
-            ins = [_details_to_info(d) for d in it.get_input_details()]
-            outs = [_details_to_info(d) for d in it.get_output_details()]
+            ins = [details_to_info(d) for d in it.get_input_details()]
+            outs = [details_to_info(d) for d in it.get_output_details()]
         except (ValueError, RuntimeError) as e:
             err = e
         else:
@@ -337,7 +112,7 @@ class Runner:
     @property
     def metadata(self) -> Optional[dict]:
         if self._metadata is _MISSING:
-            self._metadata = _read_metadata(self.path)
+            self._metadata = contract.read_model_metadata(self.path)
         return self._metadata
 
     def describe(self) -> dict:
@@ -363,16 +138,14 @@ class Runner:
     def normalization(self) -> Tuple[np.ndarray, np.ndarray]:
         """``(mean, std)`` to apply to 0..255 pixels for this model's input.
 
-        From the model's metadata when present (``normalize_in_graph`` means raw pixels), else the
-        MobileNet-v2 default ``(127.5, 127.5)``.
+        The model contract's answer (:func:`edge_deeplab.core.contract.normalization`): the
+        model's metadata when present, else the MobileNet-v2 default.
         """
-        meta = self.metadata or {}
-        if meta.get("normalize_in_graph"):
-            return np.zeros(3, np.float32), np.ones(3, np.float32)
-        norm = meta.get("normalization") or {}
-        mean = np.asarray(norm.get("mean", NORM_MEAN), np.float32)
-        std = np.asarray(norm.get("std", NORM_STD), np.float32)
-        return mean, std
+        return contract.normalization(self.metadata)
+
+    def output_kind(self) -> Optional[str]:
+        """``logits``, ``probabilities``, ``classmap`` (from the metadata) or None (unknown)."""
+        return contract.output_kind(self.metadata)
 
     def prepare_input(self, image: np.ndarray) -> np.ndarray:
         """uint8 RGB image already at the model's input size -> the input tensor (batch of 1)."""
@@ -426,7 +199,7 @@ class CompiledModelRunner(Runner):
 
         inputs, outputs = inspect_model(path)
         super().__init__(path, accelerator, inputs, outputs)
-        self.runtime_version = _pkg_version("ai-edge-litert")
+        self.runtime_version = pkg_version("ai-edge-litert")
         hw = {"cpu": HardwareAccelerator.CPU, "gpu": HardwareAccelerator.GPU,
               "npu": HardwareAccelerator.NPU}[accelerator]
         cpu = CpuOptions(num_threads=int(threads or 0))
@@ -523,7 +296,7 @@ class InterpreterRunner(Runner):
 
     def __init__(self, path, runtime="interpreter", threads=None, delegate=None, accelerator="cpu"):
         try:
-            Interpreter, load_delegate, name, version = _interpreter_class(runtime)
+            Interpreter, load_delegate, name, version = interpreter_class(runtime)
         except ImportError:
             raise EdgeDeeplabError(f"runtime {runtime} is not installed") from None
         inputs, outputs = inspect_model(path, runtime=runtime)
@@ -570,139 +343,7 @@ class InterpreterRunner(Runner):
         self._it = None
 
 
-class IsolatedRunner(Runner):
-    """A runner living in a child process (``python -m edge_deeplab.runtime serve``) without TF.
-
-    The LiteRT GPU accelerator (WebGPU over Vulkan) crashes a process that has TensorFlow loaded
-    (seen with Mesa lavapipe: both bring their own LLVM). :func:`open_runner` therefore moves GPU/NPU
-    runners into a child automatically whenever ``tensorflow`` is imported. Arrays travel pickled
-    through the child's stdin/stdout; a native crash in the child surfaces as a one-line error here,
-    never as a dead caller.
-    """
-
-    def __init__(self, path, accelerator, threads=None, runtime="litert", delegate=None,
-                 allow_fallback=True):
-        self.path, self.accelerator = str(path), accelerator
-        self._stderr = tempfile.TemporaryFile()
-        self._proc = subprocess.Popen([sys.executable, "-m", "edge_deeplab.runtime", "serve"],
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                      stderr=self._stderr)
-        self._send(("open", dict(path=str(path), accelerator=accelerator, threads=threads,
-                                 runtime=runtime, delegate=delegate, allow_fallback=allow_fallback)))
-        kind, payload = self._recv()
-        if kind == "error":
-            self.close()
-            cls = DelegateUnavailableError if payload[0] == "DelegateUnavailableError" else EdgeDeeplabError
-            raise cls(payload[1])
-        d = payload
-        super().__init__(path, accelerator, [TensorInfo(**_info_args(t)) for t in d["inputs"]],
-                         [TensorInfo(**_info_args(t)) for t in d["outputs"]])
-        self.runtime_name = d["runtime"]
-        self.runtime_version = d["runtime_version"]
-        self.fully_accelerated = d["fully_accelerated"]
-        self.unsupported_ops = d["unsupported_ops"]
-        self.log = d.get("log", "")
-        self.isolated = True
-
-    def _send(self, msg):
-        import pickle
-
-        try:
-            pickle.dump(msg, self._proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
-            self._proc.stdin.flush()
-        except (BrokenPipeError, OSError):
-            self._died()
-
-    def _recv(self):
-        import pickle
-
-        try:
-            return pickle.load(self._proc.stdout)
-        except (EOFError, OSError, pickle.UnpicklingError):
-            self._died()
-
-    def _died(self):
-        self._proc.wait(10)
-        code = self._proc.returncode
-        why = f"signal {-code}" if code is not None and code < 0 else f"exit {code}"
-        raise EdgeDeeplabError(f"{self.accelerator} worker process died ({why}) running "
-                               f"{Path(self.path).name}")
-
-    def run(self, x: np.ndarray) -> np.ndarray:
-        return self.run_all([x])[0]
-
-    def run_all(self, xs):
-        self._send(("run", [np.ascontiguousarray(x) for x in xs]))
-        kind, payload = self._recv()
-        if kind == "error":
-            raise EdgeDeeplabError(payload[1])
-        return payload
-
-    def close(self):
-        proc = getattr(self, "_proc", None)
-        if proc is None:
-            return
-        self._proc = None
-        try:
-            import pickle
-
-            pickle.dump(("close", None), proc.stdin)
-            proc.stdin.close()
-        except (OSError, ValueError):
-            pass
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        self._stderr.close()
-
-    def __del__(self):  # pragma: no cover - best effort
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001
-            pass
-
-
-def _info_args(t: dict) -> dict:
-    return dict(name=t["name"], shape=tuple(t["shape"]), dtype=np.dtype(t["dtype"]),
-                scale=t["scale"], zero_point=t["zero_point"])
-
-
-def _serve() -> None:
-    """Child side of :class:`IsolatedRunner`: one runner, pickled messages on stdin/stdout."""
-    import pickle
-
-    proto_out = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # anything native code prints to stdout must not corrupt the protocol
-    proto_in = sys.stdin.buffer
-    runner = None
-    while True:
-        try:
-            cmd, arg = pickle.load(proto_in)
-        except (EOFError, OSError, pickle.UnpicklingError):
-            break
-        if cmd == "close":
-            break
-        try:
-            if cmd == "open":
-                runner = open_runner(isolate=False, **arg)
-                d = runner.describe()
-                d["log"] = runner.log
-                reply = ("ok", d)
-            else:
-                reply = ("ok", runner.run_all(arg))
-        except EdgeDeeplabError as e:
-            reply = ("error", (type(e).__name__, str(e)))
-        except Exception as e:  # noqa: BLE001 - reported to the parent as one line
-            reply = ("error", (type(e).__name__, f"inference failed: {type(e).__name__}: {e}"))
-        pickle.dump(reply, proto_out, protocol=pickle.HIGHEST_PROTOCOL)
-        proto_out.flush()
-    proto_out.flush()
-    os._exit(0)  # skip native teardown of the accelerator
-
-
-def _needs_isolation(accelerator: str, runtime: str) -> bool:
+def needs_isolation(accelerator: str, runtime: str) -> bool:
     if os.environ.get("EDGE_DEEPLAB_ISOLATE") == "1":
         return True
     return accelerator in ("gpu", "npu") and runtime == "litert" and "tensorflow" in sys.modules
@@ -747,8 +388,10 @@ def open_runner(path, accelerator: str = "cpu", threads: Optional[int] = None, r
     if runtime not in have:
         raise EdgeDeeplabError(f"runtime {runtime} is not installed (have: {', '.join(have) or 'none'})")
     if isolate is None:
-        isolate = _needs_isolation(accelerator, runtime)
+        isolate = needs_isolation(accelerator, runtime)
     if isolate:
+        from edge_deeplab.runtime.isolated import IsolatedRunner
+
         return IsolatedRunner(path, accelerator, threads=threads, runtime=runtime, delegate=delegate,
                               allow_fallback=allow_fallback)
     if runtime == "litert":
@@ -758,70 +401,3 @@ def open_runner(path, accelerator: str = "cpu", threads: Optional[int] = None, r
     if accelerator != "cpu" and not delegate:
         raise EdgeDeeplabError(f"runtime {runtime} runs {accelerator} only through --delegate LIB.so")
     return InterpreterRunner(path, runtime=runtime, threads=threads, delegate=delegate, accelerator=accelerator)
-
-
-# --------------------------------------------------------------------------------------------
-# Isolated accelerator probe
-# --------------------------------------------------------------------------------------------
-
-def probe_accelerator(path, accelerator: str = "gpu", timeout: float = 600, run: bool = False) -> dict:
-    """Checks, in a subprocess, whether ``accelerator`` runs all of ``path``.
-
-    Args:
-        path: a .tflite file.
-        accelerator: ``gpu`` or ``npu``.
-        timeout: seconds before the probe is abandoned.
-        run: also run one inference (catches run-time kernel failures, costs a forward pass).
-
-    Returns:
-        ``{"available": bool, "fully_accelerated": bool|None, "unsupported_ops": [...],
-        "gpu_ops": int|None, "cpu_ops": int|None, "error": str|None}``. ``available`` is False when
-        the accelerator itself cannot start here (no driver, no vendor library, crash).
-    """
-    cmd = [sys.executable, "-m", "edge_deeplab.runtime", "probe", str(path), accelerator]
-    if run:
-        cmd.append("--run")
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"available": False, "fully_accelerated": None, "unsupported_ops": [],
-                "error": f"{accelerator} probe timed out after {timeout:.0f}s"}
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith("{"):
-            return json.loads(line)
-    sig = -proc.returncode if proc.returncode < 0 else None
-    return {"available": False, "fully_accelerated": None, "unsupported_ops": [],
-            "error": f"{accelerator} probe crashed" + (f" (signal {sig})" if sig else f" (exit {proc.returncode})")}
-
-
-def _probe_main(path: str, accelerator: str, do_run: bool) -> dict:
-    res = {"available": True, "fully_accelerated": None, "unsupported_ops": [], "gpu_ops": None,
-           "cpu_ops": None, "error": None}
-    try:
-        r = open_runner(path, accelerator=accelerator, runtime="litert", allow_fallback=True)
-    except DelegateUnavailableError as e:
-        res.update(available=False, error=str(e))
-        return res
-    except EdgeDeeplabError as e:
-        res.update(available=True, error=str(e))
-        return res
-    parsed = parse_delegate_log(r.log)
-    res.update(fully_accelerated=r.fully_accelerated, unsupported_ops=r.unsupported_ops,
-               gpu_ops=parsed["gpu_ops"], cpu_ops=parsed["cpu_ops"])
-    if do_run:
-        x = np.zeros(r.input.shape, r.input.dtype)
-        with capture_native_stderr():
-            r.run(x)
-    r.close()
-    return res
-
-
-if __name__ == "__main__":  # python -m edge_deeplab.runtime {probe PATH gpu [--run] | serve}
-    if len(sys.argv) == 2 and sys.argv[1] == "serve":
-        _serve()
-    if len(sys.argv) >= 4 and sys.argv[1] == "probe":
-        print(json.dumps(_probe_main(sys.argv[2], sys.argv[3], "--run" in sys.argv[4:])))
-        sys.stdout.flush()
-        os._exit(0)  # skip native destructors (a flaky driver teardown must not change the answer)
-    print("usage: python -m edge_deeplab.runtime probe MODEL.tflite {gpu,npu} [--run]", file=sys.stderr)
-    sys.exit(2)

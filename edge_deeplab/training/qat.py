@@ -17,13 +17,13 @@ int8 from input to output, with no re-quantization in the middle:
 
 BatchNorm folds: Conv/DepthwiseConv + BN (+ ReLU) chains get tfmot's standard treatment (no
 fake-quant between them), and the converter folds BN into the conv. Everything (wrapping, training,
-tracing for conversion) runs under :func:`edge_deeplab.layers.native_dilated_depthwise`, so atrous
+tracing for conversion) runs under :func:`edge_deeplab.model.layers.native_dilated_depthwise`, so atrous
 depthwise convs become one dilated DEPTHWISE_CONV_2D (no SPACE_TO_BATCH_ND / BATCH_TO_SPACE_ND).
 
 Example:
-    >>> from edge_deeplab.config import ModelConfig
-    >>> from edge_deeplab.model import build_model
-    >>> from edge_deeplab.qat import quantize_model, unquantized_layers
+    >>> from edge_deeplab.model.config import ModelConfig
+    >>> from edge_deeplab.model.deeplab import build_model
+    >>> from edge_deeplab.training.qat import quantize_model, unquantized_layers
     >>> q = quantize_model(build_model(ModelConfig(input_size=64, num_classes=3, alpha=0.35)))
     >>> unquantized_layers(q)
     []
@@ -34,17 +34,16 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
-import numpy as np
 
-from edge_deeplab._tf import keras, tf
-from edge_deeplab.errors import EdgeDeeplabError
-from edge_deeplab.io_utils import atomic_path, write_json_atomic
-from edge_deeplab.layers import native_dilated_depthwise
+from edge_deeplab.core._tf import keras, tf
+from edge_deeplab.core.contract.semantics import sidecar_path
+from edge_deeplab.core.errors import EdgeDeeplabError
+from edge_deeplab.core.atomic_io import atomic_path, write_json_atomic
+from edge_deeplab.model.layers import native_dilated_depthwise
 
 import tensorflow_model_optimization as tfmot  # noqa: E402  (after _tf: needs TF_USE_LEGACY_KERAS)
 
@@ -184,7 +183,7 @@ def quantize_model(model, pool_as_mean: bool = True):
     """Wraps every layer of a float DeepLab model for quantization-aware training.
 
     Args:
-        model: a float ``tf_keras`` functional model (e.g. from :func:`edge_deeplab.model.build_model`
+        model: a float ``tf_keras`` functional model (e.g. from :func:`edge_deeplab.model.deeplab.build_model`
             or a trained ``RUN/model.keras``); its weights are copied, it is not modified.
         pool_as_mean: replace an ``AveragePooling2D`` that averages its whole input (ASPP image
             pooling) by the identical ``GlobalAveragePooling2D(keepdims=True)``, which exports as
@@ -197,8 +196,8 @@ def quantize_model(model, pool_as_mean: bool = True):
         ``tf.lite.Optimize.DEFAULT`` (``converters.export``'s ``qat-int8`` variant).
 
     Example:
-        >>> from edge_deeplab.config import ModelConfig
-        >>> from edge_deeplab.model import build_model
+        >>> from edge_deeplab.model.config import ModelConfig
+        >>> from edge_deeplab.model.deeplab import build_model
         >>> q = quantize_model(build_model(ModelConfig(input_size=64, num_classes=2, alpha=0.35)))
         >>> q.layers[1].__class__.__name__
         'QuantizeLayer'
@@ -273,13 +272,13 @@ def load_qat_model(path, compile: bool = False):
         path: ``RUN/qat/model.h5``, a run directory (its ``qat/model.h5``), or ``RUN/qat``.
 
     Returns:
-        ``(model, config_or_None, metadata)`` like :func:`edge_deeplab.model_io.load_model`.
+        ``(model, config_or_None, metadata)`` like :func:`edge_deeplab.model.model_io.load_model`.
 
     Raises:
         EdgeDeeplabError: missing/corrupt file, or a model without quantize wrappers.
     """
-    from edge_deeplab.config import ModelConfig
-    from edge_deeplab.model_io import load_metadata
+    from edge_deeplab.model.config import ModelConfig
+    from edge_deeplab.model.model_io import load_metadata
 
     p = _find_qat_file(path)
     try:
@@ -303,7 +302,7 @@ def save_qat_model(model, path, config, **extra) -> Path:
     round-trips bit-exactly under :func:`qat_scope`. BatchNorm layers frozen by
     :func:`freeze_batchnorm` are unfrozen first (inference outputs do not change).
     """
-    from edge_deeplab.model_io import model_metadata
+    from edge_deeplab.model.model_io import model_metadata
 
     path = Path(path)
     if path.suffix != ".h5":
@@ -314,32 +313,8 @@ def save_qat_model(model, path, config, **extra) -> Path:
     with qat_scope(), atomic_path(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.save(tmp)
-    write_json_atomic(path.with_suffix(".json"), model_metadata(config, quantization="qat-int8", **extra))
+    write_json_atomic(sidecar_path(path), model_metadata(config, quantization="qat-int8", **extra))
     return path
-
-
-def convert_qat(model, io_type: str = "uint8") -> bytes:
-    """Converts a QAT Keras model to an int8 TFLite flatbuffer (``Optimize.DEFAULT``).
-
-    A minimal converter kept here for tests and for callers without ``converters.export``; the
-    toolkit's exporter (``export_tflite(..., variant="qat-int8")``) adds metadata.
-
-    Args:
-        model: a model from :func:`quantize_model` / :func:`load_qat_model`.
-        io_type: ``"uint8"``, ``"int8"`` or ``"float32"`` input/output tensors.
-    """
-    types = {"uint8": tf.uint8, "int8": tf.int8, "float32": tf.float32}
-    if io_type not in types:
-        raise EdgeDeeplabError(f"io type must be one of {sorted(types)}, got {io_type!r}")
-    with qat_scope():
-        spec = tf.TensorSpec([1, *model.input_shape[1:]], tf.float32)
-        fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
-        conv = tf.lite.TFLiteConverter.from_concrete_functions([fn])
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        if io_type != "float32":
-            conv.inference_input_type = types[io_type]
-            conv.inference_output_type = types[io_type]
-        return conv.convert()
 
 
 # ------------------------------------------------------------------------------ range calibration
@@ -410,7 +385,7 @@ def freeze_batchnorm(qat_model, frozen: bool = True) -> int:
 
 # ------------------------------------------------------------------------------------- QAT run
 def _read_run(run_dir: Path):
-    from edge_deeplab.train import TrainConfig
+    from edge_deeplab.training.train import TrainConfig
 
     tc_path = run_dir / "train_config.json"
     if not (run_dir / "model.keras").is_file():
@@ -462,9 +437,9 @@ def run_qat(run_dir, *, steps: Optional[int] = None, lr: Optional[float] = None,
         {'model_path': 'runs/quickstart/qat/model.h5', 'val_miou': 0.83, ...}
     """
     from edge_deeplab.data.pipeline import make_train_dataset
-    from edge_deeplab.model_io import load_model
-    from edge_deeplab.schedules import PolyDecay
-    from edge_deeplab.train import _open_datasets, evaluate_model, masked_cross_entropy
+    from edge_deeplab.model.model_io import load_model
+    from edge_deeplab.training.schedules import PolyDecay
+    from edge_deeplab.training.train import evaluate_model, masked_cross_entropy, open_datasets
 
     run = Path(run_dir)
     if not run.is_dir():
@@ -494,7 +469,7 @@ def run_qat(run_dir, *, steps: Optional[int] = None, lr: Optional[float] = None,
         float_model, cfg, meta = load_model(run / "model.keras")
     if cfg is None:
         raise EdgeDeeplabError(f"{run / 'model.keras'} has no config sidecar (model.json)")
-    train_ds, val_ds = _open_datasets(tc)
+    train_ds, val_ds = open_datasets(tc)
     if train_ds.num_classes != cfg.num_classes:
         raise EdgeDeeplabError(f"model has {cfg.num_classes} classes, dataset {train_ds.num_classes}")
 
@@ -588,102 +563,3 @@ def run_qat(run_dir, *, steps: Optional[int] = None, lr: Optional[float] = None,
                 msg += f" (float {float(meta['val_miou']):.4f})"
         print(f"{msg}; wrote {model_path}", flush=True)
     return result
-
-
-# ----------------------------------------------------------------------------- graph inspection
-def tflite_op_counts(tflite) -> Dict[str, int]:
-    """``{op name: count}`` of a .tflite (path or bytes), before any delegation."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    kw = {"model_path": str(tflite)} if isinstance(tflite, (str, os.PathLike)) else \
-        {"model_content": bytes(tflite)}
-    it = Interpreter(experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES, **kw)
-    counts: Dict[str, int] = {}
-    for op in it._get_ops_details():
-        counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1
-    return counts
-
-
-def xnnpack_delegation(tflite, threads: int = 1) -> dict:
-    """Whether the XNNPACK delegate claims every op of a .tflite (path or bytes).
-
-    Loads the model in LiteRT's Interpreter (which applies XNNPACK by default) and reads the
-    delegated graph: XNNPACK replaces each run of ops it supports by one ``DELEGATE`` node. The
-    model is fully delegated when there is exactly one such node, fed directly by the graph inputs
-    and producing the graph outputs (any op XNNPACK refuses would sit before, after or between
-    delegate nodes and stay on the reference CPU kernels).
-
-    Returns:
-        ``{"fully_delegated": bool, "partitions": int, "undelegated_ops": [op names at the
-        partition boundaries], "ops": int}``.
-    """
-    from ai_edge_litert.interpreter import Interpreter
-
-    from edge_deeplab.runtime import capture_native_stderr
-
-    kw = {"model_path": str(tflite)} if isinstance(tflite, (str, os.PathLike)) else \
-        {"model_content": bytes(tflite)}
-    with capture_native_stderr():
-        it = Interpreter(num_threads=threads, **kw)
-        it.allocate_tensors()
-    ops = it._get_ops_details()
-    dels = [o for o in ops if o["op_name"] == "DELEGATE"]
-    orig = [o for o in ops if o["op_name"] != "DELEGATE"]
-    produced = {int(t) for o in orig for t in o["outputs"]}
-    g_in = {int(d["index"]) for d in it.get_input_details()}
-    g_out = {int(d["index"]) for d in it.get_output_details()}
-    d_in = {int(t) for o in dels for t in o["inputs"]} & (produced | g_in)
-    d_out = {int(t) for o in dels for t in o["outputs"]}
-    outside = []
-    for o in orig:
-        outs = {int(t) for t in o["outputs"]}
-        # A delegated op's visible outputs are delegate outputs; an op that feeds a delegate or
-        # produces a graph output without being one of them runs outside.
-        if not dels or (outs & (d_in | g_out) and not outs & d_out):
-            outside.append(o["op_name"])
-    full = len(dels) == 1 and d_in <= g_in and g_out <= d_out
-    return {"fully_delegated": bool(full), "partitions": len(dels),
-            "undelegated_ops": sorted(set(outside)) if not full else [], "ops": len(orig)}
-
-
-# --------------------------------------------------------------------------------- fidelity table
-def fidelity_table(run_dir, tflite_paths: Dict[str, str], dataset=None, *, split: str = "val",
-                   include_qat_keras: bool = False, accelerator: str = "cpu",
-                   max_images: Optional[int] = None) -> dict:
-    """mIoU of the float Keras model and of each exported .tflite, through the same eval code.
-
-    Args:
-        run_dir: the training run (its ``model.keras``; ``qat/model.h5`` with
-            ``include_qat_keras``).
-        tflite_paths: ``{row name: path}``, e.g. ``{"tflite_float32": ..., "tflite_float16": ...,
-            "int8_ptq": ..., "int8_qat": ...}`` (the quickstart report's keys).
-        dataset: a ``SegmentationDataset``; default: the run's dataset at ``split``
-            (``RUN/train_config.json``).
-        include_qat_keras: also score the QAT Keras model (row ``keras_qat``).
-        accelerator: runtime accelerator for the .tflite rows.
-        max_images: score only the first N images (``dataset.subset``), e.g. for a smoke test.
-
-    Returns:
-        ``{"rows": {name: {"miou", "per_class_iou", "pixel_accuracy", "seconds", ...}},
-        "miou": {name: miou}, "dataset": ..., "split": ..., "num_images": N}``; ``keras_float``
-        is always the first row.
-    """
-    from edge_deeplab.evaluate import evaluate_keras, evaluate_tflite
-
-    run = Path(run_dir)
-    if dataset is None:
-        from edge_deeplab.data import load_dataset
-
-        tc = _read_run(run)
-        dataset = load_dataset(tc.dataset, tc.data_dir, split, num_classes=tc.num_classes,
-                               binary=tc.binary, classes=tc.classes)
-    if max_images is not None and max_images < len(dataset) and hasattr(dataset, "subset"):
-        dataset = dataset.subset(max_images)
-    rows = {"keras_float": evaluate_keras(str(run / "model.keras"), dataset)}
-    if include_qat_keras:
-        rows["keras_qat"] = evaluate_keras(str(_find_qat_file(run)), dataset, qat=True)
-    for name, path in tflite_paths.items():
-        rows[name] = evaluate_tflite(str(path), dataset, accelerator=accelerator)
-    return {"rows": rows, "miou": {k: float(v["miou"]) for k, v in rows.items()},
-            "dataset": getattr(dataset, "name", None), "split": split,
-            "num_images": len(dataset)}

@@ -11,7 +11,7 @@ Example:
 
 from __future__ import annotations
 
-from edge_deeplab._tf import keras, tf
+from edge_deeplab.core._tf import keras, tf
 
 
 @keras.utils.register_keras_serializable(package="edge_deeplab")

@@ -12,12 +12,13 @@
 Recipe: sparse softmax cross-entropy from logits averaged over the pixels whose label is not 255,
 plus L2 weight decay on conv kernels (not BatchNorm or biases), poly learning rate (power 0.9), SGD
 with momentum or Adam. Everything is built and traced under
-:func:`edge_deeplab.layers.native_dilated_depthwise`. The loop runs under a ``tf.distribute``
+:func:`edge_deeplab.model.layers.native_dilated_depthwise`. The loop runs under a ``tf.distribute``
 strategy (default / mirrored / multiworker); a killed run continues from its last checkpoint with
 ``resume=True`` and stops at the same total step count.
 
 Example:
-    >>> from edge_deeplab.train import FAST_MODEL, FAST_TRAIN, train          # doctest: +SKIP
+    >>> from edge_deeplab.model.presets import FAST_MODEL, FAST_TRAIN               # doctest: +SKIP
+    >>> from edge_deeplab.training.train import train                          # doctest: +SKIP
     >>> result = train(FAST_MODEL, FAST_TRAIN, "runs/fast")                  # doctest: +SKIP
     >>> result["best_miou"]                                                   # doctest: +SKIP
 """
@@ -31,150 +32,17 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Optional, Tuple
-
-import numpy as np
-
-from edge_deeplab.config import ModelConfig, dataclass_from_dict
-from edge_deeplab.errors import EdgeDeeplabError
-from edge_deeplab.io_utils import write_json_atomic
-
-OPTIMIZERS = ("adam", "sgd")
-STRATEGIES = ("default", "mirrored", "multiworker")
+from typing import Optional
 
 
-@dataclasses.dataclass
-class TrainConfig:
-    """How to train.
-
-    Args:
-        dataset: ``synthetic``, ``voc``, ``cityscapes`` or ``folder``.
-        data_dir: dataset root (``None``: the synthetic dataset's cache directory).
-        split: training split; ``val_split``: held-out split scored at checkpoints (``None`` or a
-            missing split: no validation, the last model is the best).
-        steps: optimizer steps; or ``epochs`` (passes over the training split). One of them.
-        batch_size: global batch size (split across replicas by the strategy).
-        lr: base learning rate; ``optimizer``: ``adam`` or ``sgd`` (with ``momentum``).
-        weight_decay: L2 coefficient on conv kernels (``wd * sum(k**2) / 2`` added to the loss).
-        poly_power: poly decay exponent; ``warmup_steps``: linear warm-up.
-        min_scale, max_scale: random scale augmentation range; ``flip``: random left/right flips.
-        checkpoint_every: steps between checkpoints (each also scores the val split).
-        seed: seeds weights, shuffling and augmentation.
-        strategy: ``default``, ``mirrored`` or ``multiworker`` (reads ``TF_CONFIG``).
-        classes, binary, skip_bad, num_classes: passed to :func:`edge_deeplab.data.load_dataset`.
-        backbone_weights: ``None``, ``"imagenet"`` or a MobileNetV2 ``.h5`` path.
-        cache: keep decoded training images in memory (``None``: only for ``synthetic``).
-        val_max_images: score at most this many val images at checkpoints (``None``: all).
-        eval_batch_size: batch size of validation.
-        log_every: steps between TensorBoard points.
-        bn_momentum: overrides the BatchNorm moving-average momentum (the model's 0.999 needs
-            thousands of steps to settle; short runs want ~0.99), ``None`` keeps it.
-        recalibrate_batches: before each validation (and so before saving the best model),
-            re-estimate BatchNorm statistics over this many training batches (0: off).
-    """
-
-    dataset: str = "synthetic"
-    data_dir: Optional[str] = None
-    split: str = "train"
-    val_split: Optional[str] = "val"
-    steps: Optional[int] = None
-    epochs: Optional[int] = None
-    batch_size: int = 16
-    lr: float = 2e-3
-    optimizer: str = "adam"
-    momentum: float = 0.9
-    weight_decay: float = 4e-5
-    poly_power: float = 0.9
-    warmup_steps: int = 0
-    min_scale: float = 0.5
-    max_scale: float = 2.0
-    flip: bool = True
-    checkpoint_every: int = 200
-    seed: int = 0
-    strategy: str = "default"
-    classes: Optional[Tuple[str, ...]] = None
-    binary: bool = False
-    skip_bad: bool = False
-    num_classes: Optional[int] = None
-    backbone_weights: Optional[str] = None
-    cache: Optional[bool] = None
-    val_max_images: Optional[int] = None
-    eval_batch_size: int = 16
-    log_every: int = 10
-    bn_momentum: Optional[float] = None
-    recalibrate_batches: int = 0
-
-    def __post_init__(self):
-        if self.classes is not None:
-            if isinstance(self.classes, str):
-                self.classes = tuple(c.strip() for c in self.classes.split(",") if c.strip())
-            else:
-                self.classes = tuple(self.classes)
-        self.validate()
-
-    def validate(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise EdgeDeeplabError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        if self.strategy not in STRATEGIES:
-            raise EdgeDeeplabError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
-        if self.steps is not None and self.epochs is not None:
-            raise EdgeDeeplabError("give --steps or --epochs, not both")
-        if self.steps is not None and self.steps < 1:
-            raise EdgeDeeplabError(f"steps must be >= 1, got {self.steps}")
-        if self.epochs is not None and self.epochs < 1:
-            raise EdgeDeeplabError(f"epochs must be >= 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise EdgeDeeplabError(f"batch size must be >= 1, got {self.batch_size}")
-        if not self.lr > 0:
-            raise EdgeDeeplabError(f"learning rate must be > 0, got {self.lr}")
-        if self.weight_decay < 0:
-            raise EdgeDeeplabError(f"weight decay must be >= 0, got {self.weight_decay}")
-        if self.checkpoint_every < 1:
-            raise EdgeDeeplabError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
-        if self.bn_momentum is not None and not (0 <= self.bn_momentum < 1):
-            raise EdgeDeeplabError(f"bn_momentum must be in [0, 1), got {self.bn_momentum}")
-        if not (0 < self.min_scale <= self.max_scale):
-            raise EdgeDeeplabError(
-                f"need 0 < min_scale <= max_scale, got {self.min_scale}, {self.max_scale}")
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        if d["classes"] is not None:
-            d["classes"] = list(d["classes"])
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        return dataclass_from_dict(cls, d, "train config")
-
-
-#: The quickstart model: 128x128, alpha 0.35, OS 16, decoder on, slim 64-channel ASPP/decoder,
-#: trained from scratch on the synthetic dataset (synthetic-v3: 1200 train / 200 val scenes).
-#: Measured, seed 0: val mIoU 0.850 after 1200 steps (batch 16, Adam 5e-3 poly 0.9; 0.825 with
-#: 3e-3), 519 s of training on this 2-core machine while it also ran a test suite (373 s for the
-#: same run at load ~5); ~0.28 s/step on 2 idle cores (~6 min).
-QUICKSTART_MODEL = ModelConfig(input_size=(128, 128), num_classes=5, output_stride=16, alpha=0.35,
-                               decoder=True, aspp_filters=64, low_level_filters=32,
-                               decoder_filters=64,
-                               labels=("background", "person", "ball", "box", "cone"))
-QUICKSTART_TRAIN = TrainConfig(dataset="synthetic", steps=1200, batch_size=16, lr=5e-3,
-                               optimizer="adam", weight_decay=1e-5, min_scale=0.75,
-                               max_scale=1.5, checkpoint_every=300, warmup_steps=50,
-                               bn_momentum=0.99, recalibrate_batches=10)
-#: ``--fast``: a ~3-minute CI smoke pair (same code path, no accuracy target).
-FAST_MODEL = dataclasses.replace(QUICKSTART_MODEL, input_size=(64, 64), aspp_filters=32,
-                                 low_level_filters=16, decoder_filters=32)
-#: (The 128x128 scenes are scaled by ~0.5 in training, as evaluation fits them to 64x64.)
-FAST_TRAIN = dataclasses.replace(QUICKSTART_TRAIN, steps=120, batch_size=8, checkpoint_every=60,
-                                 min_scale=0.4, max_scale=0.6,
-                                 warmup_steps=10, val_max_images=64, bn_momentum=0.9,
-                                 recalibrate_batches=4)
-
+from edge_deeplab.model.config import OPTIMIZERS, STRATEGIES, ModelConfig, TrainConfig  # noqa: F401
+from edge_deeplab.core.errors import EdgeDeeplabError
+from edge_deeplab.core.atomic_io import write_json_atomic
 
 # ------------------------------------------------------------------------------------- helpers
 def make_strategy(name: str):
     """``default`` / ``mirrored`` / ``multiworker`` -> a ``tf.distribute.Strategy``."""
-    from edge_deeplab._tf import tf
+    from edge_deeplab.core._tf import tf
 
     if name == "default":
         return tf.distribute.get_strategy()
@@ -205,7 +73,7 @@ def masked_cross_entropy(labels, logits, ignore_label: int = 255):
     Returns:
         ``(loss_sum, valid_count)`` as float32 scalars; the mean is ``loss_sum / valid_count``.
     """
-    from edge_deeplab._tf import tf
+    from edge_deeplab.core._tf import tf
 
     labels = tf.cast(labels, tf.int32)
     valid = tf.not_equal(labels, ignore_label)
@@ -218,7 +86,7 @@ def masked_cross_entropy(labels, logits, ignore_label: int = 255):
 def summary_scalar(name: str, value, step) -> None:
     """Writes a TensorBoard scalar to the default writer without needing the tensorboard package
     (``tf.summary.scalar`` imports it; tensorflow-cpu does not install it)."""
-    from edge_deeplab._tf import tf
+    from edge_deeplab.core._tf import tf
     from tensorflow.core.framework import summary_pb2
 
     meta = summary_pb2.SummaryMetadata(
@@ -240,7 +108,7 @@ def recalibrate_batchnorm(model, batches) -> int:
     "precise BN" pass (forward only, no weight change) fixes the statistics before validation and
     before a model is saved. Returns the number of batches used.
     """
-    from edge_deeplab._tf import keras
+    from edge_deeplab.core._tf import keras
 
     bns = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
     saved = [l.momentum for l in bns]
@@ -263,9 +131,9 @@ def evaluate_model(model, dataset, size, batch_size: int = 16, max_images: Optio
     Items are fitted to ``size`` with :func:`edge_deeplab.data.pipeline.make_eval_dataset` (padding
     ignored). Returns ``ConfusionMatrix.result()``'s dict (``miou``, ``per_class_iou`` ...).
     """
-    from edge_deeplab._tf import tf
+    from edge_deeplab.core._tf import tf
     from edge_deeplab.data.pipeline import make_eval_dataset
-    from edge_deeplab.layers import native_dilated_depthwise
+    from edge_deeplab.model.layers import native_dilated_depthwise
     from edge_deeplab.metrics import ConfusionMatrix
 
     if max_images is not None and max_images < len(dataset) and hasattr(dataset, "subset"):
@@ -282,7 +150,7 @@ def evaluate_model(model, dataset, size, batch_size: int = 16, max_images: Optio
     return cm.result()
 
 
-def _open_datasets(tc: TrainConfig):
+def open_datasets(tc: TrainConfig):
     from edge_deeplab.data import load_dataset
 
     kw = dict(num_classes=tc.num_classes, binary=tc.binary, skip_bad=tc.skip_bad,
@@ -314,7 +182,7 @@ def total_steps_for(tc: TrainConfig, num_items: int) -> int:
 def _write_model(model, path: Path, config: ModelConfig, chief: bool, **extra):
     if not chief:
         return
-    from edge_deeplab.model_io import save_model
+    from edge_deeplab.model.model_io import save_model
 
     save_model(model, path, config, **extra)
 
@@ -341,11 +209,11 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out_dir, *,
     Raises:
         EdgeDeeplabError: bad dataset, config mismatch, existing checkpoints without ``resume``.
     """
-    from edge_deeplab._tf import keras, tf
+    from edge_deeplab.core._tf import keras, tf
     from edge_deeplab.data.pipeline import make_train_dataset
-    from edge_deeplab.layers import native_dilated_depthwise
-    from edge_deeplab.model import build_model
-    from edge_deeplab.schedules import PolyDecay
+    from edge_deeplab.model.layers import native_dilated_depthwise
+    from edge_deeplab.model.deeplab import build_model
+    from edge_deeplab.training.schedules import PolyDecay
 
     tc = train_config
     tc.validate()
@@ -362,7 +230,7 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out_dir, *,
             raise EdgeDeeplabError(
                 f"--resume with a different model config than {out / 'train_config.json'}")
 
-    train_ds, val_ds = _open_datasets(tc)
+    train_ds, val_ds = open_datasets(tc)
     if model_config.num_classes != train_ds.num_classes:
         raise EdgeDeeplabError(
             f"model has {model_config.num_classes} classes but the {tc.dataset} dataset has "
@@ -545,3 +413,13 @@ def _with_labels(config: ModelConfig, labels) -> ModelConfig:
     if len(labels) != config.num_classes:
         return config
     return dataclasses.replace(config, labels=tuple(labels))
+
+
+def model_config_for_dataset(config: ModelConfig, tc: TrainConfig) -> ModelConfig:
+    """``config`` with the class count of ``tc``'s training split (labels kept when they fit)."""
+    from edge_deeplab.data import load_dataset
+
+    ds = load_dataset(tc.dataset, tc.data_dir, tc.split, binary=tc.binary, skip_bad=tc.skip_bad,
+                      classes=tc.classes, num_classes=tc.num_classes)
+    labels = config.labels if config.labels and len(config.labels) == ds.num_classes else None
+    return dataclasses.replace(config, num_classes=ds.num_classes, labels=labels)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_deeplab.cli import COMMANDS, main
+from edge_deeplab.app.cli import COMMANDS, main
 
 
 def test_every_command_is_registered_with_help(capsys):
@@ -20,7 +20,7 @@ def test_every_command_is_registered_with_help(capsys):
 
 
 def test_help_does_not_import_tensorflow():
-    code = "import sys\nfrom edge_deeplab.cli import build_parser\nbuild_parser()\nprint('tensorflow' in sys.modules)"
+    code = "import sys\nfrom edge_deeplab.app.cli import build_parser\nbuild_parser()\nprint('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout
     assert out.strip() == "False"
 
@@ -37,13 +37,13 @@ def test_console_script_one_line_error():
 
 
 def test_unexpected_exception_is_one_line(monkeypatch, capsys):
-    import edge_deeplab.commands.summary as summary
+    import edge_deeplab.app.commands.summary as summary
 
     def boom(args):
         raise ZeroDivisionError("division by zero")
 
     monkeypatch.setattr(summary, "run", boom)
-    from edge_deeplab import cli
+    from edge_deeplab.app import cli
 
     parser = cli.build_parser()
     args = parser.parse_args(["summary"])

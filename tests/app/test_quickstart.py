@@ -7,13 +7,13 @@ import sys
 import cv2
 import pytest
 
-from edge_deeplab.quickstart import ACCURACY_KEYS
+from edge_deeplab.app.quickstart.run import ACCURACY_KEYS
 
 
 @pytest.fixture(scope="module")
 def fast_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("qs") / "quickstart"
-    proc = subprocess.run([sys.executable, "-m", "edge_deeplab.cli", "quickstart", "--out", str(out), "--fast"],
+    proc = subprocess.run([sys.executable, "-m", "edge_deeplab.app.cli", "quickstart", "--out", str(out), "--fast"],
                           capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, proc
@@ -50,7 +50,7 @@ def test_fast_quickstart_writes_every_artifact(fast_run):
 def test_rerun_resumes_instead_of_repeating(fast_run):
     out, _ = fast_run
     before = (out / "models" / "int8_qat.tflite").stat().st_mtime_ns
-    proc = subprocess.run([sys.executable, "-m", "edge_deeplab.cli", "quickstart", "--out", str(out), "--fast"],
+    proc = subprocess.run([sys.executable, "-m", "edge_deeplab.app.cli", "quickstart", "--out", str(out), "--fast"],
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     for step in ("data", "train", "qat", "export", "analyze", "accuracy", "bench"):
@@ -61,7 +61,7 @@ def test_rerun_resumes_instead_of_repeating(fast_run):
 
 def test_fast_and_full_runs_do_not_mix(fast_run):
     out, _ = fast_run
-    proc = subprocess.run([sys.executable, "-m", "edge_deeplab.cli", "quickstart", "--out", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "edge_deeplab.app.cli", "quickstart", "--out", str(out)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     assert "--fast" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

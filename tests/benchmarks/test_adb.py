@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.adb import benchmark_flags, parse_benchmark_model_output, run_devices
-from edge_deeplab.errors import EdgeDeeplabError
+from edge_deeplab.core.errors import EdgeDeeplabError
 
 FIX = Path(__file__).resolve().parent.parent / "benchmarks" / "fixtures"
 
@@ -145,7 +145,7 @@ def _calls(log):
 
 
 def test_cli_adb_runs_every_device_and_parses(fake_adb, capsys):
-    from edge_deeplab.cli import main
+    from edge_deeplab.app.cli import main
 
     out_json = fake_adb["tmp"] / "r.json"
     rc = main(["bench", str(fake_adb["model"]), "--adb", "--benchmark-binary", str(fake_adb["binary"]),

@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import bench_lib
-from benchmarks.bench_lib import (latency_stats, make_input, output_agreement, output_to_classmap,
+from benchmarks import measure as bench_lib
+from benchmarks.measure import (latency_stats, make_input, output_agreement, output_to_classmap,
                                   parse_litert_benchmark_output, round_spread, run_benchmarks, run_worker)
-from edge_deeplab.errors import EdgeDeeplabError
+from edge_deeplab.core.errors import EdgeDeeplabError
 from edge_deeplab.runtime import TensorInfo
 
-from _bench_helpers import bad_models, tiny_models, without_metadata
+from tests.support.bench_models import bad_models, tiny_models, without_metadata
 
 FIX = Path(__file__).resolve().parent.parent / "benchmarks" / "fixtures"
 
@@ -135,7 +135,7 @@ def test_run_benchmarks_cpu_float_and_int8_side_by_side(models):
 
 
 def test_bad_models_each_get_one_error_and_good_one_survives(models, tmp_path, capsys):
-    from edge_deeplab.cli import main
+    from edge_deeplab.app.cli import main
 
     bad = bad_models(models["float32"], tmp_path / "bad", models["vector_input"])
     out = tmp_path / "report.json"

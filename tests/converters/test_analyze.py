@@ -12,11 +12,11 @@ import pytest
 
 from converters.analyze import (GPU_SUPPORTED_OPS, GPU_UNSUPPORTED_OPS, _Graph, analyze_tflite,
                                 format_report, static_gpu_rules)
-from edge_deeplab.errors import EdgeDeeplabError
+from edge_deeplab.core.errors import EdgeDeeplabError
 
 
 def _convert(fn, shape, quant=None, out=None):
-    from edge_deeplab._tf import tf
+    from edge_deeplab.core._tf import tf
 
     f = tf.function(fn, input_signature=[tf.TensorSpec(shape, tf.float32, name="x")])
     c = tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()])
@@ -41,7 +41,7 @@ def _convert(fn, shape, quant=None, out=None):
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    from edge_deeplab._tf import tf
+    from edge_deeplab.core._tf import tf
 
     d = tmp_path_factory.mktemp("analyze")
     rng = np.random.default_rng(1)
@@ -180,7 +180,7 @@ def test_bad_files_raise_one_line(models, tmp_path):
 
 
 def test_cli(models, tmp_path, capsys):
-    from edge_deeplab.cli import main
+    from edge_deeplab.app.cli import main
 
     assert main(["analyze", str(models["int8"]), "--json", "--no-gpu"]) == 0
     r = json.loads(capsys.readouterr().out)

@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _export_helpers import (calibrated_random_model, keras_logits, natural_image, op_counts,
+from tests.support.export_models import (calibrated_random_model, keras_logits, natural_image, op_counts,
                              predict)
 from converters.export import export_tflite
-from converters.metadata import list_metadata_names, read_tflite_metadata
-from edge_deeplab.config import ModelConfig
-from edge_deeplab.errors import EdgeDeeplabError
+from edge_deeplab.core.contract.metadata import list_metadata_names, read_tflite_metadata
+from edge_deeplab.model.config import ModelConfig
+from edge_deeplab.core.errors import EdgeDeeplabError
 
 SMALL_CFG = dict(input_size=(64, 64), num_classes=3, alpha=0.35, output_stride=8)
 FORBIDDEN = ("SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND", "MUL")
@@ -69,7 +69,7 @@ def make_folder_dataset(root: Path, size=(64, 64), n=6, num_classes=3) -> Path:
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
     """(config, model, saved .keras path, natural test image, work dir)."""
-    from edge_deeplab.model_io import save_model
+    from edge_deeplab.model.model_io import save_model
 
     d = tmp_path_factory.mktemp("export")
     cfg = ModelConfig(**SMALL_CFG)
@@ -181,7 +181,7 @@ def test_metadata_reader_rejects_garbage(tmp_path):
 
 
 def test_foreign_model_has_no_metadata_and_truncation_is_caught(tmp_path):
-    from edge_deeplab._tf import tf
+    from edge_deeplab.core._tf import tf
 
     @tf.function(input_signature=[tf.TensorSpec((1, 8, 8, 3), tf.float32)])
     def f(x):
@@ -237,7 +237,7 @@ def test_classmap_and_in_graph_normalization(small):
 
 def test_qat_int8_export(small):
     from converters.analyze import analyze_tflite
-    from edge_deeplab.qat import quantize_model
+    from edge_deeplab.training.qat import quantize_model
 
     cfg, model, _, _, d = small
     qat = quantize_model(model)
@@ -286,7 +286,7 @@ def test_bad_arguments_one_line(small, kwargs, msg):
 
 
 def test_cli_errors_are_one_line(small, tmp_path, capsys):
-    from edge_deeplab.cli import main
+    from edge_deeplab.app.cli import main
 
     _, _, keras_path, _, _ = small
     garbage = tmp_path / "garbage.keras"
@@ -318,7 +318,7 @@ def test_cli_errors_are_one_line(small, tmp_path, capsys):
 def test_cli_subprocess_export_and_analyze(small, tmp_path):
     _, _, keras_path, _, _ = small
     exe = Path(sys.executable).parent / "edge-deeplab"
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "edge_deeplab.cli"]
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "edge_deeplab.app.cli"]
     out = tmp_path / "cli.tflite"
     p = subprocess.run(cmd + ["export", str(keras_path), "--variant", "float16", "--out", str(out)],
                        capture_output=True, text=True, timeout=600)
@@ -380,7 +380,7 @@ def full(tmp_path_factory):
     assert (cfg.input_size, cfg.output_stride, cfg.alpha, cfg.num_classes) == ((512, 512), 16, 1.0, 21)
     trained = os.environ.get("EDGE_DEEPLAB_TRAINED_MODEL")
     if trained:  # a trained default-config model (.keras or run dir) for the GPU agreement bound
-        from edge_deeplab.model_io import load_model
+        from edge_deeplab.model.model_io import load_model
 
         model, tcfg, _ = load_model(trained)
         assert tcfg is None or tcfg == cfg, f"{trained} is not the default config"

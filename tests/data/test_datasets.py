@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from _data_helpers import (make_cityscapes_tree, make_folder_tree, make_voc_tree, save_gray_png,
+from tests.support.data_trees import (make_cityscapes_tree, make_folder_tree, make_voc_tree, save_gray_png,
                            save_palette_png)
 from edge_deeplab.data import (CITYSCAPES_ID_TO_TRAINID, load_dataset, read_image, read_mask,
                                write_index_png)
-from edge_deeplab.errors import EdgeDeeplabError
+from edge_deeplab.core.errors import EdgeDeeplabError
 
 
 @pytest.fixture

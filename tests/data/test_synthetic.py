@@ -12,7 +12,7 @@ import pytest
 
 from edge_deeplab.data.synthetic import (SYNTHETIC_CLASSES, default_data_dir, ensure_synthetic,
                                          generate_synthetic, is_complete, render_scene)
-from edge_deeplab.errors import EdgeDeeplabError
+from edge_deeplab.core.errors import EdgeDeeplabError
 
 
 def test_render_scene_shapes_and_determinism():

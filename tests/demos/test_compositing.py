@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from demos import compositing as comp
-from edge_deeplab.errors import EdgeDeeplabError
+from edge_deeplab.core.errors import EdgeDeeplabError
 
 
 def _texture(h=120, w=160, seed=0):

@@ -12,8 +12,8 @@ import pytest
 from demos import capture as cap_lib
 from demos import clip as clip_lib
 from demos import portrait
-from edge_deeplab.cli import main as cli_main
-from edge_deeplab.errors import EdgeDeeplabError
+from edge_deeplab.app.cli import main as cli_main
+from edge_deeplab.core.errors import EdgeDeeplabError
 
 
 # --------------------------------------------------------------------------------------------
@@ -21,8 +21,8 @@ from edge_deeplab.errors import EdgeDeeplabError
 # --------------------------------------------------------------------------------------------
 
 def _convert(model) -> bytes:
-    from edge_deeplab._tf import tf
-    from edge_deeplab.layers import native_dilated_depthwise
+    from edge_deeplab.core._tf import tf
+    from edge_deeplab.model.layers import native_dilated_depthwise
 
     with native_dilated_depthwise():
         return tf.lite.TFLiteConverter.from_keras_model(model).convert()
@@ -31,8 +31,8 @@ def _convert(model) -> bytes:
 @pytest.fixture(scope="module")
 def deeplab_tflite(tmp_path_factory):
     """A tiny, untrained DeepLab v3+ (64x64, 21 VOC classes) converted to .tflite."""
-    from edge_deeplab.config import ModelConfig
-    from edge_deeplab.model import build_model
+    from edge_deeplab.model.config import ModelConfig
+    from edge_deeplab.model.deeplab import build_model
 
     cfg = ModelConfig(input_size=(64, 64), num_classes=21, alpha=0.35, aspp_filters=32,
                       decoder_filters=32, low_level_filters=16)
@@ -44,7 +44,7 @@ def deeplab_tflite(tmp_path_factory):
 def _color_model(kind: str, size=(64, 64)):
     """A 'third-party' segmenter wired by hand: person logit = 10 * (R - G) - 5 on [-1, 1] inputs,
     so saturated red pixels are person and grey/blue/green ones are not."""
-    from edge_deeplab._tf import keras, tf
+    from edge_deeplab.core._tf import keras, tf
 
     inp = keras.Input(size + (3,))
     if kind == "labelled":  # 5 classes, 'person' is channel 2 (named only in the metadata)
@@ -81,7 +81,7 @@ def color_models(tmp_path_factory):
     (d / "labelled.json").write_text(json.dumps(
         {"labels": ["background", "ball", "person", "box", "cone"], "output": "logits"}))
     # a classifier: (1, 10) output
-    from edge_deeplab._tf import keras
+    from edge_deeplab.core._tf import keras
 
     inp = keras.Input((32, 32, 3))
     x = keras.layers.GlobalAveragePooling2D()(inp)
@@ -321,7 +321,7 @@ def test_headless_images_and_folder(color_models, tmp_path):
 @pytest.mark.gpu
 def test_gpu_accelerator_matches_cpu(color_models):
     """The same matte on the LiteRT GPU accelerator (lavapipe here) as on the CPU."""
-    from edge_deeplab.errors import DelegateUnavailableError
+    from edge_deeplab.core.errors import DelegateUnavailableError
     from edge_deeplab.runtime import open_runner
 
     frame, truth = _red_rect_frame()

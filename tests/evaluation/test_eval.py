@@ -5,12 +5,12 @@ import json
 import numpy as np
 import pytest
 
-from _data_helpers import (make_folder_tree, make_voc_tree, naive_miou, noisy_prediction,
+from tests.support.data_trees import (make_folder_tree, make_voc_tree, naive_miou, noisy_prediction,
                            per_image_mean_miou, save_gray_png, save_palette_png)
-from edge_deeplab.cli import main as cli_main
+from edge_deeplab.app.cli import main as cli_main
 from edge_deeplab.data import load_dataset
-from edge_deeplab.errors import DelegateUnavailableError, EdgeDeeplabError
-from edge_deeplab.evaluate import (_Predictor, dense_crf, evaluate_predictions,
+from edge_deeplab.core.errors import DelegateUnavailableError, EdgeDeeplabError
+from edge_deeplab.evaluation.evaluate import (_Predictor, dense_crf, evaluate_predictions,
                                    evaluate_predictor, predict_images)
 from edge_deeplab.metrics import ConfusionMatrix
 
@@ -205,10 +205,10 @@ def test_dense_crf_cleans_noisy_probabilities():
 def tiny_models(tmp_path_factory):
     """A tiny DeepLab saved as a run dir and exported (real exporter) to a float32 .tflite."""
     from converters.export import export_tflite
-    from edge_deeplab._tf import keras
-    from edge_deeplab.config import ModelConfig
-    from edge_deeplab.model import build_model
-    from edge_deeplab.model_io import save_model
+    from edge_deeplab.core._tf import keras
+    from edge_deeplab.model.config import ModelConfig
+    from edge_deeplab.model.deeplab import build_model
+    from edge_deeplab.model.model_io import save_model
 
     d = tmp_path_factory.mktemp("models")
     cfg = ModelConfig(input_size=(64, 64), num_classes=3, alpha=0.35)
@@ -248,7 +248,7 @@ def test_keras_and_tflite_agree_through_same_code(tmp_path, tiny_models, capsys)
 
 
 def test_keras_multiscale_flip_crf_runs(tmp_path, tiny_models):
-    from edge_deeplab.evaluate import evaluate_keras
+    from edge_deeplab.evaluation.evaluate import evaluate_keras
 
     d, model, _ = tiny_models
     rng = np.random.default_rng(9)
@@ -276,7 +276,7 @@ def test_int8_and_classmap_exports_score_like_keras(tmp_path, tiny_models):
     import cv2
 
     from converters.export import export_tflite
-    from edge_deeplab.evaluate import evaluate_keras, evaluate_tflite
+    from edge_deeplab.evaluation.evaluate import evaluate_keras, evaluate_tflite
 
     d, model, cfg = tiny_models
     rng = np.random.default_rng(12)
@@ -315,7 +315,7 @@ def test_tflite_gpu_accelerator_matches_cpu(tmp_path, tiny_models):
     outs = {}
     for acc in ("cpu", "gpu"):
         out = tmp_path / f"{acc}.json"
-        proc = subprocess.run([sys.executable, "-m", "edge_deeplab.cli", "eval", str(d / "model.tflite"),
+        proc = subprocess.run([sys.executable, "-m", "edge_deeplab.app.cli", "eval", str(d / "model.tflite"),
                                "--dataset", "folder", "--data-dir", str(root), "--accelerator", acc,
                                "--json", str(out), "--quiet"], capture_output=True, text=True, timeout=600)
         if acc == "gpu" and proc.returncode < 0:
@@ -328,7 +328,7 @@ def test_tflite_gpu_accelerator_matches_cpu(tmp_path, tiny_models):
 
 def test_metric_agrees_with_keras_mean_iou():
     """A second independent reference: tf_keras' MeanIoU over the same pixels (255 masked out)."""
-    from edge_deeplab._tf import keras
+    from edge_deeplab.core._tf import keras
 
     rng = np.random.default_rng(13)
     cm = ConfusionMatrix(6)

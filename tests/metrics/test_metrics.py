@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from _data_helpers import naive_miou, noisy_prediction, per_image_mean_miou, random_scene
-from edge_deeplab.errors import EdgeDeeplabError
+from tests.support.data_trees import naive_miou, noisy_prediction, per_image_mean_miou, random_scene
+from edge_deeplab.core.errors import EdgeDeeplabError
 from edge_deeplab.metrics import ConfusionMatrix, format_table
 
 

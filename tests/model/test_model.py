@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from edge_deeplab.config import ModelConfig
-from edge_deeplab.errors import EdgeDeeplabError
-from edge_deeplab.model import LAST_STAGE_UNITS, unit_plan
+from edge_deeplab.model.config import ModelConfig
+from edge_deeplab.core.errors import EdgeDeeplabError
+from edge_deeplab.model.deeplab import LAST_STAGE_UNITS, unit_plan
 
 # Each build covers one output stride x decoder combination, and between them every alpha,
 # non-square inputs and unusual class counts (builds are the slow part on 2 cores).
@@ -36,7 +36,7 @@ def _id(d):
 
 @pytest.fixture(scope="module", params=BUILDS, ids=_id)
 def built(request):
-    from edge_deeplab.model import build_model
+    from edge_deeplab.model.deeplab import build_model
 
     cfg = ModelConfig(**request.param)
     return cfg, build_model(cfg)
@@ -75,7 +75,7 @@ def test_backbone_stride_and_dilations_follow_plan(built):
 
 
 def test_flat_graph_of_stock_layers(built):
-    from edge_deeplab._tf import keras
+    from edge_deeplab.core._tf import keras
 
     _, model = built
     for layer in model.layers:
@@ -90,7 +90,7 @@ def test_flat_graph_of_stock_layers(built):
 
 
 def test_width_multiplier_channels(built):
-    from edge_deeplab.model import make_divisible
+    from edge_deeplab.model.deeplab import make_divisible
 
     cfg, model = built
     assert model.get_layer("Conv1").filters == make_divisible(32 * cfg.alpha, 8)
@@ -162,8 +162,8 @@ def test_aspp_rates_derived_from_output_stride():
 
 def test_imagenet_weights_load_by_name_and_match_features(tmp_path):
     """Offline ImageNet-compatibility: MobileNetV2 .h5 weights -> our backbone, same features at OS 32."""
-    from edge_deeplab._tf import keras
-    from edge_deeplab.model import BACKBONE_OUTPUT_LAYER, build_model
+    from edge_deeplab.core._tf import keras
+    from edge_deeplab.model.deeplab import BACKBONE_OUTPUT_LAYER, build_model
 
     alpha = 0.35
     ref = keras.applications.MobileNetV2(weights=None, include_top=False, alpha=alpha,
@@ -214,8 +214,8 @@ def test_imagenet_weights_load_by_name_and_match_features(tmp_path):
 
 
 def test_build_cli_saves_model_and_rejects_bad_input(tmp_path, capsys):
-    from edge_deeplab.cli import main
-    from edge_deeplab.model_io import load_model
+    from edge_deeplab.app.cli import main
+    from edge_deeplab.model.model_io import load_model
 
     out = tmp_path / "m.keras"
     rc = main(["build", "--out", str(out), "--input-size", "64x96", "--alpha", "0.35",

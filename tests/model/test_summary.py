@@ -1,4 +1,4 @@
-"""``edge_deeplab.summary`` / ``edge-deeplab summary``: params, multiply-adds, shapes, receptive field."""
+"""``edge_deeplab.model.summary`` / ``edge-deeplab summary``: params, multiply-adds, shapes, receptive field."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from edge_deeplab.config import ModelConfig
-from edge_deeplab.summary import format_summary, receptive_fields, summarize
+from edge_deeplab.model.config import ModelConfig
+from edge_deeplab.model.summary import format_summary, receptive_fields, summarize
 
 
 _CACHE = {}
@@ -36,7 +36,7 @@ def _independent_macs(model):
 
 @pytest.fixture(scope="module")
 def small():
-    from edge_deeplab.model import build_model
+    from edge_deeplab.model.deeplab import build_model
 
     cfg = ModelConfig(input_size=(64, 96), num_classes=3, alpha=0.35, output_stride=8)
     model = build_model(cfg)
@@ -84,7 +84,7 @@ def test_shapes_stride_and_branches(small):
 
 
 def test_receptive_field_walk_on_a_hand_built_graph():
-    from edge_deeplab._tf import keras
+    from edge_deeplab.core._tf import keras
 
     x = keras.Input((32, 32, 3))
     a = keras.layers.Conv2D(4, 3, strides=2, padding="same", name="a")(x)            # 3, jump 2
@@ -132,7 +132,7 @@ def test_mobilenet_v2_multiply_adds_match_the_paper():
 
 
 def test_cli_summary(tmp_path, capsys):
-    from edge_deeplab.cli import main
+    from edge_deeplab.app.cli import main
 
     args = ["summary", "--input-size", "64", "--alpha", "0.35", "--num-classes", "3",
             "--no-decoder"]
@@ -141,8 +141,8 @@ def test_cli_summary(tmp_path, capsys):
     assert s["output_stride"] == 16 and s["params"]["total"] > 0 and s["multiply_adds"] > 0
     assert s["decoder"] is None and s["config"]["decoder"] is False
 
-    from edge_deeplab.model import build_model
-    from edge_deeplab.model_io import save_model
+    from edge_deeplab.model.deeplab import build_model
+    from edge_deeplab.model.model_io import save_model
 
     cfg = ModelConfig(input_size=(64, 64), num_classes=3, alpha=0.35, output_stride=32)
     save_model(build_model(cfg), tmp_path / "m.keras", cfg)

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from edge_deeplab.errors import DelegateUnavailableError, EdgeDeeplabError
+from edge_deeplab.core.errors import DelegateUnavailableError, EdgeDeeplabError
 from edge_deeplab.runtime import (TensorInfo, dequantize, native_error_line, open_runner, parse_delegate_log,
                                   probe_accelerator, quantize)
 
@@ -14,10 +14,10 @@ from edge_deeplab.runtime import (TensorInfo, dequantize, native_error_line, ope
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory):
     """A tiny DeepLab converted twice: edge-clean (patched) and naive (SpaceToBatchND)."""
-    from edge_deeplab._tf import tf
-    from edge_deeplab.config import ModelConfig
-    from edge_deeplab.layers import convertible_clone, native_dilated_depthwise
-    from edge_deeplab.model import build_model
+    from edge_deeplab.core._tf import tf
+    from edge_deeplab.model.config import ModelConfig
+    from edge_deeplab.model.layers import convertible_clone, native_dilated_depthwise
+    from edge_deeplab.model.deeplab import build_model
 
     d = tmp_path_factory.mktemp("rt")
     m = build_model(ModelConfig(input_size=(64, 64), num_classes=3, alpha=0.35))
@@ -100,7 +100,7 @@ def test_npu_without_vendor_library_is_unavailable(tiny_models):
 
 def test_gpu_without_driver_says_so(tiny_models):
     code = ("from edge_deeplab.runtime import open_runner\n"
-            "from edge_deeplab.errors import DelegateUnavailableError\n"
+            "from edge_deeplab.core.errors import DelegateUnavailableError\n"
             f"try:\n    open_runner({str(tiny_models[0])!r}, 'gpu')\n"
             "except DelegateUnavailableError as e:\n    print('UNAVAILABLE', e)\n")
     env = {**__import__("os").environ, "VK_ICD_FILENAMES": "/nonexistent.json",

@@ -36,8 +36,8 @@ def tiny_models(config) -> dict:
     if all(p.is_file() and p.stat().st_size > 0 for p in want.values()):
         return want
     from benchmarks.make_reference_models import build_reference_models
-    from edge_deeplab._tf import keras, tf
-    from edge_deeplab.io_utils import write_bytes_atomic
+    from edge_deeplab.core._tf import keras, tf
+    from edge_deeplab.core.atomic_io import write_bytes_atomic
 
     build_reference_models(d, (64, 64), num_classes=5, alpha=0.35, output_stride=16, variants=("float32", "int8"))
     inp = keras.Input((10,), name="x")

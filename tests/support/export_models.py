@@ -44,9 +44,9 @@ def calibrated_random_model(config, seed: int = 0, n_images: int = 4, var_floor:
     still varies over the image. ``fit_head`` then fits the logits layer (see
     :func:`_fit_logits_to_colour_segments`) so the argmax has trained-like margins.
     """
-    from edge_deeplab._tf import keras
-    from edge_deeplab.layers import native_dilated_depthwise
-    from edge_deeplab.model import build_model
+    from edge_deeplab.core._tf import keras
+    from edge_deeplab.model.layers import native_dilated_depthwise
+    from edge_deeplab.model.deeplab import build_model
     from converters.export import structured_images, to_model_range
 
     model = build_model(config)
@@ -90,8 +90,8 @@ def _fit_logits_to_colour_segments(model, config, imgs, x, margin: float = 4.0, 
     """
     import cv2
 
-    from edge_deeplab._tf import keras
-    from edge_deeplab.layers import native_dilated_depthwise
+    from edge_deeplab.core._tf import keras
+    from edge_deeplab.model.layers import native_dilated_depthwise
 
     logits = model.get_layer("logits")
     feat_model = keras.Model(model.input, logits.input)
@@ -133,7 +133,7 @@ def predict(path, image: np.ndarray, accelerator: str = "cpu") -> np.ndarray:
     driver the LiteRT GPU accelerator uses here) occasionally fails an invocation when the
     machine's CPUs are saturated; the same model then runs fine (seen ~2 times in 30 runs).
     """
-    from edge_deeplab.errors import EdgeDeeplabError
+    from edge_deeplab.core.errors import EdgeDeeplabError
     from edge_deeplab.runtime import open_runner
 
     for attempt in range(2 if accelerator == "gpu" else 1):
@@ -151,7 +151,7 @@ def predict(path, image: np.ndarray, accelerator: str = "cpu") -> np.ndarray:
 
 def keras_logits(model, image: np.ndarray) -> np.ndarray:
     from converters.export import to_model_range
-    from edge_deeplab.layers import native_dilated_depthwise
+    from edge_deeplab.model.layers import native_dilated_depthwise
 
     with native_dilated_depthwise():
         return model(to_model_range(image)[None], training=False).numpy()[0]

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edge_deeplab._tf import keras, tf
-from edge_deeplab.config import ModelConfig
-from edge_deeplab.errors import EdgeDeeplabError
+from edge_deeplab.core._tf import keras, tf
+from edge_deeplab.model.config import ModelConfig
+from edge_deeplab.core.errors import EdgeDeeplabError
 
-import edge_deeplab.qat as qat
+import edge_deeplab.training.qat as qat
 
 TINY = ModelConfig(input_size=(32, 32), num_classes=3, alpha=0.35, aspp_filters=16,
                    low_level_filters=8, decoder_filters=16, labels=("bg", "a", "b"))
@@ -31,7 +31,7 @@ def _batch(n=4, size=32, seed=0):
 
 @pytest.fixture(scope="module")
 def float_model():
-    from edge_deeplab.model import build_model
+    from edge_deeplab.model.deeplab import build_model
 
     keras.utils.set_random_seed(1)
     return build_model(TINY)
@@ -51,7 +51,7 @@ def tflite_int8(qat_model, tmp_path_factory):
     out = tmp_path_factory.mktemp("qat_export") / "qat_int8.tflite"
     try:
         from converters.export import export_tflite
-    except ImportError:  # exporter not in this checkout: the minimal converter in edge_deeplab.qat
+    except ImportError:  # exporter not in this checkout: the minimal converter in edge_deeplab.training.qat
         out.write_bytes(qat.convert_qat(qat_model, "int8"))
     else:
         export_tflite(qat_model, out, "qat-int8", io_type="int8", config=TINY)
@@ -170,8 +170,8 @@ def test_exported_graph_fully_on_litert_gpu(tflite_int8):
 
 def test_few_qat_steps_train_and_move_ranges(qat_model):
     """A few real QAT optimizer steps (runs last among the fixture users: it changes the model)."""
-    from edge_deeplab.layers import native_dilated_depthwise
-    from edge_deeplab.train import masked_cross_entropy
+    from edge_deeplab.model.layers import native_dilated_depthwise
+    from edge_deeplab.training.train import masked_cross_entropy
 
     x = _batch(4, seed=5)
     y = (x[..., 0] > 0).astype(np.int32) + (x[..., 1] > 0.5).astype(np.int32)
@@ -222,8 +222,8 @@ def _folder_dataset(root, n=8, size=40, seed=0):
 
 @pytest.fixture(scope="module")
 def run_dir(float_model, tmp_path_factory):
-    from edge_deeplab.model_io import save_model
-    from edge_deeplab.train import TrainConfig
+    from edge_deeplab.model.model_io import save_model
+    from edge_deeplab.training.train import TrainConfig
 
     base = tmp_path_factory.mktemp("qat_run")
     data = base / "data"
@@ -257,7 +257,7 @@ def test_run_qat_checkpoints_and_resume(run_dir):
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
-    from edge_deeplab.cli import main
+    from edge_deeplab.app.cli import main
 
     rc = main(["qat", str(tmp_path / "nope")])
     err = capsys.readouterr().err.strip().splitlines()

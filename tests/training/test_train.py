@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_deeplab.config import ModelConfig
-from edge_deeplab.errors import EdgeDeeplabError
-from edge_deeplab.train import (FAST_MODEL, FAST_TRAIN, QUICKSTART_MODEL, QUICKSTART_TRAIN,
+from edge_deeplab.model.config import ModelConfig
+from edge_deeplab.core.errors import EdgeDeeplabError
+from edge_deeplab.training.train import (FAST_MODEL, FAST_TRAIN, QUICKSTART_MODEL, QUICKSTART_TRAIN,
                                 TrainConfig, decay_variables, masked_cross_entropy, train)
 
 TINY_MODEL = ModelConfig(input_size=(64, 64), num_classes=5, alpha=0.35, aspp_filters=16,
@@ -36,7 +36,7 @@ def tiny_train(data_dir, **kw):
 
 
 def test_masked_cross_entropy_ignores_255():
-    from edge_deeplab._tf import tf
+    from edge_deeplab.core._tf import tf
 
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(2, 3, 4, 5)).astype(np.float32)
@@ -55,7 +55,7 @@ def test_masked_cross_entropy_ignores_255():
 
 
 def test_poly_schedule():
-    from edge_deeplab.schedules import PolyDecay
+    from edge_deeplab.training.schedules import PolyDecay
 
     s = PolyDecay(0.1, total_steps=10, power=0.9)
     vals = [float(s(i)) for i in range(12)]
@@ -69,7 +69,7 @@ def test_poly_schedule():
 
 
 def test_weight_decay_only_on_kernels():
-    from edge_deeplab.model import build_model
+    from edge_deeplab.model.deeplab import build_model
 
     m = build_model(TINY_MODEL)
     names = [v.name for v in decay_variables(m)]
@@ -102,7 +102,7 @@ def tiny_run(tiny_data, tmp_path_factory):
 
 
 def test_tiny_training_run_writes_a_complete_run_dir(tiny_data, tiny_run):
-    from edge_deeplab.model_io import load_model
+    from edge_deeplab.model.model_io import load_model
 
     run, result = tiny_run
     assert result["total_steps"] == result["final_step"] == 4 and result["start_step"] == 0
@@ -121,7 +121,7 @@ def test_tiny_training_run_writes_a_complete_run_dir(tiny_data, tiny_run):
     assert meta["val_miou"] == pytest.approx(result["best_miou"])
     # The saved best model reproduces the recorded val mIoU.
     from edge_deeplab.data import load_dataset
-    from edge_deeplab.train import evaluate_model
+    from edge_deeplab.training.train import evaluate_model
 
     res = evaluate_model(model, load_dataset("folder", tiny_data, "val"), (64, 64))
     assert res["miou"] == pytest.approx(result["best_miou"], abs=1e-6)
@@ -149,7 +149,7 @@ def test_sgd_and_mirrored_strategy(tiny_data, tmp_path):
 
 
 def _cli(*args):
-    return [sys.executable, "-m", "edge_deeplab.cli", "train", *args]
+    return [sys.executable, "-m", "edge_deeplab.app.cli", "train", *args]
 
 
 def test_cli_kill_and_resume(tiny_data, tmp_path):
@@ -162,7 +162,7 @@ def test_cli_kill_and_resume(tiny_data, tmp_path):
     env = dict(os.environ, EDGE_DEEPLAB_DEBUG="1")
     proc = subprocess.Popen(_cli(*args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     ckpts = run / "checkpoints"
-    from edge_deeplab._tf import tf
+    from edge_deeplab.core._tf import tf
 
     try:
         deadline = time.time() + 240

@@ -1,1 +1,1 @@
-"""Thin CLI wrappers; see :mod:`edge_deeplab.cli` for the contract each module follows."""
+"""Thin CLI wrappers; see :mod:`edge_deeplab.app.cli` for the contract each module follows."""

@@ -15,7 +15,7 @@ DESCRIPTION = (
 def _floats(text):
     if text is None:
         return None
-    from edge_deeplab.errors import EdgeDeeplabError
+    from edge_deeplab.core.errors import EdgeDeeplabError
 
     try:
         vals = [float(x) for x in str(text).replace(" ", "").split(",") if x]
@@ -68,27 +68,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from benchmarks.bench_lib import int8_speedup, machine_info, run_benchmarks
+    from benchmarks.harness import int8_speedup, run_benchmarks
     from benchmarks.report import to_markdown, write_reports
-    from edge_deeplab.errors import EdgeDeeplabError
+    from edge_deeplab.core.errors import EdgeDeeplabError
 
     progress = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     if args.adb:
-        from benchmarks.adb import run_devices
+        from benchmarks.adb import device_report
 
         if not args.benchmark_binary:
             raise EdgeDeeplabError("--adb needs --benchmark-binary PATH (the official TFLite benchmark_model)")
-        accs = [a.strip() for a in args.accelerator.split(",")]
-        accs = ["cpu", "gpu", "npu"] if "all" in accs else accs
         serials = [s for group in (args.serial or []) for s in group]
-        per_dev = run_devices(serials, args.models, args.benchmark_binary, accelerators=accs, threads=args.threads,
-                              warmup=args.warmup, runs=args.runs, min_seconds=args.min_seconds, adb=args.adb_path,
-                              progress=progress)
-        report = {"results": [r for d in per_dev for r in d["results"]],
-                  "errors": [e for d in per_dev for e in d["errors"]], "skipped": [],
-                  "devices": [d["device"] for d in per_dev], "machine": machine_info(),
-                  "settings": {"adb": True, "accelerators": accs, "threads": args.threads, "warmup": args.warmup,
-                               "runs": args.runs, "benchmark_binary": args.benchmark_binary}}
+        report = device_report(serials, args.models, args.benchmark_binary, accelerators=args.accelerator,
+                               threads=args.threads, warmup=args.warmup, runs=args.runs,
+                               min_seconds=args.min_seconds, adb=args.adb_path, progress=progress)
     else:
         if args.adb_path or args.serial or args.benchmark_binary:
             raise EdgeDeeplabError("--serial/--benchmark-binary/--adb-path need --adb")

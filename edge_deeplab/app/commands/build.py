@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge_deeplab.commands._common import add_model_arguments, model_config_from_args
+from edge_deeplab.app.commands.common import add_model_arguments, model_config_from_args
 
 HELP = "build a DeepLab v3+/MobileNet-v2 Keras model (.keras + .json config)"
 DESCRIPTION = ("Builds DeepLab v3+ (or v3 with --no-decoder) on MobileNet-v2 and saves it as a "
@@ -18,13 +18,13 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from edge_deeplab.errors import EdgeDeeplabError
+    from edge_deeplab.core.errors import EdgeDeeplabError
 
     cfg = model_config_from_args(args)
     if not str(args.out).endswith(".keras"):
         raise EdgeDeeplabError(f"--out must end in .keras, got {args.out}")
-    from edge_deeplab.model import build_model
-    from edge_deeplab.model_io import save_model
+    from edge_deeplab.model.deeplab import build_model
+    from edge_deeplab.model.model_io import save_model
 
     model = build_model(cfg, backbone_weights=args.backbone_weights)
     extra = {"backbone_weights": args.backbone_weights} if args.backbone_weights else {}

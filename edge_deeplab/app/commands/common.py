@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from edge_deeplab.config import ModelConfig, parse_int_list
+from edge_deeplab.core.imaging import parse_size
+from edge_deeplab.model.config import ModelConfig, parse_int_list
 
 
 def add_model_arguments(p: argparse.ArgumentParser, defaults: ModelConfig | None = None) -> None:
@@ -22,19 +23,6 @@ def add_model_arguments(p: argparse.ArgumentParser, defaults: ModelConfig | None
                    help="comma-separated atrous rates (default: from the output stride)")
     g.add_argument("--multi-grid", default=None, help="e.g. 1,2,4 for the last backbone stage")
     g.add_argument("--labels", default=None, help="comma-separated class names")
-
-
-def parse_size(text: str):
-    from edge_deeplab.errors import EdgeDeeplabError
-
-    t = str(text).lower().replace(" ", "")
-    try:
-        if "x" in t:
-            h, w = t.split("x")
-            return (int(h), int(w))
-        return (int(t), int(t))
-    except ValueError:
-        raise EdgeDeeplabError(f"input size must be N or HxW, got {text!r}") from None
 
 
 def model_config_from_args(args) -> ModelConfig:

@@ -31,10 +31,14 @@ def _pos_int(text):
 
 
 def _camera_size(text):
+    from edge_deeplab.core.errors import EdgeDeeplabError
+    from edge_deeplab.core.imaging import parse_size
+
+    if "x" not in str(text).lower():
+        raise argparse.ArgumentTypeError(f"expected WxH, e.g. 640x480, got {text!r}")
     try:
-        w, h = (int(x) for x in str(text).lower().split("x"))
-        return (w, h)
-    except ValueError:
+        return parse_size(text)  # "WxH" -> (W, H): the two numbers in the order given
+    except EdgeDeeplabError:
         raise argparse.ArgumentTypeError(f"expected WxH, e.g. 640x480, got {text!r}") from None
 
 
@@ -70,7 +74,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     from demos.portrait import run_demo
-    from edge_deeplab.errors import EdgeDeeplabError
+    from edge_deeplab.core.errors import EdgeDeeplabError
 
     if args.output and not args.headless:
         raise EdgeDeeplabError("--output is written in --headless mode; add --headless")

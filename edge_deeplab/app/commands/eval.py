@@ -87,11 +87,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from pathlib import Path
-
     from edge_deeplab.data import load_dataset
-    from edge_deeplab.errors import EdgeDeeplabError
-    from edge_deeplab.io_utils import write_json_atomic
+    from edge_deeplab.core.errors import EdgeDeeplabError
+    from edge_deeplab.core.atomic_io import write_json_atomic
     from edge_deeplab.metrics import format_table
 
     if args.predictions and args.model:
@@ -106,29 +104,18 @@ def run(args) -> int:
     ds.validate_all()
     progress = None
     if not args.quiet:
-        from edge_deeplab.evaluate import _default_progress as progress
+        from edge_deeplab.evaluation.evaluate import print_progress as progress
         print(f"eval: {ds.name}/{ds.split}: {len(ds)} images, {ds.num_classes} classes"
               + (f" ({ds.note})" if ds.note else ""), file=sys.stderr)
 
-    from edge_deeplab import evaluate as ev
+    from edge_deeplab.evaluation.evaluate import evaluate
 
-    if args.predictions:
-        result = ev.evaluate_predictions(args.predictions, ds, resize=args.resize_predictions,
-                                         progress=progress)
-    else:
-        model = Path(args.model)
-        if model.suffix.lower() == ".tflite":
-            if args.input_size:
-                raise EdgeDeeplabError("--input-size applies to Keras models; a .tflite has a fixed input")
-            result = ev.evaluate_tflite(model, ds, accelerator=args.accelerator, threads=args.threads,
-                                        runtime=args.runtime, scales=args.scales, flip=args.flip,
-                                        crf=args.crf, save_dir=args.save_predictions,
-                                        progress=progress, crf_backend=args.crf_backend)
-        else:
-            result = ev.evaluate_keras(model, ds, qat=args.qat, input_size=args.input_size, scales=args.scales,
-                                       flip=args.flip, crf=args.crf, batch_size=args.batch_size,
-                                       save_dir=args.save_predictions, progress=progress,
-                                       crf_backend=args.crf_backend)
+    result = evaluate(args.predictions or args.model, ds, predictions=bool(args.predictions),
+                      resize_predictions=args.resize_predictions, input_size=args.input_size,
+                      qat=args.qat, batch_size=args.batch_size, accelerator=args.accelerator,
+                      threads=args.threads, runtime=args.runtime, scales=args.scales,
+                      flip=args.flip, crf=args.crf, save_dir=args.save_predictions,
+                      progress=progress, crf_backend=args.crf_backend)
     if not args.quiet:
         print(format_table(result, ds.labels))
     miou = result["miou"]

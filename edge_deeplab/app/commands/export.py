@@ -31,7 +31,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from edge_deeplab.errors import EdgeDeeplabError
+    from edge_deeplab.core.errors import EdgeDeeplabError
 
     if args.variant not in VARIANTS:
         raise EdgeDeeplabError(f"unknown variant {args.variant!r}; choose one of "
@@ -45,7 +45,7 @@ def run(args) -> int:
         if not src.exists():
             raise EdgeDeeplabError(f"model not found: {src}")
     else:
-        from edge_deeplab.model_io import resolve_model_path
+        from edge_deeplab.model.model_io import resolve_model_path
 
         resolve_model_path(args.model)  # one-line errors before importing TensorFlow
 

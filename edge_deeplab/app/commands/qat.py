@@ -14,7 +14,7 @@ DESCRIPTION = (
     "statistics frozen. Writes RUN/qat/model.h5 (+ model.json, qat_result.json) and resumable "
     "checkpoints in RUN/qat/checkpoints. Export with `edge-deeplab export RUN --variant qat-int8`.")
 
-# Mirrors edge_deeplab.qat's defaults (kept literal so --help does not import TensorFlow).
+# Mirrors edge_deeplab.training.qat's defaults (kept literal so --help does not import TensorFlow).
 _DEFAULT_STEPS = 300
 _DEFAULT_CHECKPOINT_EVERY = 100
 
@@ -38,8 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from edge_deeplab.errors import EdgeDeeplabError
-    from edge_deeplab.qat import run_qat
+    from edge_deeplab.core.errors import EdgeDeeplabError
+    from edge_deeplab.training.qat import run_qat
 
     if args.calibration_batches < 0:
         raise EdgeDeeplabError(f"calibration batches must be >= 0, got {args.calibration_batches}")
@@ -48,7 +48,7 @@ def run(args) -> int:
                   freeze_bn=not args.no_freeze_bn, calibration_batches=args.calibration_batches,
                   evaluate=not args.no_eval, verbose=0 if args.quiet else 1)
     if args.json:
-        from edge_deeplab.io_utils import write_json_atomic
+        from edge_deeplab.core.atomic_io import write_json_atomic
 
         write_json_atomic(args.json, res)
     if args.quiet:

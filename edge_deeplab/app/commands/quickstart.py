@@ -1,4 +1,4 @@
-"""``edge-deeplab quickstart``: the end-to-end main job (see :mod:`edge_deeplab.quickstart`)."""
+"""``edge-deeplab quickstart``: the end-to-end main job (see :mod:`edge_deeplab.app.quickstart.run`)."""
 
 HELP = "data -> train -> QAT -> export x4 -> analyze -> accuracy + speed -> report -> demo (resumable)"
 DESCRIPTION = (
@@ -20,7 +20,7 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from edge_deeplab.quickstart import run_quickstart
+    from edge_deeplab.app.quickstart.run import run_quickstart
 
     report = run_quickstart(args.out, fast=args.fast, gpu=args.gpu)
     acc = report["accuracy"]

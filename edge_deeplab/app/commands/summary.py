@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge_deeplab.commands._common import add_model_arguments, model_config_from_args
+from edge_deeplab.app.commands.common import add_model_arguments, model_config_from_args
 
 HELP = "print parameters, multiply-adds, feature/ASPP shapes and receptive field"
 DESCRIPTION = ("Summarises the architecture given by the model flags (or a saved --model): "
@@ -21,11 +21,11 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     import json
 
-    from edge_deeplab.summary import format_summary, summarize
+    from edge_deeplab.model.summary import format_summary, summarize
 
     if args.model:
-        from edge_deeplab.errors import EdgeDeeplabError
-        from edge_deeplab.model_io import load_model
+        from edge_deeplab.core.errors import EdgeDeeplabError
+        from edge_deeplab.model.model_io import load_model
 
         model, cfg, _ = load_model(args.model)
         if cfg is None:

@@ -14,12 +14,12 @@ DESCRIPTION = (
     "recipe (--preset quickstart): a 128x128 alpha-0.35 model that reaches >= 0.80 val mIoU on "
     "the bundled synthetic dataset in about 5 minutes on 2 CPU cores.")
 
-PRESETS = ("quickstart", "fast", "paper")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from edge_deeplab.commands._common import add_model_arguments
-    from edge_deeplab.train import OPTIMIZERS, QUICKSTART_MODEL, STRATEGIES
+    from edge_deeplab.app.commands.common import add_model_arguments
+    from edge_deeplab.model.config import OPTIMIZERS, STRATEGIES
+    from edge_deeplab.model.presets import PRESET_NAMES, QUICKSTART_MODEL
 
     d = p.add_argument_group("data")
     d.add_argument("--dataset", default="synthetic", choices=("synthetic", "voc", "cityscapes", "folder"))
@@ -34,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     t = p.add_argument_group("training (unset values come from --preset)")
     t.add_argument("--out", required=True, help="run directory")
-    t.add_argument("--preset", default="quickstart", choices=PRESETS,
+    t.add_argument("--preset", default="quickstart", choices=PRESET_NAMES,
                    help="recipe and head widths: quickstart (default), fast (64x64 smoke test), "
                         "paper (256-channel ASPP/decoder, SGD 0.007, scale 0.5-2)")
     n = t.add_mutually_exclusive_group()
@@ -64,26 +64,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--decoder-filters", type=int, default=None)
 
 
-def preset(name: str):
-    """``(ModelConfig, TrainConfig)`` of a preset name."""
-    from edge_deeplab.train import FAST_MODEL, FAST_TRAIN, QUICKSTART_MODEL, QUICKSTART_TRAIN
-
-    if name == "fast":
-        return FAST_MODEL, FAST_TRAIN
-    if name == "paper":
-        return (dataclasses.replace(QUICKSTART_MODEL, aspp_filters=256, low_level_filters=48,
-                                    decoder_filters=256),
-                dataclasses.replace(QUICKSTART_TRAIN, optimizer="sgd", lr=0.007,
-                                    weight_decay=4e-5, min_scale=0.5, max_scale=2.0,
-                                    warmup_steps=0, bn_momentum=None, steps=30000,
-                                    checkpoint_every=1000))
-    return QUICKSTART_MODEL, QUICKSTART_TRAIN
-
-
 def build_configs(args):
     """Model and train configs from parsed args (without opening the dataset)."""
-    from edge_deeplab.commands._common import model_config_from_args
-    from edge_deeplab.train import TrainConfig
+    from edge_deeplab.app.commands.common import model_config_from_args
+    from edge_deeplab.model.config import TrainConfig
+    from edge_deeplab.model.presets import preset
 
     pm, pt = preset(args.preset)
     tfields = {}
@@ -119,18 +104,12 @@ def build_configs(args):
 
 
 def run(args) -> int:
-    from edge_deeplab.train import train
+    from edge_deeplab.training.train import model_config_for_dataset, train
 
     mc, tc = build_configs(args)
     if args.num_classes is None:
         # The class count (and names) follow the dataset unless given explicitly.
-        from edge_deeplab.data import load_dataset
-
-        ds = load_dataset(tc.dataset, tc.data_dir, tc.split, binary=tc.binary,
-                          skip_bad=tc.skip_bad, classes=tc.classes,
-                          num_classes=tc.num_classes)
-        labels = mc.labels if mc.labels and len(mc.labels) == ds.num_classes else None
-        mc = dataclasses.replace(mc, num_classes=ds.num_classes, labels=labels)
+        mc = model_config_for_dataset(mc, tc)
     result = train(mc, tc, args.out, resume=args.resume)
     best = result.get("best_miou")
     print(json.dumps({k: result[k] for k in ("total_steps", "start_step", "final_step",

@@ -14,7 +14,7 @@ Layout of ``DIR``::
     demo.mp4              the portrait demo rendered on the bundled procedural clip
 
 Example:
-    >>> from edge_deeplab.quickstart import run_quickstart
+    >>> from edge_deeplab.app.quickstart.run import run_quickstart
     >>> report = run_quickstart("quickstart", fast=True)      # doctest: +SKIP
     >>> report["accuracy"]["int8_qat"]                         # doctest: +SKIP
 """
@@ -30,8 +30,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from edge_deeplab.errors import EdgeDeeplabError
-from edge_deeplab.io_utils import write_json_atomic, write_text_atomic
+from edge_deeplab.core.errors import EdgeDeeplabError
+from edge_deeplab.core.atomic_io import write_json_atomic, write_text_atomic
 
 #: report name -> (export variant, file name). Order is the report's order.
 EXPORTS = {
@@ -63,25 +63,19 @@ class _Progress:
 
 
 def _settings(fast: bool):
-    from edge_deeplab.train import FAST_MODEL, FAST_TRAIN, QUICKSTART_MODEL, QUICKSTART_TRAIN
+    from edge_deeplab.model.presets import preset, quickstart_knobs
 
-    if fast:
-        return FAST_MODEL, FAST_TRAIN, dict(qat_steps=40, eval_images=48, bench_runs=10,
-                                            bench_warmup=2, demo_frames=16, calib_steps=16,
-                                            num_train=160, num_val=48)
-    return QUICKSTART_MODEL, QUICKSTART_TRAIN, dict(qat_steps=None, eval_images=None, bench_runs=30,
-                                                    bench_warmup=5, demo_frames=48, calib_steps=100,
-                                                    num_train=None, num_val=None)
+    name = "fast" if fast else "quickstart"
+    return (*preset(name), quickstart_knobs(name))
 
 
 def _machine() -> dict:
     """The benchmark harness' machine description plus the versions of the pinned stack."""
-    from benchmarks.bench_lib import machine_info
-    from edge_deeplab.runtime import _pkg_version
+    from edge_deeplab.core.sysinfo import machine_info, pkg_version
 
     info = machine_info()
     info["packages"] = {p: v for p in ("tensorflow-cpu", "tf-keras", "tensorflow-model-optimization",
-                                       "ai-edge-litert") if (v := _pkg_version(p))}
+                                       "ai-edge-litert") if (v := pkg_version(p))}
     return info
 
 
@@ -151,7 +145,7 @@ def run_quickstart(out_dir, *, fast: bool = False, log: Callable[[str], None] = 
     prog.step(2, "train", f"float model ({_describe(model_cfg)}, {train_cfg.steps} steps)",
               cached=res is not None)
     if res is None:
-        from edge_deeplab.train import train
+        from edge_deeplab.training.train import train
 
         t = time.time()
         result = train(model_cfg, train_cfg, run_dir, resume=(run_dir / "checkpoints").exists(), verbose=1)
@@ -161,7 +155,7 @@ def run_quickstart(out_dir, *, fast: bool = False, log: Callable[[str], None] = 
     res_qat = steps.get("qat")
     prog.step(3, "qat", "quantization-aware fine-tuning", cached=res_qat is not None)
     if res_qat is None:
-        from edge_deeplab.qat import run_qat
+        from edge_deeplab.training.qat import run_qat
 
         t = time.time()
         kw = {"steps": knobs["qat_steps"]} if knobs["qat_steps"] else {}
@@ -271,7 +265,7 @@ def _jsonable(obj):
 
 def _accuracy(run_dir: Path, data_dir: Path, exported: dict, max_images, log) -> dict:
     from edge_deeplab.data import load_dataset
-    from edge_deeplab.evaluate import evaluate_keras, evaluate_tflite
+    from edge_deeplab.evaluation.evaluate import evaluate_keras, evaluate_tflite
 
     ds = load_dataset("synthetic", data_dir=str(data_dir), split="val")
     if max_images and len(ds) > max_images and hasattr(ds, "subset"):
@@ -289,7 +283,7 @@ def _accuracy(run_dir: Path, data_dir: Path, exported: dict, max_images, log) ->
 
 
 def _bench(exported: dict, accuracy: dict, knobs: dict, gpu: Optional[bool], log) -> dict:
-    from benchmarks.bench_lib import run_benchmarks
+    from benchmarks.harness import run_benchmarks
 
     accels = ["cpu"]
     if gpu is None:
@@ -312,31 +306,15 @@ def _bench(exported: dict, accuracy: dict, knobs: dict, gpu: Optional[bool], log
     return res
 
 
-def _palette(n: int) -> np.ndarray:
-    base = np.array([[0, 0, 0], [220, 20, 60], [0, 142, 255], [255, 200, 0], [0, 200, 120],
-                     [170, 80, 255], [255, 120, 0], [0, 220, 220]], np.uint8)
-    if n <= len(base):
-        return base[:n]
-    rng = np.random.RandomState(1)
-    return np.concatenate([base, rng.randint(0, 255, (n - len(base), 3)).astype(np.uint8)])
-
-
-def _colorize(mask: np.ndarray, n: int) -> np.ndarray:
-    pal = _palette(n)
-    out = np.full(mask.shape + (3,), 255, np.uint8)  # ignore (255) shows white
-    valid = mask < n
-    out[valid] = pal[mask[valid]]
-    return out
-
-
 def _predictions_picture(run_dir: Path, data_dir: Path, exported: dict, path: Path, cfg, n_images: int = 4):
     """input | ground truth | float prediction | QAT int8 prediction for a few held-out images."""
     import cv2
 
     from edge_deeplab.data import load_dataset
-    from edge_deeplab.evaluate import KerasPredictor, TFLitePredictor, predict_images
-    from edge_deeplab.io_utils import atomic_path
-    from edge_deeplab.model_io import load_model
+    from edge_deeplab.core.imaging import colorize, voc_palette
+    from edge_deeplab.evaluation.evaluate import KerasPredictor, TFLitePredictor, predict_images
+    from edge_deeplab.core.atomic_io import atomic_path
+    from edge_deeplab.model.model_io import load_model
     from edge_deeplab.runtime import open_runner
 
     ds = load_dataset("synthetic", data_dir=str(data_dir), split="val")
@@ -349,7 +327,7 @@ def _predictions_picture(run_dir: Path, data_dir: Path, exported: dict, path: Pa
     n = cfg.num_classes
     rows = []
     for img, gt, fp, qp in zip(images, masks, float_pred, qat_pred):
-        tiles = [img, _colorize(gt, n), _colorize(fp, n), _colorize(qp, n)]
+        tiles = [img, colorize(gt, n), colorize(fp, n), colorize(qp, n)]
         rows.append(np.concatenate([cv2.resize(t, (192, 192), interpolation=cv2.INTER_NEAREST) for t in tiles], axis=1))
     grid = np.concatenate(rows, axis=0)
     header = np.full((28, grid.shape[1], 3), 255, np.uint8)
@@ -358,7 +336,7 @@ def _predictions_picture(run_dir: Path, data_dir: Path, exported: dict, path: Pa
     legend = np.full((28, grid.shape[1], 3), 255, np.uint8)
     x = 8
     for c, name in enumerate(cfg.resolved_labels()):
-        col = tuple(int(v) for v in _palette(n)[c])
+        col = tuple(int(v) for v in voc_palette(n)[3 * c: 3 * c + 3])
         cv2.rectangle(legend, (x, 8), (x + 14, 22), col, -1)
         cv2.putText(legend, name, (x + 18, 21), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
         x += 24 + 9 * len(name)
@@ -419,7 +397,7 @@ def _miou_vs_fps_plot(bench: dict, accuracy: dict, path: Path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from edge_deeplab.io_utils import atomic_path
+    from edge_deeplab.core.atomic_io import atomic_path
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
     for r in bench.get("results", []):

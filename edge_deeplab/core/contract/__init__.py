@@ -1,0 +1,24 @@
+"""The .tflite model contract: one public reader/writer of model metadata and what it means.
+
+* :mod:`~edge_deeplab.core.contract.metadata`: reading/embedding the JSON metadata entry of a
+  ``.tflite`` flatbuffer (and its ``X.json`` sidecar), validating flatbuffer bytes;
+* :mod:`~edge_deeplab.core.contract.semantics`: labels, normalization, output kind, variant and
+  person class, answered for every consumer.
+"""
+
+from edge_deeplab.core.contract.metadata import (METADATA_NAME, SIGNATURE_KEY, check_tflite_bytes,
+                                                 embed_metadata, list_metadata_names, load_tflite_bytes,
+                                                 parse_model, read_tflite_metadata)
+from edge_deeplab.core.contract.semantics import (INTEGER_VARIANTS, NORM_MEAN, NORM_STD, OUTPUT_KINDS,
+                                                  PERSON_LABELS, VARIANTS, VOC_CLASSES, VOC_PERSON,
+                                                  has_normalization, labels, normalization,
+                                                  normalization_dict, output_kind, person_class,
+                                                  read_model_metadata, sidecar_path, tensor_dtypes, variant)
+
+__all__ = [
+    "METADATA_NAME", "SIGNATURE_KEY", "check_tflite_bytes", "embed_metadata", "list_metadata_names",
+    "load_tflite_bytes", "parse_model", "read_tflite_metadata",
+    "INTEGER_VARIANTS", "NORM_MEAN", "NORM_STD", "OUTPUT_KINDS", "PERSON_LABELS", "VARIANTS",
+    "VOC_CLASSES", "VOC_PERSON", "has_normalization", "labels", "normalization", "normalization_dict",
+    "output_kind", "person_class", "read_model_metadata", "sidecar_path", "tensor_dtypes", "variant",
+]

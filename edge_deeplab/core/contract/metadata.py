@@ -15,8 +15,11 @@ or ``classmap``), which the LiteRT ``CompiledModel`` API looks up by name.
 Only ``ai_edge_litert.schema_py_generated`` and ``flatbuffers`` are needed (both ship with
 ai-edge-litert); TensorFlow is never imported here.
 
+What the entries *mean* (labels, normalization, output kind, variant, person class) is answered by
+:mod:`edge_deeplab.core.contract.semantics`.
+
 Example:
-    >>> from converters.metadata import read_tflite_metadata
+    >>> from edge_deeplab.core.contract.metadata import read_tflite_metadata
     >>> meta = read_tflite_metadata("model.tflite")   # doctest: +SKIP
     >>> meta["labels"][:2], meta["output"]             # doctest: +SKIP
     (['background', 'aeroplane'], 'logits')
@@ -29,7 +32,8 @@ import os
 from pathlib import Path
 from typing import Optional, Union
 
-from edge_deeplab.errors import EdgeDeeplabError
+from edge_deeplab.core.contract.semantics import sidecar_path
+from edge_deeplab.core.errors import EdgeDeeplabError
 
 #: Name of our entry in the flatbuffer's ``metadata`` table.
 METADATA_NAME = "edge_deeplab"
@@ -38,12 +42,8 @@ SIGNATURE_KEY = "serving_default"
 _IDENT = b"TFL3"
 
 
-def sidecar_path(tflite_path) -> Path:
-    """``X.tflite`` -> ``X.json``."""
-    return Path(tflite_path).with_suffix(".json")
-
-
-def _load_bytes(path_or_bytes) -> bytes:
+def load_tflite_bytes(path_or_bytes) -> bytes:
+    """The bytes of a ``.tflite`` path (or the bytes given); one-line error when unreadable."""
     if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
         return bytes(path_or_bytes)
     p = Path(path_or_bytes)
@@ -130,7 +130,7 @@ def read_tflite_metadata(path_or_bytes: Union[str, os.PathLike, bytes], name: st
         >>> meta["labels"][:2], meta["normalization"]     # doctest: +SKIP
         (['background', 'aeroplane'], {'mean': [127.5, ...], 'std': [127.5, ...]})
     """
-    data = _load_bytes(path_or_bytes)
+    data = load_tflite_bytes(path_or_bytes)
     what = "" if isinstance(path_or_bytes, (bytes, bytearray, memoryview)) else str(path_or_bytes)
     model = parse_model(data, what)
     raw = _metadata_bytes(model, data, name)
@@ -151,7 +151,7 @@ def read_tflite_metadata(path_or_bytes: Union[str, os.PathLike, bytes], name: st
 
 def list_metadata_names(path_or_bytes) -> list:
     """Names of all entries in the model's metadata table (e.g. ``min_runtime_version``)."""
-    data = _load_bytes(path_or_bytes)
+    data = load_tflite_bytes(path_or_bytes)
     model = parse_model(data)
     return [(model.Metadata(i).Name() or b"").decode("utf-8", "replace")
             for i in range(model.MetadataLength())]
@@ -176,11 +176,11 @@ def embed_metadata(tflite: bytes, meta: dict, name: str = METADATA_NAME,
     from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.tools import flatbuffer_utils as fbu
 
-    from edge_deeplab.io_utils import _json_default
+    from edge_deeplab.core.atomic_io import json_default
 
     parse_model(tflite)
     model = fbu.read_model_from_bytearray(bytearray(tflite))
-    payload = json.dumps(meta, sort_keys=False, default=_json_default).encode("utf-8")
+    payload = json.dumps(meta, sort_keys=False, default=json_default).encode("utf-8")
 
     entries = [m for m in (model.metadata or []) if _name(m.name) != name]
     buf = schema.BufferT()

@@ -1,0 +1,206 @@
+"""What a model's metadata means: the one place that answers labels, normalization, output kind,
+variant and person class for every consumer (runtime, evaluation, benchmarks, demo, exporter).
+
+The metadata dict is the JSON document :mod:`edge_deeplab.core.contract.metadata` reads from a
+``.tflite`` (embedded entry, else the ``X.json`` sidecar) or :mod:`edge_deeplab.model.model_io`
+writes beside a ``.keras`` model. Every function accepts ``None`` (a foreign model without
+metadata) and then answers with the toolkit's defaults.
+
+Example:
+    >>> normalization({"normalize_in_graph": True})[0].tolist()
+    [0.0, 0.0, 0.0]
+    >>> output_kind({"output": "classmap"}), output_kind({"output_kind": "softmax"})
+    ('classmap', 'probabilities')
+    >>> person_class(["background", "Person"], 2)
+    (1, "label 'Person' from the model metadata")
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+
+#: MobileNet-v2 preprocessing (``x / 127.5 - 1``) expressed as mean/std, as TFLite metadata does.
+NORM_MEAN = (127.5, 127.5, 127.5)
+NORM_STD = (127.5, 127.5, 127.5)
+
+#: PASCAL VOC class names (the default labels of a 21-class model).
+VOC_CLASSES = (
+    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
+    "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
+    "train", "tvmonitor",
+)
+#: Label names that mean "person" (case-insensitive), in order of preference.
+PERSON_LABELS = ("person", "people", "human", "portrait", "foreground", "fg")
+#: VOC's person class.
+VOC_PERSON = 15
+
+#: The variant vocabulary: what the exporter writes (``export.variant``) and what the benchmarks
+#: report. Models from elsewhere are classified from their tensor types into ``float32``,
+#: ``float16``, ``dynamic-range``, ``int8`` or ``uint8`` (:func:`variant`).
+VARIANTS = ("float32", "float16", "dynamic", "int8", "qat-int8")
+#: Variants whose graph is integer from input to output.
+INTEGER_VARIANTS = ("int8", "qat-int8")
+#: Output kinds (:func:`output_kind`).
+OUTPUT_KINDS = ("logits", "probabilities", "classmap")
+
+
+def sidecar_path(model_path) -> Path:
+    """``X.tflite`` / ``M.keras`` / ``M.h5`` -> the JSON metadata beside it (``X.json``)."""
+    return Path(model_path).with_suffix(".json")
+
+
+def labels(metadata: Optional[dict]) -> Optional[List[str]]:
+    """Class names from the metadata (``labels``, else ``config.labels``), or None."""
+    if not metadata:
+        return None
+    names = metadata.get("labels")
+    if names is None and isinstance(metadata.get("config"), dict):
+        names = metadata["config"].get("labels")
+    return [str(x) for x in names] if names else None
+
+
+def has_normalization(metadata: Optional[dict]) -> bool:
+    """Whether the metadata says how to normalize the input (or that the graph does it)."""
+    meta = metadata or {}
+    return bool(meta.get("normalize_in_graph") or meta.get("normalization"))
+
+
+def normalization(metadata: Optional[dict] = None, mean=None, std=None) -> Tuple[np.ndarray, np.ndarray]:
+    """``(mean, std)`` float32 (3,) to apply to 0..255 pixels: ``(x - mean) / std``.
+
+    The model's metadata wins (``normalize_in_graph`` means raw pixels: ``(0, 1)``); else ``mean`` /
+    ``std`` when given (scalars broadcast); else MobileNet-v2's :data:`NORM_MEAN` / :data:`NORM_STD`.
+    """
+    meta = metadata or {}
+    if meta.get("normalize_in_graph"):
+        return np.zeros(3, np.float32), np.ones(3, np.float32)
+    norm = meta.get("normalization") or {}
+    if norm:
+        return (np.asarray(norm.get("mean", NORM_MEAN), np.float32),
+                np.asarray(norm.get("std", NORM_STD), np.float32))
+    m = np.broadcast_to(np.asarray(NORM_MEAN if mean is None else mean, np.float32), (3,)).copy()
+    s = np.broadcast_to(np.asarray(NORM_STD if std is None else std, np.float32), (3,)).copy()
+    return m, s
+
+
+def normalization_dict(metadata: Optional[dict] = None) -> dict:
+    """``{"mean": [...], "std": [...]}`` as written into metadata (default MobileNet-v2's)."""
+    norm = (metadata or {}).get("normalization")
+    return norm or {"mean": list(NORM_MEAN), "std": list(NORM_STD)}
+
+
+def output_kind(metadata: Optional[dict]) -> Optional[str]:
+    """Normalised output kind: ``logits``, ``probabilities``, ``classmap`` or None (unknown)."""
+    if not metadata:
+        return None
+    kind = metadata.get("output_kind")
+    out = metadata.get("output")
+    if kind is None and isinstance(out, dict):
+        kind = out.get("kind") or out.get("type")
+    elif kind is None and isinstance(out, str):
+        kind = out
+    if not kind:
+        return None
+    k = str(kind).lower()
+    if k.startswith("logit"):
+        return "logits"
+    if k.startswith("prob") or k in ("softmax", "sigmoid"):
+        return "probabilities"
+    if k in ("argmax", "classmap", "class_map", "classes", "labels", "index"):
+        return "classmap"
+    return None
+
+
+def person_class(label_names: Optional[Sequence[str]], num_classes: Optional[int]) -> Optional[Tuple[int, str]]:
+    """``(index, reason)`` of the "person" class, or None when no rule identifies it.
+
+    Rules, in order: a label in :data:`PERSON_LABELS` (when the labels match the class count),
+    class 1 of a 2-class model, class 15 of a 21-class (VOC) model.
+    """
+    n = num_classes
+    if label_names and (n is None or len(label_names) == n):
+        low = [str(name).strip().lower() for name in label_names]
+        for name in PERSON_LABELS:
+            if name in low:
+                i = low.index(name)
+                return i, f"label {label_names[i]!r} from the model metadata"
+    if n == 2:
+        return 1, "binary model: class 1 is the foreground"
+    if n == 21:
+        return VOC_PERSON, "21-class model: VOC 'person' is class 15"
+    return None
+
+
+_TENSOR_TYPE_NAMES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 5: "string",
+                      6: "bool", 7: "int16", 8: "complex64", 9: "int8", 10: "float64"}
+
+
+def tensor_dtypes(path_or_bytes) -> List[str]:
+    """numpy dtype names of every tensor of a ``.tflite``'s main graph (flatbuffer read, no runtime)."""
+    from edge_deeplab.core.contract.metadata import load_tflite_bytes, parse_model
+
+    model = parse_model(load_tflite_bytes(path_or_bytes))
+    sg = model.Subgraphs(0)
+    return [_TENSOR_TYPE_NAMES.get(sg.Tensors(i).Type(), "other") for i in range(sg.TensorsLength())]
+
+
+def variant(path_or_bytes=None, metadata: Optional[dict] = None) -> str:
+    """The model's variant.
+
+    Metadata written by our exporter (``variant`` / ``quantization``) wins when present; otherwise
+    it is read from the tensor types: ``float16``, ``int8`` / ``uint8`` (mostly integer tensors),
+    ``dynamic-range`` (some integer weights) or ``float32``; ``unknown`` when unreadable.
+    """
+    meta = metadata or {}
+    for key in ("variant", "quantization"):
+        v = meta.get(key)
+        if isinstance(v, str) and v:
+            return v
+        if isinstance(v, dict) and isinstance(v.get("mode") or v.get("type"), str):
+            return v.get("mode") or v.get("type")
+    if path_or_bytes is None:
+        return "unknown"
+    try:
+        dtypes = tensor_dtypes(path_or_bytes)
+    except Exception:  # noqa: BLE001 - best effort
+        return "unknown"
+    n = max(1, len(dtypes))
+    i8, u8, f16 = dtypes.count("int8"), dtypes.count("uint8"), dtypes.count("float16")
+    if f16:
+        return "float16"
+    if (i8 + u8) / n > 0.5:
+        return "int8" if i8 >= u8 else "uint8"
+    if i8 + u8:
+        return "dynamic-range"
+    return "float32"
+
+
+def read_model_metadata(path) -> Optional[dict]:
+    """The metadata of a ``.tflite`` (embedded entry, else ``X.json``), or None.
+
+    Raises:
+        EdgeDeeplabError: a missing, garbage or truncated model, or corrupt metadata JSON.
+    """
+    import json
+
+    from edge_deeplab.core.contract.metadata import read_tflite_metadata
+    from edge_deeplab.core.errors import EdgeDeeplabError
+
+    try:
+        meta = read_tflite_metadata(path)
+        if meta:
+            return meta
+    except EdgeDeeplabError:
+        raise
+    except Exception:  # noqa: BLE001 - metadata is optional; fall back to the sidecar
+        pass
+    sc = sidecar_path(path)
+    if sc.is_file():
+        try:
+            return json.loads(sc.read_text())
+        except ValueError:
+            return None
+    return None

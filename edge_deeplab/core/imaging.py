@@ -1,0 +1,320 @@
+"""Image helpers every layer shares: reading files, size strings, letterboxing, the guided filter
+and the class palette. numpy + OpenCV + Pillow only (no TensorFlow).
+
+Colour order is in the name: :func:`read_image_rgb` (datasets, evaluation, benchmarks) and
+:func:`read_image_bgr` (OpenCV frames: the portrait demo).
+
+Example:
+    >>> import numpy as np
+    >>> parse_size("64x48"), parse_size(32)
+    ((64, 48), (32, 32))
+    >>> canvas, box = letterbox(np.zeros((100, 200, 3), np.uint8), (64, 64))
+    >>> canvas.shape, box
+    ((64, 64, 3), (16, 0, 32, 64))
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional, Tuple
+
+import numpy as np
+
+from edge_deeplab.core.errors import EdgeDeeplabError
+
+#: ``(top, left, height, width)`` of the valid (non-padding) region of a letterboxed image.
+Box = Tuple[int, int, int, int]
+
+
+# --------------------------------------------------------------------------------------------
+# sizes
+# --------------------------------------------------------------------------------------------
+
+def parse_size(value, what: str = "input size") -> Tuple[int, int]:
+    """``N``, ``"N"``, ``"HxW"`` or ``(H, W)`` -> ``(H, W)``; a one-line error otherwise.
+
+    Example:
+        >>> parse_size("512"), parse_size("256x128"), parse_size((3, 5))
+        ((512, 512), (256, 128), (3, 5))
+    """
+    if isinstance(value, (int, np.integer)):
+        return int(value), int(value)
+    if isinstance(value, str):
+        t = value.lower().replace(" ", "")
+        try:
+            if "x" in t:
+                h, w = t.split("x")
+                return int(h), int(w)
+            return int(t), int(t)
+        except ValueError:
+            raise EdgeDeeplabError(f"{what} must be N or HxW, got {value!r}") from None
+    v = tuple(int(x) for x in value)
+    if len(v) != 2:
+        raise EdgeDeeplabError(f"{what} must be N or (H, W), got {v}")
+    return v
+
+
+# --------------------------------------------------------------------------------------------
+# reading images
+# --------------------------------------------------------------------------------------------
+
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (its type name when it has none)."""
+    s = str(e).strip()
+    return s.splitlines()[0] if s else type(e).__name__
+
+
+def read_image_rgb(path) -> np.ndarray:
+    """Reads an image file as ``uint8`` RGB ``(H, W, 3)`` (Pillow).
+
+    Grayscale, palette, RGBA and CMYK images are converted to RGB. EXIF orientation is NOT
+    applied (masks are annotated on the stored pixels).
+
+    Raises:
+        EdgeDeeplabError: missing, unreadable, truncated or corrupt file (message names it).
+    """
+    from PIL import Image
+
+    p = Path(path)
+    if not p.is_file():
+        raise EdgeDeeplabError(f"image not found: {p}")
+    try:
+        with Image.open(p) as im:
+            im.load()
+            if im.mode != "RGB":
+                im = im.convert("RGB")
+            arr = np.asarray(im, dtype=np.uint8)
+    except EdgeDeeplabError:
+        raise
+    except Exception as e:  # PIL raises many types (OSError, SyntaxError, ValueError, ...)
+        raise EdgeDeeplabError(f"cannot read image {p}: {first_line(e)}") from None
+    if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise EdgeDeeplabError(f"cannot read image {p}: unexpected shape {arr.shape}")
+    return np.ascontiguousarray(arr)
+
+
+def read_image_bgr(path: str | os.PathLike, what: str = "image") -> np.ndarray:
+    """Reads an image as BGR uint8 (OpenCV; grey/alpha/16-bit are converted); one-line error
+    otherwise."""
+    import cv2
+
+    p = os.fspath(path)
+    if not os.path.exists(p):
+        raise EdgeDeeplabError(f"{what} not found: {p}")
+    if not os.path.isfile(p):
+        raise EdgeDeeplabError(f"{what} is not a file: {p}")
+    try:
+        data = np.fromfile(p, dtype=np.uint8)
+    except OSError as e:
+        raise EdgeDeeplabError(f"cannot read {what} {p}: {e.strerror or e}") from None
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if img is None:
+        raise EdgeDeeplabError(f"cannot read {what} {p}: not an image or corrupt")
+    return img
+
+
+# --------------------------------------------------------------------------------------------
+# letterbox
+# --------------------------------------------------------------------------------------------
+
+def letterbox(image: np.ndarray, size: Tuple[int, int], pad_value: int = 128,
+              center: bool = True) -> Tuple[np.ndarray, Box]:
+    """Resizes ``image`` into ``size`` keeping its aspect ratio, padding the rest.
+
+    Args:
+        image: ``HxW`` or ``HxWxC`` image.
+        size: ``(height, width)`` of the result (the model input).
+        pad_value: value of the padding (128 is ~0 after MobileNet's ``x/127.5 - 1``).
+        center: centre the image (``False``: top-left, padding bottom/right).
+
+    Returns:
+        ``(canvas, box)`` where ``box = (top, left, h, w)`` is where the resized image lies.
+    """
+    import cv2
+
+    th, tw = int(size[0]), int(size[1])
+    h, w = image.shape[:2]
+    if h <= 0 or w <= 0:
+        raise EdgeDeeplabError(f"empty frame of shape {image.shape}")
+    scale = min(th / h, tw / w)
+    nh = min(th, max(1, int(round(h * scale))))
+    nw = min(tw, max(1, int(round(w * scale))))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    resized = cv2.resize(image, (nw, nh), interpolation=interp) if (nh, nw) != (h, w) else image
+    top, left = ((th - nh) // 2, (tw - nw) // 2) if center else (0, 0)
+    canvas = np.full((th, tw) + image.shape[2:], pad_value, dtype=image.dtype)
+    canvas[top:top + nh, left:left + nw] = resized
+    return canvas, (top, left, nh, nw)
+
+
+def crop_box(array: np.ndarray, box: Box, input_size: Optional[Tuple[int, int]] = None) -> np.ndarray:
+    """Crops the valid region ``box`` (in input pixels) out of a model output.
+
+    Args:
+        array: ``h x w [x C]`` model output.
+        box: ``(top, left, height, width)`` from :func:`letterbox`.
+        input_size: ``(H, W)`` the box refers to; when the output resolution differs (a model whose
+            logits are at a lower stride), the box is scaled to it. ``None``: same resolution.
+    """
+    top, left, bh, bw = box
+    oh, ow = array.shape[:2]
+    if input_size is not None and tuple(input_size) != (oh, ow):
+        sy, sx = oh / input_size[0], ow / input_size[1]
+        t, l = int(np.floor(top * sy)), int(np.floor(left * sx))  # noqa: E741
+        b, r = int(np.ceil((top + bh) * sy)), int(np.ceil((left + bw) * sx))
+        return array[t:max(b, t + 1), l:max(r, l + 1)]
+    return array[top:top + bh, left:left + bw]
+
+
+# --------------------------------------------------------------------------------------------
+# guided filter (He et al. 2010), box filters only
+# --------------------------------------------------------------------------------------------
+
+def box_filter(x: np.ndarray, r: int) -> np.ndarray:
+    """Normalized ``(2r+1)^2`` box filter with reflected borders (float32)."""
+    import cv2
+
+    return cv2.boxFilter(x, cv2.CV_32F, (2 * r + 1, 2 * r + 1), normalize=True,
+                         borderType=cv2.BORDER_REFLECT)
+
+
+class GuidedFilter:
+    """Guided filter with a fixed guide, reusable over many inputs.
+
+    ``GuidedFilter(guide, r, eps)(p)`` filters ``p`` (``HxW`` or ``HxWxC``) steered by the edges of
+    ``guide``: the output is locally a linear function of the guide, so edges snap to image edges
+    while flat regions are smoothed. Uses only box filters (O(pixels) for any radius, no
+    ``cv2.ximgproc``).
+
+    Args:
+        guide: uint8 (scaled to [0, 1]) or float image, ``HxW`` (grey) or ``HxWx3`` (colour: the
+            full 3x3 colour covariance is used).
+        radius: box radius in pixels (window ``2r+1``).
+        eps: regularisation; edges with a guide variance well above ``eps`` are preserved.
+
+    Example:
+        >>> import numpy as np
+        >>> g = np.zeros((20, 20), np.float32); g[:, 10:] = 1
+        >>> q = GuidedFilter(g, 3, 1e-4)(g.copy())
+        >>> float(abs(q - g).max()) < 0.05
+        True
+    """
+
+    def __init__(self, guide: np.ndarray, radius: int, eps: float):
+        I = np.asarray(guide).astype(np.float32)  # noqa: E741
+        if np.asarray(guide).dtype == np.uint8:
+            I *= 1.0 / 255.0
+        self.color = I.ndim == 3
+        self.I, self.r, self.eps = I, int(radius), float(eps)
+        self.mean_I = box_filter(I, self.r)
+        if self.color:
+            H, W = I.shape[:2]
+            sigma = np.empty((H, W, 3, 3), np.float32)
+            for i in range(3):
+                for j in range(i, 3):
+                    v = box_filter(I[..., i] * I[..., j], self.r) - self.mean_I[..., i] * self.mean_I[..., j]
+                    sigma[..., i, j] = v
+                    sigma[..., j, i] = v
+            sigma += self.eps * np.eye(3, dtype=np.float32)
+            self.inv = np.linalg.inv(sigma)
+        else:
+            self.var_I = box_filter(I * I, self.r) - self.mean_I * self.mean_I
+
+    def __call__(self, p: np.ndarray) -> np.ndarray:
+        r = self.r
+        if not self.color:
+            mean_p = box_filter(p, r)
+            a = (box_filter(self.I * p, r) - self.mean_I * mean_p) / (self.var_I + self.eps)
+            b = mean_p - a * self.mean_I
+            return box_filter(a, r) * self.I + box_filter(b, r)
+        mean_p = box_filter(p, r)                                     # (H, W, C)
+        cov = np.stack([box_filter(self.I[..., k:k + 1] * p, r) - self.mean_I[..., k:k + 1] * mean_p
+                        for k in range(3)], axis=2)                   # (H, W, 3, C)
+        a = np.einsum("hwij,hwjc->hwic", self.inv, cov)               # (H, W, 3, C)
+        b = mean_p - np.einsum("hwic,hwi->hwc", a, self.mean_I)
+        q = box_filter(b, r)
+        for k in range(3):
+            q += box_filter(np.ascontiguousarray(a[:, :, k]), r) * self.I[..., k:k + 1]
+        return q
+
+
+def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float = 1e-2,
+                  subsample: int = 1) -> np.ndarray:
+    """Edge-preserving smoothing of a ``HxW`` mask ``src`` steered by a grey version of ``guide``.
+
+    Args:
+        guide: ``HxW`` grey or ``HxWx3`` BGR image (uint8, or float in [0, 1]); colour is converted
+            to grey.
+        src: ``HxW`` float mask to filter.
+        radius: box radius in pixels (window ``2r+1``) at full resolution.
+        eps: regularisation (intensities in [0, 1], so a full-contrast edge has variance 0.25).
+        subsample: "fast guided filter" factor: the coefficients are computed at
+            ``1/subsample`` resolution and upsampled, then applied to the full-resolution guide.
+
+    Returns:
+        float32 ``HxW``, same range as ``src`` up to overshoot (callers clip).
+
+    Example:
+        >>> import numpy as np
+        >>> g = np.zeros((20, 20), np.float32); g[:, 10:] = 1
+        >>> q = guided_filter(g, g.copy(), radius=3, eps=1e-4)
+        >>> float(abs(q - g).max()) < 0.05
+        True
+    """
+    import cv2
+
+    I = np.asarray(guide)  # noqa: E741
+    if I.ndim == 3:
+        I = cv2.cvtColor(I, cv2.COLOR_BGR2GRAY)  # noqa: E741
+    I = I.astype(np.float32)  # noqa: E741
+    if guide.dtype == np.uint8:
+        I *= 1.0 / 255.0
+    p = np.asarray(src, np.float32)
+    if I.shape != p.shape:
+        raise EdgeDeeplabError(f"guide shape {I.shape} does not match mask shape {p.shape}")
+    h, w = p.shape
+    s = max(1, int(subsample))
+    r = max(1, int(round(radius / s)))
+    if s == 1:
+        return GuidedFilter(I, r, eps)(p)
+    small = (max(1, w // s), max(1, h // s))
+    Is = cv2.resize(I, small, interpolation=cv2.INTER_AREA)
+    ps = cv2.resize(p, small, interpolation=cv2.INTER_AREA)
+    gf = GuidedFilter(Is, r, eps)
+    mean_p = box_filter(ps, r)
+    a = (box_filter(Is * ps, r) - gf.mean_I * mean_p) / (gf.var_I + eps)
+    b = mean_p - a * gf.mean_I
+    mean_a = cv2.resize(box_filter(a, r), (w, h), interpolation=cv2.INTER_LINEAR)
+    mean_b = cv2.resize(box_filter(b, r), (w, h), interpolation=cv2.INTER_LINEAR)
+    return mean_a * I + mean_b
+
+
+# --------------------------------------------------------------------------------------------
+# palette
+# --------------------------------------------------------------------------------------------
+
+def voc_palette(n: int = 256) -> list:
+    """The PASCAL VOC colour map as a flat ``[r, g, b, ...]`` list of ``n`` entries (the one
+    class palette: prediction PNGs and the quickstart pictures)."""
+    pal = []
+    for i in range(n):
+        r = g = b = 0
+        c = i
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        pal += [r, g, b]
+    return pal
+
+
+def colorize(mask: np.ndarray, num_classes: int) -> np.ndarray:
+    """RGB picture of a class map with :func:`voc_palette`; ids ``>= num_classes`` (ignore) are
+    white."""
+    pal = np.asarray(voc_palette(max(1, num_classes)), np.uint8).reshape(-1, 3)
+    out = np.full(mask.shape + (3,), 255, np.uint8)
+    valid = mask < num_classes
+    out[valid] = pal[mask[valid]]
+    return out

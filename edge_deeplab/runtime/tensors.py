@@ -1,0 +1,68 @@
+"""Model inputs/outputs and their quantization math (numpy only).
+
+Example:
+    >>> import numpy as np
+    >>> info = TensorInfo("x", (1, 2), np.dtype(np.uint8), scale=1 / 127.5, zero_point=128)
+    >>> quantize(np.array([-1.0, 1.0]), info).tolist()
+    [0, 255]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional, Tuple
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorInfo:
+    """A model input or output."""
+
+    name: str
+    shape: Tuple[int, ...]
+    dtype: np.dtype
+    scale: Optional[float] = None
+    zero_point: Optional[int] = None
+
+    @property
+    def quantized(self) -> bool:
+        return self.scale is not None and np.issubdtype(self.dtype, np.integer)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "shape": list(self.shape), "dtype": np.dtype(self.dtype).name,
+                "scale": self.scale, "zero_point": self.zero_point}
+
+
+def quantize(x: np.ndarray, info: TensorInfo) -> np.ndarray:
+    """Float values -> the tensor's dtype, using its quantization when it has one."""
+    if info.quantized:
+        q = np.round(x / info.scale + info.zero_point)
+        ii = np.iinfo(info.dtype)
+        return np.clip(q, ii.min, ii.max).astype(info.dtype)
+    return x.astype(info.dtype)
+
+
+def dequantize(y: np.ndarray, info: TensorInfo) -> np.ndarray:
+    """The tensor's values as float32 (integer class maps are returned unchanged)."""
+    if info.quantized:
+        return ((y.astype(np.float32) - info.zero_point) * info.scale).astype(np.float32)
+    return y
+
+
+def details_to_info(d: dict) -> TensorInfo:
+    q = d.get("quantization_parameters") or {}
+    scales = np.asarray(q.get("scales", []))
+    zps = np.asarray(q.get("zero_points", []))
+    scale = float(scales[0]) if scales.size == 1 else None
+    zp = int(zps[0]) if zps.size == 1 else None
+    if scale is None and d.get("quantization") and d["quantization"][0]:
+        scale, zp = float(d["quantization"][0]), int(d["quantization"][1])
+    return TensorInfo(name=d["name"], shape=tuple(int(s) for s in d["shape"]),
+                      dtype=np.dtype(d["dtype"]), scale=scale, zero_point=zp)
+
+
+def info_from_dict(t: dict) -> TensorInfo:
+    """The inverse of :meth:`TensorInfo.to_dict`."""
+    return TensorInfo(name=t["name"], shape=tuple(t["shape"]), dtype=np.dtype(t["dtype"]),
+                scale=t["scale"], zero_point=t["zero_point"])
