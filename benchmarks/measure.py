@@ -354,7 +354,7 @@ def _measure_open(runner, spec: dict, row: dict, init_ms: float, baseline) -> di
             cm = output_to_classmap(yi, info_out)
             classmap_full = cv2.resize(  # noqa: F841 - timed as phone apps do it
                 cm.astype(np.uint8 if cm.max() < 256 else np.uint16),
-                                       (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_NEAREST)
+                (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_NEAREST)
             stages["postprocess"].append(_ms(t))
             stages["total"].append(_ms(t_all))
     if spec.get("dump_output"):

@@ -62,7 +62,7 @@ def _enum_names(cls) -> Dict[int, str]:
     return {v: k for k, v in vars(cls).items() if not k.startswith("_") and isinstance(v, int)}
 
 
-class _Graph:
+class Graph:
     """Plain-python view of subgraph 0 of a TFLite flatbuffer."""
 
     def __init__(self, data: bytes, what: str):
@@ -134,7 +134,7 @@ class _Graph:
                 if self.is_activation(t)]
 
 
-def _tensor_info(g: _Graph, t: int) -> dict:
+def _tensor_info(g: Graph, t: int) -> dict:
     x = g.tensors[t]
     s, z = x["scales"], x["zero_points"]
     info = {"name": x["name"], "shape": x["shape"], "dtype": x["dtype"].lower(),
@@ -148,7 +148,7 @@ def _tensor_info(g: _Graph, t: int) -> dict:
     return info
 
 
-def quantization_kind(g: _Graph) -> str:
+def quantization_kind(g: Graph) -> str:
     """``float32``, ``float16``, ``dynamic-range``, ``full-integer`` or ``mixed``."""
     compute = [op for op in g.ops if op["name"] not in _QDQ]
     int_ops = [op for op in compute if any(d in _INT_ACT for d in g.activation_types(op))]
@@ -165,7 +165,7 @@ def quantization_kind(g: _Graph) -> str:
     return "float32"
 
 
-def _is_hybrid(g: _Graph, op) -> bool:
+def _is_hybrid(g: Graph, op) -> bool:
     if op["name"] not in _HYBRID_CAPABLE:
         return False
     acts = g.activation_types(op)
@@ -173,7 +173,7 @@ def _is_hybrid(g: _Graph, op) -> bool:
     return any(d in _FLOAT for d in acts) and any(d in _INT_ACT for d in consts)
 
 
-def find_float_islands(g: _Graph) -> List[dict]:
+def find_float_islands(g: Graph) -> List[dict]:
     """Float ops between quantized ones, and QUANTIZE/DEQUANTIZE away from the graph I/O.
 
     Only meaningful for full-integer/mixed models; returns ``[]`` for float and dynamic-range ones.
@@ -205,7 +205,7 @@ def find_float_islands(g: _Graph) -> List[dict]:
     return islands
 
 
-def static_gpu_rules(g: _Graph) -> List[str]:
+def static_gpu_rules(g: Graph) -> List[str]:
     """Ops (sorted names) the mobile GPU delegate is predicted to refuse."""
     bad = set()
     for op in g.ops:
@@ -217,7 +217,7 @@ def static_gpu_rules(g: _Graph) -> List[str]:
     return sorted(bad)
 
 
-def _gpu_coverage(path: str, g: _Graph, timeout: float) -> dict:
+def _gpu_coverage(path: str, g: Graph, timeout: float) -> dict:
     probe = None
     error = None
     try:
@@ -256,11 +256,11 @@ def analyze_tflite(path, gpu: bool = True, timeout: float = 600) -> dict:
     Raises:
         EdgeDeeplabError: missing, empty, truncated or garbage file.
     """
-    from edge_deeplab.core.contract.metadata import _load_bytes, read_tflite_metadata
+    from edge_deeplab.core.contract import load_tflite_bytes, read_tflite_metadata
 
     p = Path(path)
-    data = _load_bytes(p)
-    g = _Graph(data, str(p))
+    data = load_tflite_bytes(p)
+    g = Graph(data, str(p))
     # The interpreter validates what the schema walk cannot (buffer sizes, op versions).
     try:
         from ai_edge_litert.interpreter import Interpreter

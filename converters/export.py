@@ -53,13 +53,18 @@ from typing import Iterable, Iterator, Optional
 
 import numpy as np
 
-from edge_deeplab.model.config import NORM_MEAN, NORM_STD, ModelConfig
+from edge_deeplab.core.contract.semantics import (
+    INTEGER_VARIANTS,
+    NORM_MEAN,
+    NORM_STD,
+    VARIANTS,
+    normalization_dict,
+)
 from edge_deeplab.core.errors import EdgeDeeplabError
+from edge_deeplab.model.config import ModelConfig
 
-VARIANTS = ("float32", "float16", "dynamic", "int8", "qat-int8")
 IO_TYPES = ("float32", "uint8", "int8")
 OUTPUTS = ("logits", "classmap")
-INTEGER_VARIANTS = ("int8", "qat-int8")
 DEFAULT_CALIBRATION_STEPS = 100
 #: Layer name of the in-graph normalization (1x1 DepthwiseConv2D with bias).
 NORMALIZATION_LAYER = "input_normalization"
@@ -452,7 +457,7 @@ def export_tflite(model, out_path, variant: str = "float32", *, io_type: Optiona
                                "float op before the quantized graph); use uint8 I/O, whose input "
                                "quantization absorbs the normalization")
 
-    norm = (base_meta.get("normalization") or {"mean": list(NORM_MEAN), "std": list(NORM_STD)})
+    norm = normalization_dict(base_meta)
     mean, std = norm["mean"], norm["std"]
     shape = tuple(keras_model.input_shape[1:])
     if len(shape) != 3 or any(d is None for d in shape):
@@ -513,8 +518,8 @@ def export_tflite(model, out_path, variant: str = "float32", *, io_type: Optiona
     if metadata:
         meta.update(metadata)
 
-    from edge_deeplab.core.contract.metadata import embed_metadata, sidecar_path
     from edge_deeplab.core.atomic_io import write_bytes_atomic, write_json_atomic
+    from edge_deeplab.core.contract import embed_metadata, sidecar_path
 
     data = embed_metadata(tflite, meta, input_name="image", output_name=output)
     write_bytes_atomic(out_path, data)

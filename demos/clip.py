@@ -26,8 +26,8 @@ from typing import Tuple
 import cv2
 import numpy as np
 
-from edge_deeplab.core.errors import EdgeDeeplabError
 from edge_deeplab.core.atomic_io import atomic_path, write_bytes_atomic
+from edge_deeplab.core.errors import EdgeDeeplabError
 
 
 @dataclasses.dataclass

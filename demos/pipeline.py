@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from demos import compositing as comp
-from demos.person import resolve_person_channel, person_probability
+from demos.person import person_probability, resolve_person_channel
 from edge_deeplab.core.contract import semantics as contract
 from edge_deeplab.core.errors import EdgeDeeplabError
 from edge_deeplab.core.imaging import crop_box, letterbox

@@ -22,14 +22,14 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
+import cv2  # noqa: E402  (after demos.capture, which quiets OpenCV's logging)
+
 from demos import capture as capture_lib
 from demos import compositing as comp
 from demos.outputs import VideoOutput, image_output_path, write_image
 from demos.person import PersonSelector
 from demos.pipeline import PortraitPipeline, StageTimer
 from edge_deeplab.core.errors import EdgeDeeplabError
-
-import cv2  # noqa: E402  (after demos.capture, which quiets OpenCV's logging)
 
 WINDOW = "edge-deeplab portrait"
 

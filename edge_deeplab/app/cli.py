@@ -1,6 +1,6 @@
 """``edge-deeplab``: one console command over every stage.
 
-Each subcommand lives in ``edge_deeplab/commands/<name>.py`` and exposes:
+Each subcommand lives in ``edge_deeplab/app/commands/<name>.py`` and exposes:
 
 * ``HELP``: one-line description;
 * ``add_arguments(parser)``: its flags (no TensorFlow import here, so ``--help`` is instant);

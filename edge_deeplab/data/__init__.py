@@ -6,10 +6,22 @@ Example:
     >>> image, mask = ds.read(0)                            # doctest: +SKIP
 """
 
-from edge_deeplab.data.datasets import (DATASET_NAMES, SegmentationDataset, load_cityscapes,
-                                        load_dataset, load_folder, load_voc, select_classes)
-from edge_deeplab.data.masks import (CITYSCAPES_CLASSES, CITYSCAPES_ID_TO_TRAINID, IGNORE_LABEL,
-                                     read_mask, write_index_png)
+from edge_deeplab.data.datasets import (
+                                        DATASET_NAMES,
+                                        SegmentationDataset,
+                                        load_cityscapes,
+                                        load_dataset,
+                                        load_folder,
+                                        load_voc,
+                                        select_classes,
+)
+from edge_deeplab.data.masks import (
+                                        CITYSCAPES_CLASSES,
+                                        CITYSCAPES_ID_TO_TRAINID,
+                                        IGNORE_LABEL,
+                                        read_mask,
+                                        write_index_png,
+)
 
 __all__ = [
     "DATASET_NAMES", "SegmentationDataset", "load_dataset", "load_voc", "load_cityscapes",

@@ -48,11 +48,17 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from edge_deeplab.core.contract.semantics import VOC_CLASSES
-from edge_deeplab.data.masks import (CITYSCAPES_CLASSES, CITYSCAPES_ID_TO_TRAINID, IGNORE_LABEL,
-                                     IMAGE_EXTENSIONS, MASK_EXTENSIONS, find_with_extensions,
-                                     read_mask)
 from edge_deeplab.core.errors import EdgeDeeplabError
 from edge_deeplab.core.imaging import read_image_rgb
+from edge_deeplab.data.masks import (
+    CITYSCAPES_CLASSES,
+    CITYSCAPES_ID_TO_TRAINID,
+    IGNORE_LABEL,
+    IMAGE_EXTENSIONS,
+    MASK_EXTENSIONS,
+    find_with_extensions,
+    read_mask,
+)
 
 DATASET_NAMES = ("synthetic", "voc", "cityscapes", "folder")
 INVALID = -1

@@ -29,8 +29,8 @@ from __future__ import annotations
 from typing import Dict, List, Optional, Tuple
 
 from edge_deeplab.core._tf import keras
-from edge_deeplab.model.config import ModelConfig
 from edge_deeplab.core.errors import EdgeDeeplabError
+from edge_deeplab.model.config import ModelConfig
 
 layers = keras.layers
 

@@ -116,8 +116,3 @@ def convertible_clone(model):
         clone = _keras.models.clone_model(model)
         clone.set_weights(model.get_weights())
     return clone
-
-
-def is_active() -> bool:
-    """Whether :func:`native_dilated_depthwise` is currently in effect."""
-    return _depth > 0

@@ -14,9 +14,9 @@ import json
 from pathlib import Path
 from typing import Optional, Tuple
 
+from edge_deeplab.core.atomic_io import atomic_path, write_json_atomic
 from edge_deeplab.core.contract.semantics import normalization_dict, sidecar_path
 from edge_deeplab.core.errors import EdgeDeeplabError
-from edge_deeplab.core.atomic_io import atomic_path, write_json_atomic
 from edge_deeplab.model.config import ModelConfig
 
 

@@ -30,9 +30,9 @@ from __future__ import annotations
 
 from typing import Dict, List, Tuple
 
-from edge_deeplab.model.config import ModelConfig
 from edge_deeplab.core.errors import EdgeDeeplabError
 from edge_deeplab.core.imaging import parse_size
+from edge_deeplab.model.config import ModelConfig
 
 #: Last unit of each MobileNet-v2 stage (Keras block ids), with its nominal channels.
 STAGE_LAST_UNITS = ((0, 16), (2, 24), (5, 32), (9, 64), (12, 96), (15, 160), (16, 320))
@@ -174,8 +174,12 @@ def summarize(config: ModelConfig, model=None) -> dict:
         ``multiply_adds_note``, ``output_stride``, ``input_shape``, ``output_shape``, ``stages``,
         ``low_level``, ``aspp`` (branches, rates), ``decoder``, ``receptive_field``, ``layers``.
     """
-    from edge_deeplab.model.deeplab import (BACKBONE_OUTPUT_LAYER, LOW_LEVEL_LAYER, build_model,
-                                    unit_plan)
+    from edge_deeplab.model.deeplab import (
+        BACKBONE_OUTPUT_LAYER,
+        LOW_LEVEL_LAYER,
+        build_model,
+        unit_plan,
+    )
 
     if model is None:
         model = build_model(config)

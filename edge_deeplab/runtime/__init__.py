@@ -13,12 +13,23 @@ Example:
     [0, 255]
 """
 
-from edge_deeplab.core.native_logs import capture_native_stderr, native_error_line, parse_delegate_log
+from edge_deeplab.core.native_logs import (
+                                          capture_native_stderr,
+                                          native_error_line,
+                                          parse_delegate_log,
+)
 from edge_deeplab.core.sysinfo import available_runtimes
 from edge_deeplab.runtime.isolated import IsolatedRunner
 from edge_deeplab.runtime.probe import probe_accelerator
-from edge_deeplab.runtime.runners import (ACCELERATORS, RUNTIMES, CompiledModelRunner, InterpreterRunner,
-                                          Runner, inspect_model, open_runner)
+from edge_deeplab.runtime.runners import (
+                                          ACCELERATORS,
+                                          RUNTIMES,
+                                          CompiledModelRunner,
+                                          InterpreterRunner,
+                                          Runner,
+                                          inspect_model,
+                                          open_runner,
+)
 from edge_deeplab.runtime.tensors import TensorInfo, dequantize, quantize
 
 __all__ = ["ACCELERATORS", "RUNTIMES", "CompiledModelRunner", "InterpreterRunner", "IsolatedRunner",

@@ -35,7 +35,11 @@ import numpy as np
 
 from edge_deeplab.core.contract import semantics as contract
 from edge_deeplab.core.errors import DelegateUnavailableError, EdgeDeeplabError
-from edge_deeplab.core.native_logs import capture_native_stderr, native_error_line, parse_delegate_log
+from edge_deeplab.core.native_logs import (
+    capture_native_stderr,
+    native_error_line,
+    parse_delegate_log,
+)
 from edge_deeplab.core.sysinfo import available_runtimes, pkg_version
 from edge_deeplab.runtime.tensors import TensorInfo, dequantize, details_to_info, quantize
 
@@ -194,8 +198,12 @@ class CompiledModelRunner(Runner):
     runtime_name = "litert-compiled-model"
 
     def __init__(self, path, accelerator="cpu", threads=None, allow_fallback=True):
-        from ai_edge_litert.compiled_model import (CompiledModel, CpuOptions, HardwareAccelerator,
-                                                   Options)
+        from ai_edge_litert.compiled_model import (
+            CompiledModel,
+            CpuOptions,
+            HardwareAccelerator,
+            Options,
+        )
 
         inputs, outputs = inspect_model(path)
         super().__init__(path, accelerator, inputs, outputs)

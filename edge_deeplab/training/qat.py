@@ -38,23 +38,25 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
-
-from edge_deeplab.core._tf import keras, tf
-from edge_deeplab.core.contract.semantics import sidecar_path
-from edge_deeplab.core.errors import EdgeDeeplabError
-from edge_deeplab.core.atomic_io import atomic_path, write_json_atomic
-from edge_deeplab.model.layers import native_dilated_depthwise
-
 import tensorflow_model_optimization as tfmot  # noqa: E402  (after _tf: needs TF_USE_LEGACY_KERAS)
-
+from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (  # noqa: E402
+    default_8bit_quantize_layout_transform as _layout,
+)
+from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+    default_8bit_quantize_registry as _registry,
+)
+from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+    default_8bit_quantize_scheme as _scheme,
+)
 from tensorflow_model_optimization.python.core.quantization.keras.quantize_layer import (  # noqa: E402
     QuantizeLayer as _QuantizeLayer,
 )
-from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (  # noqa: E402
-    default_8bit_quantize_layout_transform as _layout,
-    default_8bit_quantize_registry as _registry,
-    default_8bit_quantize_scheme as _scheme,
-)
+
+from edge_deeplab.core._tf import keras, tf
+from edge_deeplab.core.atomic_io import atomic_path, write_json_atomic
+from edge_deeplab.core.contract.semantics import sidecar_path
+from edge_deeplab.core.errors import EdgeDeeplabError
+from edge_deeplab.model.layers import native_dilated_depthwise
 
 QuantizeConfig = tfmot.quantization.keras.QuantizeConfig
 

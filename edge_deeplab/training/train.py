@@ -34,10 +34,10 @@ import time
 from pathlib import Path
 from typing import Optional
 
-
-from edge_deeplab.model.config import OPTIMIZERS, STRATEGIES, ModelConfig, TrainConfig  # noqa: F401
-from edge_deeplab.core.errors import EdgeDeeplabError
 from edge_deeplab.core.atomic_io import write_json_atomic
+from edge_deeplab.core.errors import EdgeDeeplabError
+from edge_deeplab.model.config import OPTIMIZERS, STRATEGIES, ModelConfig, TrainConfig  # noqa: F401
+
 
 # ------------------------------------------------------------------------------------- helpers
 def make_strategy(name: str):
@@ -86,8 +86,9 @@ def masked_cross_entropy(labels, logits, ignore_label: int = 255):
 def summary_scalar(name: str, value, step) -> None:
     """Writes a TensorBoard scalar to the default writer without needing the tensorboard package
     (``tf.summary.scalar`` imports it; tensorflow-cpu does not install it)."""
-    from edge_deeplab.core._tf import tf
     from tensorflow.core.framework import summary_pb2
+
+    from edge_deeplab.core._tf import tf
 
     meta = summary_pb2.SummaryMetadata(
         plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
@@ -133,8 +134,8 @@ def evaluate_model(model, dataset, size, batch_size: int = 16, max_images: Optio
     """
     from edge_deeplab.core._tf import tf
     from edge_deeplab.data.pipeline import make_eval_dataset
-    from edge_deeplab.model.layers import native_dilated_depthwise
     from edge_deeplab.metrics import ConfusionMatrix
+    from edge_deeplab.model.layers import native_dilated_depthwise
 
     if max_images is not None and max_images < len(dataset) and hasattr(dataset, "subset"):
         dataset = dataset.subset(max_images)
@@ -211,8 +212,8 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out_dir, *,
     """
     from edge_deeplab.core._tf import keras, tf
     from edge_deeplab.data.pipeline import make_train_dataset
-    from edge_deeplab.model.layers import native_dilated_depthwise
     from edge_deeplab.model.deeplab import build_model
+    from edge_deeplab.model.layers import native_dilated_depthwise
     from edge_deeplab.training.schedules import PolyDecay
 
     tc = train_config

@@ -14,7 +14,7 @@ import pytest
 from benchmarks.adb import benchmark_flags, parse_benchmark_model_output, run_devices
 from edge_deeplab.core.errors import EdgeDeeplabError
 
-FIX = Path(__file__).resolve().parent.parent / "benchmarks" / "fixtures"
+FIX = Path(__file__).resolve().parents[2] / "benchmarks" / "fixtures"
 
 
 def _read(name):

@@ -6,20 +6,25 @@ Timing values are never asserted (shared 2-core CI); structure, invariants, isol
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from benchmarks import measure as bench_lib
-from benchmarks.measure import (latency_stats, make_input, output_agreement, output_to_classmap,
-                                  parse_litert_benchmark_output, round_spread, run_benchmarks, run_worker)
+from benchmarks import harness
+from benchmarks.harness import (
+    output_agreement,
+    parse_litert_benchmark_output,
+    run_benchmarks,
+    run_worker,
+)
+from benchmarks.measure import latency_stats, make_input, output_to_classmap, round_spread
 from edge_deeplab.core.errors import EdgeDeeplabError
 from edge_deeplab.runtime import TensorInfo
-
 from tests.support.bench_models import bad_models, tiny_models, without_metadata
 
-FIX = Path(__file__).resolve().parent.parent / "benchmarks" / "fixtures"
+FIX = Path(__file__).resolve().parents[2] / "benchmarks" / "fixtures"
 
 
 @pytest.fixture(scope="session")
@@ -128,7 +133,7 @@ def test_run_benchmarks_cpu_float_and_int8_side_by_side(models):
         assert r["input"]["shape"] == [1, 64, 64, 3]
     assert q["input"]["dtype"] in ("int8", "uint8") and q["input"]["scale"] is not None
     assert q["size_mb"] < f["size_mb"]
-    sp = bench_lib.int8_speedup(rep)
+    sp = harness.int8_speedup(rep)
     assert len(sp) == 1 and sp[0]["speedup"] == pytest.approx(q["fps"] / f["fps"], rel=1e-2)
     assert rep["machine"]["logical_cpus"] >= 1 and "litert" in rep["machine"]["runtimes"]
     json.dumps(rep)  # the whole report is JSON-serializable
@@ -158,9 +163,26 @@ def test_bad_models_each_get_one_error_and_good_one_survives(models, tmp_path, c
     assert err.count("edge-deeplab bench: error:") == len(bad)
 
 
-def test_native_crash_costs_only_its_own_row(models, monkeypatch):
-    # A real SIGSEGV inside the worker of the int8 model (faulthandler._sigsegv), the float32 row survives.
-    monkeypatch.setenv("EDGE_DEEPLAB_BENCH_FAULT", "segv:int8")
+_SEGV_WORKER = """
+import faulthandler, io, json, os, sys
+text = sys.stdin.read()
+if "int8" in json.loads(text)["model"]:
+    faulthandler.disable()
+    faulthandler._sigsegv()
+sys.stdin = io.StringIO(text)
+from benchmarks import worker
+rc = worker.main()
+sys.stdout.flush()
+os._exit(rc)
+"""
+
+
+def test_native_crash_costs_only_its_own_row(models, monkeypatch, tmp_path):
+    # A real SIGSEGV inside the worker process of the int8 model (a worker command that crashes
+    # before measuring it, faulthandler._sigsegv); the float32 row survives.
+    script = tmp_path / "segv_worker.py"
+    script.write_text(_SEGV_WORKER)
+    monkeypatch.setattr(harness, "WORKER_COMMAND", (sys.executable, str(script)))
     rep = run_benchmarks([models["int8"], models["float32"]], threads=2, warmup=1, runs=2, rounds=1, e2e_runs=0)
     assert [Path(r["model"]).name for r in rep["results"]] == ["deeplab_64_float32.tflite"]
     assert len(rep["errors"]) == 1 and "SIGSEGV" in rep["errors"][0]["error"]

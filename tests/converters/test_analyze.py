@@ -10,8 +10,14 @@ import json
 import numpy as np
 import pytest
 
-from converters.analyze import (GPU_SUPPORTED_OPS, GPU_UNSUPPORTED_OPS, _Graph, analyze_tflite,
-                                format_report, static_gpu_rules)
+from converters.analyze import (
+    GPU_SUPPORTED_OPS,
+    GPU_UNSUPPORTED_OPS,
+    Graph,
+    analyze_tflite,
+    format_report,
+    static_gpu_rules,
+)
 from edge_deeplab.core.errors import EdgeDeeplabError
 
 
@@ -116,7 +122,7 @@ def test_float_islands_are_listed(models):
 
 def test_static_rules(models):
     def rules(name):
-        return static_gpu_rules(_Graph(models[name].read_bytes(), name))
+        return static_gpu_rules(Graph(models[name].read_bytes(), name))
 
     assert rules("float32") == [] and rules("int8") == [] and rules("float16") == []
     assert rules("s2b") == ["BATCH_TO_SPACE_ND", "SPACE_TO_BATCH_ND"]

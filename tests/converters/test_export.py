@@ -16,12 +16,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.support.export_models import (calibrated_random_model, keras_logits, natural_image, op_counts,
-                             predict)
 from converters.export import export_tflite
 from edge_deeplab.core.contract.metadata import list_metadata_names, read_tflite_metadata
-from edge_deeplab.model.config import ModelConfig
 from edge_deeplab.core.errors import EdgeDeeplabError
+from edge_deeplab.model.config import ModelConfig
+from tests.support.export_models import (
+    calibrated_random_model,
+    keras_logits,
+    natural_image,
+    op_counts,
+    predict,
+)
 
 SMALL_CFG = dict(input_size=(64, 64), num_classes=3, alpha=0.35, output_stride=8)
 FORBIDDEN = ("SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND", "MUL")

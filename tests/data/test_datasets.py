@@ -4,11 +4,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.support.data_trees import (make_cityscapes_tree, make_folder_tree, make_voc_tree, save_gray_png,
-                           save_palette_png)
-from edge_deeplab.data import (CITYSCAPES_ID_TO_TRAINID, load_dataset, read_image, read_mask,
-                               write_index_png)
 from edge_deeplab.core.errors import EdgeDeeplabError
+from edge_deeplab.core.imaging import read_image_rgb
+from edge_deeplab.data import CITYSCAPES_ID_TO_TRAINID, load_dataset, read_mask, write_index_png
+from tests.support.data_trees import (
+    make_cityscapes_tree,
+    make_folder_tree,
+    make_voc_tree,
+    save_gray_png,
+    save_palette_png,
+)
 
 
 @pytest.fixture
@@ -246,7 +251,7 @@ def test_corrupt_and_colour_files(tmp_path, rng):
     with pytest.raises(EdgeDeeplabError, match="colour"):
         read_mask(tmp_path / "rgb.png")
     with pytest.raises(EdgeDeeplabError, match="image not found"):
-        read_image(tmp_path / "nope.jpg")
+        read_image_rgb(tmp_path / "nope.jpg")
 
 
 def test_skip_bad_counts_and_validate_all(tmp_path, rng, capsys):

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from edge_deeplab.data.pipeline import make_eval_dataset, make_train_dataset, resize_with_pad
 from edge_deeplab.core.errors import EdgeDeeplabError
+from edge_deeplab.data.pipeline import make_eval_dataset, make_train_dataset, resize_with_pad
 
 # Region label k is painted with grey level LEVELS[k], so any pixel's label can be read back from
 # its (normalized) colour: a misaligned crop/flip/scale between image and mask would show.

@@ -5,14 +5,19 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from edge_deeplab.data.synthetic import (SYNTHETIC_CLASSES, default_data_dir, ensure_synthetic,
-                                         generate_synthetic, is_complete, render_scene)
 from edge_deeplab.core.errors import EdgeDeeplabError
+from edge_deeplab.data.synthetic import (
+    SYNTHETIC_CLASSES,
+    default_data_dir,
+    ensure_synthetic,
+    generate_synthetic,
+    is_complete,
+    render_scene,
+)
 
 
 def test_render_scene_shapes_and_determinism():

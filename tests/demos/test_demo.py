@@ -11,10 +11,10 @@ import pytest
 
 from demos import capture as cap_lib
 from demos import clip as clip_lib
-from demos import portrait
+from demos import compositing as comp
+from demos import outputs, person, pipeline, portrait
 from edge_deeplab.app.cli import main as cli_main
 from edge_deeplab.core.errors import EdgeDeeplabError
-
 
 # --------------------------------------------------------------------------------------------
 # fixtures: real .tflite models
@@ -183,7 +183,7 @@ def test_live_capture_drops_stale_frames_and_reports_disconnect(tmp_path):
 # --------------------------------------------------------------------------------------------
 
 def test_resolve_person_channel_rules():
-    r = portrait.resolve_person_channel
+    r = person.resolve_person_channel
     assert r((1, 64, 64, 21), np.float32).index == 15
     syn = {"labels": ["background", "person", "ball", "box", "cone"]}
     sel = r((1, 64, 64, 5), np.float32, syn)
@@ -202,17 +202,17 @@ def test_resolve_person_channel_rules():
 
 
 def test_person_probability_modes():
-    sel = portrait.PersonSelector("softmax", 1, "", 2)
+    sel = person.PersonSelector("softmax", 1, "", 2)
     logits = np.array([[[0.0, 4.0], [4.0, 0.0]]], np.float32)
-    p = portrait.person_probability(logits, sel)
+    p = person.person_probability(logits, sel)
     np.testing.assert_allclose(p, [[1 / (1 + np.exp(-4)), 1 / (1 + np.exp(4))]], rtol=1e-5)
     probs = np.array([[[0.2, 0.8], [0.9, 0.1]]], np.float32)  # already probabilities: used as-is
-    np.testing.assert_allclose(portrait.person_probability(probs, sel), [[0.8, 0.1]], rtol=1e-6)
-    sig = portrait.PersonSelector("sigmoid", 0, "", 1)
-    np.testing.assert_allclose(portrait.person_probability(np.array([[[0.0], [100.0]]]), sig),
+    np.testing.assert_allclose(person.person_probability(probs, sel), [[0.8, 0.1]], rtol=1e-6)
+    sig = person.PersonSelector("sigmoid", 0, "", 1)
+    np.testing.assert_allclose(person.person_probability(np.array([[[0.0], [100.0]]]), sig),
                                [[0.5, 1.0]], rtol=1e-6)
-    cm = portrait.PersonSelector("classmap", 15, "", 21)
-    assert portrait.person_probability(np.array([[15, 0]]), cm).tolist() == [[1.0, 0.0]]
+    cm = person.PersonSelector("classmap", 15, "", 21)
+    assert person.person_probability(np.array([[15, 0]]), cm).tolist() == [[1.0, 0.0]]
 
 
 # --------------------------------------------------------------------------------------------
@@ -228,7 +228,7 @@ def test_pipeline_mask_lands_on_the_person(color_models, kind):
     frame, truth = _red_rect_frame()
     r = open_runner(color_models[kind], accelerator="cpu", threads=1)
     try:
-        pipe = portrait.PortraitPipeline(r, portrait.comp.parse_effect("color:0,255,0"),
+        pipe = pipeline.PortraitPipeline(r, comp.parse_effect("color:0,255,0"),
                                          smoothing=0.0, refine="none")
         assert pipe.selector.mode == {"sigmoid": "sigmoid", "binary": "softmax",
                                       "classmap": "classmap", "labelled": "softmax"}[kind]
@@ -270,7 +270,7 @@ def test_video_output_measures_live_rate(tmp_path):
     """A camera recording stores the rate frames were really processed at, so it plays back at
     the right speed; a short recording (fewer frames than the measuring window) still lands."""
     img = np.zeros((48, 64, 3), np.uint8)
-    v = portrait.VideoOutput(tmp_path / "live.mp4", None, (64, 48), measure_frames=10)
+    v = outputs.VideoOutput(tmp_path / "live.mp4", None, (64, 48), measure_frames=10)
     for i in range(25):
         img[:] = i * 10
         v.write(img, timestamp=i * 0.1)  # 10 frames per second
@@ -279,13 +279,13 @@ def test_video_output_measures_live_rate(tmp_path):
     assert abs(c.get(cv2.CAP_PROP_FPS) - 10.0) < 0.5
     c.release()
     assert len(_read_video(tmp_path / "live.mp4")) == 25
-    short = portrait.VideoOutput(tmp_path / "short.avi", None, (64, 48))
+    short = outputs.VideoOutput(tmp_path / "short.avi", None, (64, 48))
     for i in range(3):
         short.write(img, timestamp=i * 0.05)
     short.finish()
     assert len(_read_video(tmp_path / "short.avi")) == 3
     assert not list(tmp_path.glob(".*tmp*"))  # no temp files left behind
-    empty = portrait.VideoOutput(tmp_path / "empty.mp4", 15, (64, 48))
+    empty = outputs.VideoOutput(tmp_path / "empty.mp4", 15, (64, 48))
     with pytest.raises(EdgeDeeplabError, match="no frames"):
         empty.finish()
     assert not (tmp_path / "empty.mp4").exists()
@@ -332,7 +332,7 @@ def test_gpu_accelerator_matches_cpu(color_models):
         except DelegateUnavailableError as e:
             pytest.skip(f"GPU accelerator unavailable: {e}")
         try:
-            pipe = portrait.PortraitPipeline(r, portrait.comp.parse_effect("blur"), smoothing=0.0)
+            pipe = pipeline.PortraitPipeline(r, comp.parse_effect("blur"), smoothing=0.0)
             mattes[acc] = pipe.process(frame)[1]
         finally:
             r.close()

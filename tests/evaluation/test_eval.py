@@ -5,14 +5,26 @@ import json
 import numpy as np
 import pytest
 
-from tests.support.data_trees import (make_folder_tree, make_voc_tree, naive_miou, noisy_prediction,
-                           per_image_mean_miou, save_gray_png, save_palette_png)
 from edge_deeplab.app.cli import main as cli_main
+from edge_deeplab.core.errors import EdgeDeeplabError
 from edge_deeplab.data import load_dataset
-from edge_deeplab.core.errors import DelegateUnavailableError, EdgeDeeplabError
-from edge_deeplab.evaluation.evaluate import (_Predictor, dense_crf, evaluate_predictions,
-                                   evaluate_predictor, predict_images)
+from edge_deeplab.evaluation.evaluate import (
+    Predictor,
+    dense_crf,
+    evaluate_predictions,
+    evaluate_predictor,
+    predict_images,
+)
 from edge_deeplab.metrics import ConfusionMatrix
+from tests.support.data_trees import (
+    make_folder_tree,
+    make_voc_tree,
+    naive_miou,
+    noisy_prediction,
+    per_image_mean_miou,
+    save_gray_png,
+    save_palette_png,
+)
 
 
 def _write_predictions(pred_dir, masks, stems, k, rng, palette_every=2):
@@ -97,7 +109,7 @@ def test_binary_predictions(tmp_path):
 # -- geometry: letterbox, tiles, scales, flips -------------------------------------------------
 
 
-class RedThreshold(_Predictor):
+class RedThreshold(Predictor):
     """A tiny pure-numpy 'model': class 1 where the (normalized) red channel is positive.
 
     Its output depends only on each pixel, so any misalignment in letterboxing, tiling, flipping

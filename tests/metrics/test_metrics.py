@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from tests.support.data_trees import naive_miou, noisy_prediction, per_image_mean_miou, random_scene
 from edge_deeplab.core.errors import EdgeDeeplabError
 from edge_deeplab.metrics import ConfusionMatrix, format_table
+from tests.support.data_trees import naive_miou, noisy_prediction, per_image_mean_miou, random_scene
 
 
 def _random_pairs(seed, n=6, k=5):

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from edge_deeplab.model.config import ModelConfig
 from edge_deeplab.core.errors import EdgeDeeplabError
+from edge_deeplab.model.config import ModelConfig
 from edge_deeplab.model.deeplab import LAST_STAGE_UNITS, unit_plan
 
 # Each build covers one output stride x decoder combination, and between them every alpha,

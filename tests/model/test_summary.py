@@ -10,7 +10,6 @@ import pytest
 from edge_deeplab.model.config import ModelConfig
 from edge_deeplab.model.summary import format_summary, receptive_fields, summarize
 
-
 _CACHE = {}
 
 

@@ -7,8 +7,15 @@ import numpy as np
 import pytest
 
 from edge_deeplab.core.errors import DelegateUnavailableError, EdgeDeeplabError
-from edge_deeplab.runtime import (TensorInfo, dequantize, native_error_line, open_runner, parse_delegate_log,
-                                  probe_accelerator, quantize)
+from edge_deeplab.runtime import (
+    TensorInfo,
+    dequantize,
+    native_error_line,
+    open_runner,
+    parse_delegate_log,
+    probe_accelerator,
+    quantize,
+)
 
 
 @pytest.fixture(scope="module")
@@ -16,8 +23,8 @@ def tiny_models(tmp_path_factory):
     """A tiny DeepLab converted twice: edge-clean (patched) and naive (SpaceToBatchND)."""
     from edge_deeplab.core._tf import tf
     from edge_deeplab.model.config import ModelConfig
-    from edge_deeplab.model.layers import convertible_clone, native_dilated_depthwise
     from edge_deeplab.model.deeplab import build_model
+    from edge_deeplab.model.layers import convertible_clone, native_dilated_depthwise
 
     d = tmp_path_factory.mktemp("rt")
     m = build_model(ModelConfig(input_size=(64, 64), num_classes=3, alpha=0.35))

@@ -6,7 +6,6 @@ tests compare the package against an independent path.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np

@@ -44,10 +44,10 @@ def calibrated_random_model(config, seed: int = 0, n_images: int = 4, var_floor:
     still varies over the image. ``fit_head`` then fits the logits layer (see
     :func:`_fit_logits_to_colour_segments`) so the argmax has trained-like margins.
     """
-    from edge_deeplab.core._tf import keras
-    from edge_deeplab.model.layers import native_dilated_depthwise
-    from edge_deeplab.model.deeplab import build_model
     from converters.export import structured_images, to_model_range
+    from edge_deeplab.core._tf import keras
+    from edge_deeplab.model.deeplab import build_model
+    from edge_deeplab.model.layers import native_dilated_depthwise
 
     model = build_model(config)
     rng = np.random.default_rng(seed)

@@ -8,17 +8,16 @@ once each (they dominate the runtime).
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from edge_deeplab.core._tf import keras, tf
-from edge_deeplab.model.config import ModelConfig
-from edge_deeplab.core.errors import EdgeDeeplabError
-
 import edge_deeplab.training.qat as qat
+from converters.analyze import tflite_op_counts, xnnpack_delegation
+from edge_deeplab.core._tf import keras, tf
+from edge_deeplab.core.errors import EdgeDeeplabError
+from edge_deeplab.model.config import ModelConfig
 
 TINY = ModelConfig(input_size=(32, 32), num_classes=3, alpha=0.35, aspp_filters=16,
                    low_level_filters=8, decoder_filters=16, labels=("bg", "a", "b"))
@@ -47,20 +46,18 @@ def qat_model(float_model):
 
 @pytest.fixture(scope="module")
 def tflite_int8(qat_model, tmp_path_factory):
-    """QAT int8 export with int8 I/O (through the toolkit's exporter when it is there)."""
+    """QAT int8 export with int8 I/O (through the toolkit's exporter)."""
+    from converters.export import export_tflite
+
     out = tmp_path_factory.mktemp("qat_export") / "qat_int8.tflite"
-    try:
-        from converters.export import export_tflite
-    except ImportError:  # exporter not in this checkout: the minimal converter in edge_deeplab.training.qat
-        out.write_bytes(qat.convert_qat(qat_model, "int8"))
-    else:
-        export_tflite(qat_model, out, "qat-int8", io_type="int8", config=TINY)
+    export_tflite(qat_model, out, "qat-int8", io_type="int8", config=TINY)
     return str(out)
 
 
 def test_every_layer_is_wrapped(float_model, qat_model):
     from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
-        default_8bit_quantize_configs as cfgs)
+        default_8bit_quantize_configs as cfgs,
+    )
 
     assert qat.unquantized_layers(qat_model) == []
     wrapped = {l.layer.name: l for l in qat_model.layers if hasattr(l, "quantize_config")}
@@ -120,7 +117,7 @@ def test_save_reload_identical(qat_model, tmp_path):
 
 
 def test_exported_graph_int8_only(tflite_int8):
-    ops = qat.tflite_op_counts(tflite_int8)
+    ops = tflite_op_counts(tflite_int8)
     assert not FORBIDDEN & set(ops), ops
     assert "QUANTIZE" not in ops, ops  # int8 I/O: nothing to convert anywhere
     assert ops.get("DEPTHWISE_CONV_2D", 0) >= 17 and ops.get("CONCATENATION") == 2
@@ -134,14 +131,16 @@ def test_exported_graph_int8_only(tflite_int8):
 
 
 def test_exported_graph_runs_fully_on_xnnpack(tflite_int8):
-    rep = qat.xnnpack_delegation(tflite_int8)
+    rep = xnnpack_delegation(tflite_int8)
     assert rep["fully_delegated"], rep
     assert rep["partitions"] == 1
 
 
 def test_uint8_io_quantize_only_at_io(qat_model, tmp_path):
+    from converters.export import export_tflite
+
     p = tmp_path / "u8.tflite"
-    p.write_bytes(qat.convert_qat(qat_model, "uint8"))  # the minimal converter, uint8 I/O
+    export_tflite(qat_model, p, "qat-int8", io_type="uint8", config=TINY, sidecar=False)  # uint8 I/O
     it = tf.lite.Interpreter(model_path=str(p))
     ops = it._get_ops_details()
     names = [o["op_name"] for o in ops]
@@ -222,8 +221,8 @@ def _folder_dataset(root, n=8, size=40, seed=0):
 
 @pytest.fixture(scope="module")
 def run_dir(float_model, tmp_path_factory):
+    from edge_deeplab.model.config import TrainConfig
     from edge_deeplab.model.model_io import save_model
-    from edge_deeplab.training.train import TrainConfig
 
     base = tmp_path_factory.mktemp("qat_run")
     data = base / "data"

@@ -87,9 +87,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from edge_deeplab.data import load_dataset
-    from edge_deeplab.core.errors import EdgeDeeplabError
     from edge_deeplab.core.atomic_io import write_json_atomic
+    from edge_deeplab.core.errors import EdgeDeeplabError
+    from edge_deeplab.data import load_dataset
     from edge_deeplab.metrics import format_table
 
     if args.predictions and args.model:

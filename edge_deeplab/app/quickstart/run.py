@@ -30,8 +30,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from edge_deeplab.core.errors import EdgeDeeplabError
 from edge_deeplab.core.atomic_io import write_json_atomic, write_text_atomic
+from edge_deeplab.core.errors import EdgeDeeplabError
 
 #: report name -> (export variant, file name). Order is the report's order.
 EXPORTS = {
@@ -310,10 +310,10 @@ def _predictions_picture(run_dir: Path, data_dir: Path, exported: dict, path: Pa
     """input | ground truth | float prediction | QAT int8 prediction for a few held-out images."""
     import cv2
 
-    from edge_deeplab.data import load_dataset
-    from edge_deeplab.core.imaging import colorize, voc_palette
-    from edge_deeplab.evaluation.evaluate import KerasPredictor, TFLitePredictor, predict_images
     from edge_deeplab.core.atomic_io import atomic_path
+    from edge_deeplab.core.imaging import colorize, voc_palette
+    from edge_deeplab.data import load_dataset
+    from edge_deeplab.evaluation.evaluate import KerasPredictor, TFLitePredictor, predict_images
     from edge_deeplab.model.model_io import load_model
     from edge_deeplab.runtime import open_runner
 

@@ -6,14 +6,36 @@
   person class, answered for every consumer.
 """
 
-from edge_deeplab.core.contract.metadata import (METADATA_NAME, SIGNATURE_KEY, check_tflite_bytes,
-                                                 embed_metadata, list_metadata_names, load_tflite_bytes,
-                                                 parse_model, read_tflite_metadata)
-from edge_deeplab.core.contract.semantics import (INTEGER_VARIANTS, NORM_MEAN, NORM_STD, OUTPUT_KINDS,
-                                                  PERSON_LABELS, VARIANTS, VOC_CLASSES, VOC_PERSON,
-                                                  has_normalization, labels, normalization,
-                                                  normalization_dict, output_kind, person_class,
-                                                  read_model_metadata, sidecar_path, tensor_dtypes, variant)
+from edge_deeplab.core.contract.metadata import (
+                                                 METADATA_NAME,
+                                                 SIGNATURE_KEY,
+                                                 check_tflite_bytes,
+                                                 embed_metadata,
+                                                 list_metadata_names,
+                                                 load_tflite_bytes,
+                                                 parse_model,
+                                                 read_tflite_metadata,
+)
+from edge_deeplab.core.contract.semantics import (
+                                                 INTEGER_VARIANTS,
+                                                 NORM_MEAN,
+                                                 NORM_STD,
+                                                 OUTPUT_KINDS,
+                                                 PERSON_LABELS,
+                                                 VARIANTS,
+                                                 VOC_CLASSES,
+                                                 VOC_PERSON,
+                                                 has_normalization,
+                                                 labels,
+                                                 normalization,
+                                                 normalization_dict,
+                                                 output_kind,
+                                                 person_class,
+                                                 read_model_metadata,
+                                                 sidecar_path,
+                                                 tensor_dtypes,
+                                                 variant,
+)
 
 __all__ = [
     "METADATA_NAME", "SIGNATURE_KEY", "check_tflite_bytes", "embed_metadata", "list_metadata_names",
