@@ -671,7 +671,7 @@ def output_agreement(a: np.ndarray, b: np.ndarray) -> dict:
 
 
 def machine_info() -> dict:
-    """CPU, cores, memory, OS, Python and runtime versions, and the load average."""
+    """CPU, its int8-relevant ISA features, cores, memory, OS, Python, runtimes and the load average."""
     info = {"platform": platform.platform(), "machine": platform.machine(), "python": platform.python_version(),
             "logical_cpus": os.cpu_count(), "numpy": np.__version__}
     try:
@@ -698,6 +698,9 @@ def machine_info() -> dict:
         info["loadavg"] = [round(x, 2) for x in os.getloadavg()]
     except OSError:
         pass
+    from edge_deeplab.sysinfo import cpu_isa
+
+    info["isa"] = cpu_isa()
     try:
         from edge_deeplab.runtime import available_runtimes
 
