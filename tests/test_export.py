@@ -23,6 +23,8 @@ from converters.metadata import list_metadata_names, read_tflite_metadata
 from edge_deeplab.config import ModelConfig
 from edge_deeplab.errors import EdgeDeeplabError
 
+pytestmark = pytest.mark.kernels  # CI runs these again with oneDNN on
+
 SMALL_CFG = dict(input_size=(64, 64), num_classes=3, alpha=0.35, output_stride=8)
 FORBIDDEN = ("SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND", "MUL")
 

@@ -17,6 +17,8 @@ from edge_deeplab.errors import EdgeDeeplabError
 from edge_deeplab.train import (FAST_MODEL, FAST_TRAIN, QUICKSTART_MODEL, QUICKSTART_TRAIN,
                                 TrainConfig, decay_variables, masked_cross_entropy, train)
 
+pytestmark = pytest.mark.kernels  # CI runs these again with oneDNN on
+
 TINY_MODEL = ModelConfig(input_size=(64, 64), num_classes=5, alpha=0.35, aspp_filters=16,
                          low_level_filters=8, decoder_filters=16)
 
