@@ -88,7 +88,11 @@ def to_markdown(report: dict, title: Optional[str] = None) -> str:
     partial_xnn = [r for r in results if r.get("xnnpack_fully_delegated") is False]
     if partial_xnn:
         lines += ["", "CPU rows where LiteRT reports that not every op runs in XNNPACK (the rest use the "
-                      "reference TFLite kernels): " + ", ".join(Path(r["model"]).name for r in partial_xnn)]
+                      "reference TFLite kernels): " + ", ".join(Path(r["model"]).name for r in partial_xnn)
+                  + ". For int8 models with uint8 I/O these are the two uint8<->int8 QUANTIZE ops at the "
+                    "edges (XNNPACK has no uint8 QUANTIZE; `edge-deeplab analyze` lists them): about 8% "
+                    "of the default model's CPU latency on AVX2. `--io-type int8` keeps the whole graph "
+                    "in XNNPACK; phone SDKs (MediaPipe, Task Library) need uint8 or float input."]
 
     agree = [r for r in results if r.get("agreement_vs_cpu")]
     if agree:
@@ -130,6 +134,12 @@ def to_markdown(report: dict, title: Optional[str] = None) -> str:
                          f"{_f(s['float32_fps'], '{:.2f}')} FPS -> {_f(s['speedup'], '{:.2f}')}x"
                          + (f" (by p50 {_f(s.get('speedup_p50'), '{:.2f}')}x, by fastest run "
                             f"{_f(s.get('speedup_min'), '{:.2f}')}x)" if s.get("speedup_p50") else ""))
+        isa = (report.get("machine") or {}).get("isa")
+        cpu = [s for s in speed if s.get("accelerator") == "cpu" and s.get("speedup")]
+        if isa and cpu:
+            from edge_deeplab.core.sysinfo import int8_speed_note
+
+            lines += ["", int8_speed_note(isa, cpu[0]["speedup"])]
 
     if report.get("skipped"):
         lines += ["", "Skipped (accelerator not available here):", ""]
@@ -151,6 +161,10 @@ def to_markdown(report: dict, title: Optional[str] = None) -> str:
         if m.get("loadavg"):
             bits.append(f"load avg {m['loadavg'][0]} at start, {(m.get('loadavg_end') or ['?'])[0]} at end")
         lines += ["", "Machine: " + ", ".join(bits)]
+        if m.get("isa"):
+            from edge_deeplab.core.sysinfo import isa_line
+
+            lines.append(f"CPU ISA: {isa_line(m['isa'])}")
         gpu = sorted({r.get("gpu_adapter") for r in results if r.get("gpu_adapter")})
         for g in gpu:
             soft = "software" in g.lower() or "llvmpipe" in g.lower()

@@ -173,6 +173,27 @@ def _is_hybrid(g: Graph, op) -> bool:
     return any(d in _FLOAT for d in acts) and any(d in _INT_ACT for d in consts)
 
 
+def xnnpack_reference_ops(g: Graph) -> List[dict]:
+    """Ops XNNPACK leaves to TFLite's reference kernels, by rule: uint8 <-> int8 QUANTIZE.
+
+    XNNPACK (LiteRT's CPU path) has no uint8 QUANTIZE, so a full-integer model with uint8 I/O (what
+    MediaPipe Tasks and the Task Library feed) runs its two edge conversions outside XNNPACK, on
+    reference kernels. LiteRT's own ``is_fully_accelerated()`` on CPU agrees (the tests check it).
+    On the default 512x512 model that costs about 6 ms of ~78 ms on a 2-core AVX2 machine
+    (``benchmarks/README.md``); ``--io-type int8`` keeps the whole graph in XNNPACK.
+    """
+    out = []
+    for op in g.ops:
+        if op["name"] != "QUANTIZE":
+            continue
+        types = [g.tensors[t]["dtype"] for t in op["inputs"][:1] + op["outputs"][:1]]
+        if "UINT8" in types:
+            out.append({"index": op["index"], "op": "QUANTIZE",
+                        "reason": f"{types[0].lower()} -> {types[-1].lower()} (no uint8 QUANTIZE in "
+                                  f"XNNPACK)"})
+    return out
+
+
 def find_float_islands(g: Graph) -> List[dict]:
     """Float ops between quantized ones, and QUANTIZE/DEQUANTIZE away from the graph I/O.
 
@@ -283,6 +304,7 @@ def analyze_tflite(path, gpu: bool = True, timeout: float = 600) -> dict:
         "num_subgraphs": g.num_subgraphs,
         "quantization": quantization_kind(g),
         "float_islands": find_float_islands(g),
+        "cpu": {"xnnpack_reference_ops": xnnpack_reference_ops(g)},
         "metadata": meta,
         "gpu": _gpu_coverage(str(p), g, timeout) if gpu else None,
     }
@@ -314,6 +336,15 @@ def format_report(r: dict) -> str:
                 lines.append(f"    #{f['index']} {f['op']}: {f['reason']}")
         else:
             lines.append("  float islands: none (QUANTIZE/DEQUANTIZE only at the graph I/O)")
+    ref = (r.get("cpu") or {}).get("xnnpack_reference_ops")
+    if ref:
+        lines.append(f"  CPU (XNNPACK): {len(ref)} op(s) on TFLite's reference kernels, outside "
+                     f"XNNPACK: " + ", ".join(f"#{o['index']} {o['op']} {o['reason']}" for o in ref))
+        lines.append("    cost: about 8% of CPU latency on the default 512x512 model (2-core AVX2); "
+                     "export with --io-type int8 to keep the whole graph in XNNPACK (MediaPipe and "
+                     "the Task Library need uint8 or float input)")
+    elif r.get("cpu") is not None:
+        lines.append("  CPU (XNNPACK): every op has an XNNPACK kernel")
     meta = r.get("metadata") or {}
     if meta:
         ex = meta.get("export", {})

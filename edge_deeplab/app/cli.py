@@ -110,6 +110,12 @@ def main(argv=None) -> int:
     except Exception as e:  # noqa: BLE001 - the CLI's promise: one line, never a traceback dump
         if debug:
             raise
+        from edge_deeplab.core.errors import explain_missing_kernel
+
+        hint = explain_missing_kernel(e)
+        if hint:
+            print(f"{prefix} {hint} (rerun with --debug for details)", file=sys.stderr)
+            return 1
         msg = _one_line(str(e))
         print(f"{prefix} {type(e).__name__}: {msg} (rerun with --debug for details)", file=sys.stderr)
         return 1

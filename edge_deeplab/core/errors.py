@@ -16,3 +16,30 @@ class DelegateUnavailableError(EdgeDeeplabError):
     """The requested accelerator (GPU/NPU delegate) cannot start on this machine."""
 
     exit_code = 3
+
+
+def explain_missing_kernel(exc: BaseException):
+    """One line for TensorFlow's "dilated depthwise kernel missing" error, else ``None``.
+
+    ``DepthwiseConv2dNative`` with ``dilations`` runs only on oneDNN CPU builds; the Eigen CPU kernel
+    (AVX2-only x86, ARM, ``TF_ENABLE_ONEDNN_OPTS=0``) and the CUDA kernel refuse it with
+    ``Current kernel implementation does not support dilations``. This toolkit only traces that op
+    for conversion; the error means a user's own code executed such a trace (for example a model run
+    inside ``edge_deeplab.model.layers.native_dilated_depthwise()``, or a custom layer calling the op).
+
+    Example:
+        >>> explain_missing_kernel(ValueError("other")) is None
+        True
+    """
+    import re
+
+    text = str(exc)
+    if "does not support dilations" not in text:
+        return None
+    node = re.search(r"\{\{node ([^}]+)\}\}", text)
+    where = node.group(1) if node else "a DepthwiseConv2dNative op"
+    layer = where.rsplit("/", 2)[-2] if where.count("/") >= 1 else where
+    return (f"layer {layer!r} ran a dilated DepthwiseConv2dNative ({where}), whose kernel exists only "
+            f"in oneDNN CPU builds, not on this device; run the stock DepthwiseConv2D path "
+            f"(call models outside edge_deeplab.model.layers.native_dilated_depthwise(), which is for "
+            f"tracing a TFLite conversion only)")

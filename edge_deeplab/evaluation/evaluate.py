@@ -440,24 +440,22 @@ def evaluate_predictor(predictor: Predictor, dataset, *, scales=(1.0,), flip: bo
 
 def _load_keras(path, qat: bool = False):
     """``(model, resolved_path_str, metadata)`` for a .keras/.h5 file or run directory."""
-    from edge_deeplab.model.layers import native_dilated_depthwise
     from edge_deeplab.model.model_io import load_model, resolve_model_path
 
-    with native_dilated_depthwise():
-        if qat:
-            from edge_deeplab.training.qat import load_qat_model
+    if qat:
+        from edge_deeplab.training.qat import load_qat_model
 
-            model, _cfg, meta = load_qat_model(path)
-            return model, str(path), meta
-        p = resolve_model_path(path)
-        try:
-            model, _cfg, meta = load_model(p)
-        except EdgeDeeplabError:
-            if p.suffix != ".h5":
-                raise
-            from edge_deeplab.training.qat import load_qat_model  # QAT models are saved as HDF5
+        model, _cfg, meta = load_qat_model(path)
+        return model, str(path), meta
+    p = resolve_model_path(path)
+    try:
+        model, _cfg, meta = load_model(p)
+    except EdgeDeeplabError:
+        if p.suffix != ".h5":
+            raise
+        from edge_deeplab.training.qat import load_qat_model  # QAT models are saved as HDF5
 
-            model, _cfg, meta = load_qat_model(p)
+        model, _cfg, meta = load_qat_model(p)
     return model, str(p), meta
 
 
@@ -489,16 +487,14 @@ def evaluate_keras(model, dataset, *, input_size=None, scales=(1.0,), flip: bool
     Example:
         >>> r = evaluate_keras("runs/syn", load_dataset("synthetic", split="val"))  # doctest: +SKIP
     """
-    from edge_deeplab.model.layers import native_dilated_depthwise
-
     meta = {}
     name = getattr(model, "name", "keras")
     if isinstance(model, (str, os.PathLike)):
         model, name, meta = _load_keras(model, qat)
-    with native_dilated_depthwise():
-        pred = KerasPredictor(model, input_size=input_size, batch_size=batch_size, metadata=meta)
-        r = evaluate_predictor(pred, dataset, scales=scales, flip=flip, crf=crf, save_dir=save_dir,
-                               progress=progress, crf_backend=crf_backend)
+    # The stock layers (no native dilated op): runs on every CPU and GPU.
+    pred = KerasPredictor(model, input_size=input_size, batch_size=batch_size, metadata=meta)
+    r = evaluate_predictor(pred, dataset, scales=scales, flip=flip, crf=crf, save_dir=save_dir,
+                           progress=progress, crf_backend=crf_backend)
     r["model"] = name
     r["format"] = "keras"
     return r

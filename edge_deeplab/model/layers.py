@@ -6,30 +6,43 @@ converter keeps that shape (SPACE_TO_BATCH_ND, DEPTHWISE_CONV_2D, BATCH_TO_SPACE
 the following BatchNorm through it (it stays as MUL/ADD). The LiteRT GPU delegate supports neither
 SPACE_TO_BATCH_ND nor BATCH_TO_SPACE_ND, so a naive DeepLab splits into many CPU/GPU partitions.
 
-``tf.raw_ops.DepthwiseConv2dNative`` accepts ``dilations`` directly, trains on CPU with identical
-numbers, and converts to one dilated DEPTHWISE_CONV_2D with BatchNorm folded into it.
+``tf.raw_ops.DepthwiseConv2dNative`` accepts ``dilations`` directly and converts to one dilated
+DEPTHWISE_CONV_2D with BatchNorm folded into it. **But TensorFlow can only trace that op with
+dilations, not run it everywhere**: its dilated kernel exists only in oneDNN. The Eigen CPU kernel
+(every CPU where TensorFlow leaves oneDNN off: AVX2-only x86, most ARM, or
+``TF_ENABLE_ONEDNN_OPTS=0``) and the CUDA kernel reject it ("Current kernel implementation does
+not support dilations"). So the rule of this module is: **trace it for conversion, never execute
+it.**
 
 We keep the *stock* layer class in every model (so tensorflow-model-optimization recognises it and
-applies its Conv+BN handling, and any tf_keras user can load our models) and route the dilated case
-of its ``call`` to the native op. The routing is one explicit, reversible patch:
+applies its Conv+BN handling, and any tf_keras user can load our models). Training, QAT
+fine-tuning and range calibration, evaluation, BN re-estimation and every numerics check run the
+stock ``call`` (SpaceToBatchND -> DepthwiseConv2dNative -> BatchToSpaceND), whose numbers are
+identical, on every device. Only the exporter's trace routes the dilated case to the native op, in
+one explicit, reversible patch:
 
 * it only changes layers with ``dilation_rate > 1``, ``strides == 1``, ``padding == 'same'`` and
   channels-last data, whose output is mathematically identical either way;
-* it is installed by :func:`native_dilated_depthwise` (a context manager, re-entrant) around every
-  trace that matters here: conversion, QAT wrapping/training, Keras training and evaluation.
+* it is installed by :func:`native_dilated_depthwise` (a context manager, re-entrant), which only
+  ``converters.export`` enters, around the ``tf.function`` trace it hands to the TFLite converter;
+* an eager call inside the context (which would *execute* the op) takes the stock path anyway.
 
-Caveat: Keras caches traced layer calls when a model is serialized (which the TFLite converter
-does). Convert a model that was already converted without the patch through
-:func:`convertible_clone`; the exporter does, and verifies the resulting op set.
+:func:`dilated_native_ops` lists the dilated native ops in a traced function, so tests can prove
+that no training or evaluation step contains one.
+
+Caveat: Keras caches traced layer calls when a model is serialized (which the TFLite converter's
+SavedModel path does). The exporter converts from a freshly traced concrete function; convert a
+model through ``from_keras_model`` only via :func:`convertible_clone`.
 
 Example:
     >>> from edge_deeplab.core._tf import keras
     >>> from edge_deeplab.model.layers import native_dilated_depthwise
+    >>> from edge_deeplab.core._tf import tf
+    >>> layer = keras.layers.DepthwiseConv2D(3, dilation_rate=2, padding="same")
     >>> with native_dilated_depthwise():
-    ...     y = keras.layers.DepthwiseConv2D(3, dilation_rate=2, padding="same")(
-    ...         keras.backend.ones((1, 8, 8, 4)))
-    >>> tuple(y.shape)
-    (1, 8, 8, 4)
+    ...     fn = tf.function(layer).get_concrete_function(tf.TensorSpec((1, 8, 8, 4)))
+    >>> dilated_native_ops(fn)
+    ['depthwise_conv2d/DepthwiseConv2dNative']
 """
 
 from __future__ import annotations
@@ -56,8 +69,12 @@ def _is_native_dilated(layer) -> bool:
 
 
 def _native_dilated_call(self, inputs):
-    """``DepthwiseConv2D.call`` with the dilated case lowered to one native op."""
-    if not _is_native_dilated(self):
+    """``DepthwiseConv2D.call`` with the dilated case lowered to one native op (graph traces only).
+
+    Eagerly the op would run at once, and its dilated kernel is missing on most devices, so an
+    eager call takes the stock path (same numbers).
+    """
+    if not _is_native_dilated(self) or tf.executing_eagerly():
         return _stock_call(self, inputs)
     rh, rw = self.dilation_rate
     outputs = tf.raw_ops.DepthwiseConv2dNative(
@@ -79,7 +96,9 @@ def _native_dilated_call(self, inputs):
 def native_dilated_depthwise():
     """Context in which stock dilated ``DepthwiseConv2D`` layers trace to one native op.
 
-    Re-entrant and thread-safe: the stock ``call`` is restored when the outermost context exits.
+    For TFLite conversion only: trace inside it, hand the trace to the converter, never execute the
+    traced function (its dilated kernel exists only in oneDNN). Re-entrant and thread-safe: the stock
+    ``call`` is restored when the outermost context exits.
     Layers traced outside the context (e.g. by a user loading our ``.keras`` file into plain
     tf_keras) still compute the same numbers, just through SpaceToBatchND.
     """
@@ -116,3 +135,31 @@ def convertible_clone(model):
         clone = _keras.models.clone_model(model)
         clone.set_weights(model.get_weights())
     return clone
+
+
+def dilated_native_ops(fn) -> list:
+    """Names of the ``DepthwiseConv2dNative`` nodes with dilations > 1 in a traced function.
+
+    Args:
+        fn: a ``ConcreteFunction``, a ``tf.Graph`` or a ``GraphDef``; nested functions (the bodies of
+            ``tf.distribute`` steps, ``while`` loops, gradients) are searched too.
+
+    Returns:
+        Node names, sorted; empty when every dilated depthwise conv takes the stock path, which any
+        device can execute.
+    """
+    graph_def = fn
+    if hasattr(fn, "graph"):
+        graph_def = fn.graph.as_graph_def()
+    elif hasattr(fn, "as_graph_def"):
+        graph_def = fn.as_graph_def()
+
+    def bad(node) -> bool:
+        if node.op != "DepthwiseConv2dNative" or "dilations" not in node.attr:
+            return False
+        return any(int(d) != 1 for d in node.attr["dilations"].list.i)
+
+    found = [n.name for n in graph_def.node if bad(n)]
+    for f in graph_def.library.function:
+        found += [f"{f.signature.name}/{n.name}" for n in f.node_def if bad(n)]
+    return sorted(found)

@@ -16,9 +16,10 @@ int8 from input to output, with no re-quantization in the middle:
   so the concat's scale propagates back to it. :class:`DeepLabQuantizeScheme` does that.
 
 BatchNorm folds: Conv/DepthwiseConv + BN (+ ReLU) chains get tfmot's standard treatment (no
-fake-quant between them), and the converter folds BN into the conv. Everything (wrapping, training,
-tracing for conversion) runs under :func:`edge_deeplab.model.layers.native_dilated_depthwise`, so atrous
-depthwise convs become one dilated DEPTHWISE_CONV_2D (no SPACE_TO_BATCH_ND / BATCH_TO_SPACE_ND).
+fake-quant between them), and the converter folds BN into the conv. Wrapping, range calibration and
+fine-tuning run the stock layers, which every CPU and GPU kernel executes; only the exporter's trace
+for conversion runs under :func:`edge_deeplab.model.layers.native_dilated_depthwise`, so atrous depthwise
+convs become one dilated DEPTHWISE_CONV_2D (no SPACE_TO_BATCH_ND / BATCH_TO_SPACE_ND).
 
 Example:
     >>> from edge_deeplab.model.config import ModelConfig
@@ -56,7 +57,6 @@ from edge_deeplab.core._tf import keras, tf
 from edge_deeplab.core.atomic_io import atomic_path, write_json_atomic
 from edge_deeplab.core.contract.semantics import sidecar_path
 from edge_deeplab.core.errors import EdgeDeeplabError
-from edge_deeplab.model.layers import native_dilated_depthwise
 
 QuantizeConfig = tfmot.quantization.keras.QuantizeConfig
 
@@ -176,8 +176,8 @@ def custom_objects() -> dict:
 
 @contextlib.contextmanager
 def qat_scope():
-    """``tfmot.quantization.keras.quantize_scope`` + our configs + the dilated-depthwise patch."""
-    with native_dilated_depthwise(), tfmot.quantization.keras.quantize_scope(custom_objects()):
+    """``tfmot.quantization.keras.quantize_scope`` + our quantize configs."""
+    with tfmot.quantization.keras.quantize_scope(custom_objects()):
         yield
 
 
@@ -233,9 +233,8 @@ def _global_pools_as_mean(model):
             return keras.layers.GlobalAveragePooling2D(keepdims=True, name=layer.name)
         return layer.__class__.from_config(layer.get_config())
 
-    with native_dilated_depthwise():
-        new = keras.models.clone_model(model, clone_function=clone)
-        new.set_weights(model.get_weights())
+    new = keras.models.clone_model(model, clone_function=clone)
+    new.set_weights(model.get_weights())
     return new
 
 
@@ -358,12 +357,11 @@ def calibrate_ranges(qat_model, batches, decay: float = 0.5) -> int:
     # tf.function traces on first call, so each call happens inside its own decay patch.
     first = tf.function(lambda x: qat_model(x, training=True))
     rest = tf.function(lambda x: qat_model(x, training=True))
-    with native_dilated_depthwise():
-        for b in batches:
-            x = tf.convert_to_tensor(b[0] if isinstance(b, (tuple, list)) else b)
-            with _ema_decay(0.0 if n == 0 else decay):
-                (first if n == 0 else rest)(x)
-            n += 1
+    for b in batches:
+        x = tf.convert_to_tensor(b[0] if isinstance(b, (tuple, list)) else b)
+        with _ema_decay(0.0 if n == 0 else decay):
+            (first if n == 0 else rest)(x)
+        n += 1
     return n
 
 
@@ -401,6 +399,28 @@ def _read_run(run_dir: Path):
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise EdgeDeeplabError(f"corrupt {tc_path}: {e}") from None
     return tc
+
+
+def make_qat_train_step(qmodel, optimizer, step_var):
+    """The QAT fine-tuning step: ``step(images, masks) -> loss`` (a ``tf.function``).
+
+    Masked cross-entropy (label 255 ignored), one optimizer update, ``step_var`` incremented. It
+    runs the stock layers (no native dilated op), so it executes on every device.
+    """
+    from edge_deeplab.training.train import masked_cross_entropy
+
+    @tf.function
+    def train_step(images, masks):
+        with tf.GradientTape() as tape:
+            logits = qmodel(images, training=True)
+            loss_sum, count = masked_cross_entropy(masks, logits)
+            loss = loss_sum / tf.maximum(count, 1.0)
+        grads = tape.gradient(loss, qmodel.trainable_variables)
+        optimizer.apply_gradients(zip(grads, qmodel.trainable_variables))
+        step_var.assign_add(1)
+        return loss
+
+    return train_step
 
 
 def run_qat(run_dir, *, steps: Optional[int] = None, lr: Optional[float] = None,
@@ -441,7 +461,7 @@ def run_qat(run_dir, *, steps: Optional[int] = None, lr: Optional[float] = None,
     from edge_deeplab.data.pipeline import make_train_dataset
     from edge_deeplab.model.model_io import load_model
     from edge_deeplab.training.schedules import PolyDecay
-    from edge_deeplab.training.train import evaluate_model, masked_cross_entropy, open_datasets
+    from edge_deeplab.training.train import evaluate_model, open_datasets
 
     run = Path(run_dir)
     if not run.is_dir():
@@ -467,8 +487,7 @@ def run_qat(run_dir, *, steps: Optional[int] = None, lr: Optional[float] = None,
         raise EdgeDeeplabError(f"{qdir} already has QAT checkpoints; pass --resume to continue "
                                f"or delete {qdir}")
 
-    with native_dilated_depthwise():
-        float_model, cfg, meta = load_model(run / "model.keras")
+    float_model, cfg, meta = load_model(run / "model.keras")
     if cfg is None:
         raise EdgeDeeplabError(f"{run / 'model.keras'} has no config sidecar (model.json)")
     train_ds, val_ds = open_datasets(tc)
@@ -513,35 +532,24 @@ def run_qat(run_dir, *, steps: Optional[int] = None, lr: Optional[float] = None,
         calibrate_ranges(qmodel, (next(it)[0] for _ in range(int(calibration_batches))))
 
     data = data_from(start)
-    with native_dilated_depthwise():
-        @tf.function
-        def train_step(images, masks):
-            with tf.GradientTape() as tape:
-                logits = qmodel(images, training=True)
-                loss_sum, count = masked_cross_entropy(masks, logits)
-                loss = loss_sum / tf.maximum(count, 1.0)
-            grads = tape.gradient(loss, qmodel.trainable_variables)
-            optimizer.apply_gradients(zip(grads, qmodel.trainable_variables))
-            step_var.assign_add(1)
-            return loss
-
-        progbar = keras.utils.Progbar(steps, stateful_metrics=["loss"], verbose=verbose) \
-            if verbose else None
-        if progbar is not None and start:
-            progbar.update(start)
-        step = start
-        loss_ema = None
-        while step < steps:
-            images, masks = next(data)
-            loss = float(train_step(images, masks).numpy())
-            step = int(step_var.numpy())
-            if not math.isfinite(loss):
-                raise EdgeDeeplabError(f"QAT diverged at step {step} (loss {loss}); lower --lr")
-            loss_ema = loss if loss_ema is None else 0.9 * loss_ema + 0.1 * loss
-            if step % checkpoint_every == 0 or step == steps:
-                manager.save(checkpoint_number=step)
-            if progbar is not None:
-                progbar.update(step, [("loss", loss_ema)])
+    train_step = make_qat_train_step(qmodel, optimizer, step_var)
+    progbar = keras.utils.Progbar(steps, stateful_metrics=["loss"], verbose=verbose) \
+        if verbose else None
+    if progbar is not None and start:
+        progbar.update(start)
+    step = start
+    loss_ema = None
+    while step < steps:
+        images, masks = next(data)
+        loss = float(train_step(images, masks).numpy())
+        step = int(step_var.numpy())
+        if not math.isfinite(loss):
+            raise EdgeDeeplabError(f"QAT diverged at step {step} (loss {loss}); lower --lr")
+        loss_ema = loss if loss_ema is None else 0.9 * loss_ema + 0.1 * loss
+        if step % checkpoint_every == 0 or step == steps:
+            manager.save(checkpoint_number=step)
+        if progbar is not None:
+            progbar.update(step, [("loss", loss_ema)])
     qat_seconds = time.time() - t0
 
     val_miou = None

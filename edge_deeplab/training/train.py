@@ -11,8 +11,9 @@
 
 Recipe: sparse softmax cross-entropy from logits averaged over the pixels whose label is not 255,
 plus L2 weight decay on conv kernels (not BatchNorm or biases), poly learning rate (power 0.9), SGD
-with momentum or Adam. Everything is built and traced under
-:func:`edge_deeplab.model.layers.native_dilated_depthwise`. The loop runs under a ``tf.distribute``
+with momentum or Adam. Training and validation run the stock Keras layers (dilated depthwise convs
+through SpaceToBatchND), which every CPU and GPU kernel supports; only the exporter traces the
+native dilated op (see :mod:`edge_deeplab.model.layers`). The loop runs under a ``tf.distribute``
 strategy (default / mirrored / multiworker); a killed run continues from its last checkpoint with
 ``resume=True`` and stops at the same total step count.
 
@@ -132,23 +133,66 @@ def evaluate_model(model, dataset, size, batch_size: int = 16, max_images: Optio
     Items are fitted to ``size`` with :func:`edge_deeplab.data.pipeline.make_eval_dataset` (padding
     ignored). Returns ``ConfusionMatrix.result()``'s dict (``miou``, ``per_class_iou`` ...).
     """
-    from edge_deeplab.core._tf import tf
     from edge_deeplab.data.pipeline import make_eval_dataset
     from edge_deeplab.metrics import ConfusionMatrix
-    from edge_deeplab.model.layers import native_dilated_depthwise
 
     if max_images is not None and max_images < len(dataset) and hasattr(dataset, "subset"):
         dataset = dataset.subset(max_images)
     cm = ConfusionMatrix(dataset.num_classes, labels=getattr(dataset, "labels", None))
     ds = make_eval_dataset(dataset, size=size, batch_size=batch_size)
-    with native_dilated_depthwise():
-        @tf.function(reduce_retracing=True)
-        def predict(x):
-            return tf.argmax(model(x, training=False), axis=-1, output_type=tf.int32)
-
-        for x, y in ds:
-            cm.update(predict(x).numpy(), y.numpy())
+    predict = make_predict_step(model)
+    for x, y in ds:
+        cm.update(predict(x).numpy(), y.numpy())
     return cm.result()
+
+
+def make_predict_step(model):
+    """The validation step: a ``tf.function`` from normalized images to int32 class maps.
+
+    It runs the stock layers (no native dilated op), so it executes on every device.
+    """
+    from edge_deeplab.core._tf import tf
+
+    @tf.function(reduce_retracing=True)
+    def predict(x):
+        return tf.argmax(model(x, training=False), axis=-1, output_type=tf.int32)
+
+    return predict
+
+
+def make_train_step(model, optimizer, strategy, step_var, weight_decay: float = 0.0):
+    """The distributed training step: ``step(iterator) -> summed cross-entropy`` (a ``tf.function``).
+
+    One optimizer update per call on the next global batch of ``iterator`` (from
+    ``strategy.experimental_distribute_dataset``): masked cross-entropy (label 255 ignored) plus
+    ``weight_decay`` x L2 of the conv kernels, averaged over replicas. Increments ``step_var``.
+    It runs the stock layers (no native dilated op), so it executes on every device.
+    """
+    from edge_deeplab.core._tf import tf
+
+    n_rep = strategy.num_replicas_in_sync
+    kernels = decay_variables(model)
+    wd = float(weight_decay)
+
+    def replica_step(images, masks):
+        with tf.GradientTape() as tape:
+            logits = model(images, training=True)
+            loss_sum, count = masked_cross_entropy(masks, logits)
+            ce = loss_sum / tf.maximum(count, 1.0)
+            reg = wd * tf.add_n([tf.nn.l2_loss(k) for k in kernels]) if wd else 0.0
+            loss = (ce + reg) / n_rep
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return ce / n_rep
+
+    @tf.function
+    def train_step(it):
+        images, masks = next(it)
+        per = strategy.run(replica_step, args=(images, masks))
+        step_var.assign_add(1)
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, per, axis=None)
+
+    return train_step
 
 
 def open_datasets(tc: TrainConfig):
@@ -213,7 +257,6 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out_dir, *,
     from edge_deeplab.core._tf import keras, tf
     from edge_deeplab.data.pipeline import make_train_dataset
     from edge_deeplab.model.deeplab import build_model
-    from edge_deeplab.model.layers import native_dilated_depthwise
     from edge_deeplab.training.schedules import PolyDecay
 
     tc = train_config
@@ -253,137 +296,117 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out_dir, *,
                           {"model": model_config.to_dict(), "train": tc.to_dict(),
                            "total_steps": total})
 
-    with native_dilated_depthwise():
-        with strategy.scope():
-            model = build_model(model_config, backbone_weights=tc.backbone_weights)
-            if tc.bn_momentum is not None:
-                for layer in model.layers:
-                    if isinstance(layer, keras.layers.BatchNormalization):
-                        layer.momentum = float(tc.bn_momentum)
-            schedule = PolyDecay(tc.lr, total, power=tc.poly_power, warmup_steps=tc.warmup_steps)
-            if tc.optimizer == "adam":
-                optimizer = keras.optimizers.Adam(schedule)
-            else:
-                optimizer = keras.optimizers.SGD(schedule, momentum=tc.momentum)
-            step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="train_step")
-            best_miou = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_miou")
-            best_step = tf.Variable(-1, dtype=tf.int64, trainable=False, name="best_step")
-            optimizer.build(model.trainable_variables)
-        ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step_var,
-                                   best_miou=best_miou, best_step=best_step)
-        ckpt_path = ckpt_dir if chief else out / f".worker_tmp_{os.getpid()}" / "checkpoints"
-        manager = tf.train.CheckpointManager(ckpt, str(ckpt_path), max_to_keep=3)
-        start = 0
-        if resume and manager.latest_checkpoint:
-            ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-            start = int(step_var.numpy())
-            if verbose:
-                print(f"resuming from {manager.latest_checkpoint} at step {start}/{total}",
-                      flush=True)
-        elif resume and verbose:
-            print(f"no checkpoint in {ckpt_dir}; starting from step 0", flush=True)
+    with strategy.scope():
+        model = build_model(model_config, backbone_weights=tc.backbone_weights)
+        if tc.bn_momentum is not None:
+            for layer in model.layers:
+                if isinstance(layer, keras.layers.BatchNormalization):
+                    layer.momentum = float(tc.bn_momentum)
+        schedule = PolyDecay(tc.lr, total, power=tc.poly_power, warmup_steps=tc.warmup_steps)
+        if tc.optimizer == "adam":
+            optimizer = keras.optimizers.Adam(schedule)
+        else:
+            optimizer = keras.optimizers.SGD(schedule, momentum=tc.momentum)
+        step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="train_step")
+        best_miou = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_miou")
+        best_step = tf.Variable(-1, dtype=tf.int64, trainable=False, name="best_step")
+        optimizer.build(model.trainable_variables)
+    ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step_var,
+                               best_miou=best_miou, best_step=best_step)
+    ckpt_path = ckpt_dir if chief else out / f".worker_tmp_{os.getpid()}" / "checkpoints"
+    manager = tf.train.CheckpointManager(ckpt, str(ckpt_path), max_to_keep=3)
+    start = 0
+    if resume and manager.latest_checkpoint:
+        ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        start = int(step_var.numpy())
+        if verbose:
+            print(f"resuming from {manager.latest_checkpoint} at step {start}/{total}",
+                  flush=True)
+    elif resume and verbose:
+        print(f"no checkpoint in {ckpt_dir}; starting from step 0", flush=True)
 
-        cache = tc.cache if tc.cache is not None else (tc.dataset == "synthetic")
-        # A different seed stream after a resume, so the resumed part does not replay batches.
-        data = make_train_dataset(
-            train_ds, crop_size=model_config.input_size, batch_size=tc.batch_size,
-            seed=int(tc.seed) + 1_000_003 * start, min_scale=tc.min_scale,
-            max_scale=tc.max_scale, flip=tc.flip, cache=cache)
-        opts = tf.data.Options()
-        opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-        data = data.with_options(opts)
-        dist_data = iter(strategy.experimental_distribute_dataset(data))
-        # A separate, undistributed stream for BatchNorm re-estimation at validation time.
-        recal_data = make_train_dataset(
-            train_ds, crop_size=model_config.input_size, batch_size=tc.batch_size,
-            seed=int(tc.seed) + 7, min_scale=tc.min_scale, max_scale=tc.max_scale,
-            flip=tc.flip, cache=False)
-        kernels = decay_variables(model)
-        wd = float(tc.weight_decay)
+    cache = tc.cache if tc.cache is not None else (tc.dataset == "synthetic")
+    # A different seed stream after a resume, so the resumed part does not replay batches.
+    data = make_train_dataset(
+        train_ds, crop_size=model_config.input_size, batch_size=tc.batch_size,
+        seed=int(tc.seed) + 1_000_003 * start, min_scale=tc.min_scale,
+        max_scale=tc.max_scale, flip=tc.flip, cache=cache)
+    opts = tf.data.Options()
+    opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    data = data.with_options(opts)
+    dist_data = iter(strategy.experimental_distribute_dataset(data))
+    # A separate, undistributed stream for BatchNorm re-estimation at validation time.
+    recal_data = make_train_dataset(
+        train_ds, crop_size=model_config.input_size, batch_size=tc.batch_size,
+        seed=int(tc.seed) + 7, min_scale=tc.min_scale, max_scale=tc.max_scale,
+        flip=tc.flip, cache=False)
+    train_step = make_train_step(model, optimizer, strategy, step_var, tc.weight_decay)
 
-        def replica_step(images, masks):
-            with tf.GradientTape() as tape:
-                logits = model(images, training=True)
-                loss_sum, count = masked_cross_entropy(masks, logits)
-                ce = loss_sum / tf.maximum(count, 1.0)
-                reg = wd * tf.add_n([tf.nn.l2_loss(k) for k in kernels]) if wd else 0.0
-                loss = (ce + reg) / n_rep
-            grads = tape.gradient(loss, model.trainable_variables)
-            optimizer.apply_gradients(zip(grads, model.trainable_variables))
-            return ce / n_rep
+    writer = tf.summary.create_file_writer(str(out / "logs")) if chief else \
+        tf.summary.create_noop_writer()
+    progbar = keras.utils.Progbar(total, stateful_metrics=["loss", "lr", "val_miou"],
+                                  verbose=verbose) if verbose else None
+    if progbar is not None and start:
+        progbar.update(start)
+    t0 = time.time()
+    last_eval_step = -1
+    final_metrics = None
+    loss_ema = None
+    step = start
 
-        @tf.function
-        def train_step(it):
-            images, masks = next(it)
-            per = strategy.run(replica_step, args=(images, masks))
-            step_var.assign_add(1)
-            return strategy.reduce(tf.distribute.ReduceOp.SUM, per, axis=None)
+    def validate(step_now):
+        nonlocal final_metrics, last_eval_step
+        if val_ds is None:
+            return None
+        if tc.recalibrate_batches:
+            recalibrate_batchnorm(model, (x for x, _ in recal_data.take(tc.recalibrate_batches)))
+        res = evaluate_model(model, val_ds, model_config.input_size,
+                             batch_size=tc.eval_batch_size, max_images=tc.val_max_images)
+        final_metrics, last_eval_step = res, step_now
+        with writer.as_default():
+            summary_scalar("val/miou", res["miou"], step_now)
+        if res["miou"] > float(best_miou.numpy()):
+            best_miou.assign(res["miou"])
+            best_step.assign(step_now)
+            _write_model(model, out / "model.keras", model_config, chief,
+                         val_miou=res["miou"], step=step_now)
+        return res
 
-        writer = tf.summary.create_file_writer(str(out / "logs")) if chief else \
-            tf.summary.create_noop_writer()
-        progbar = keras.utils.Progbar(total, stateful_metrics=["loss", "lr", "val_miou"],
-                                      verbose=verbose) if verbose else None
-        if progbar is not None and start:
-            progbar.update(start)
-        t0 = time.time()
-        last_eval_step = -1
-        final_metrics = None
-        loss_ema = None
-        step = start
-
-        def validate(step_now):
-            nonlocal final_metrics, last_eval_step
-            if val_ds is None:
-                return None
-            if tc.recalibrate_batches:
-                recalibrate_batchnorm(model, (x for x, _ in recal_data.take(tc.recalibrate_batches)))
-            res = evaluate_model(model, val_ds, model_config.input_size,
-                                 batch_size=tc.eval_batch_size, max_images=tc.val_max_images)
-            final_metrics, last_eval_step = res, step_now
+    while step < total:
+        loss = float(train_step(dist_data).numpy())
+        step = int(step_var.numpy())
+        if not math.isfinite(loss):
+            raise EdgeDeeplabError(
+                f"training diverged at step {step} (loss {loss}); lower --lr")
+        loss_ema = loss if loss_ema is None else 0.95 * loss_ema + 0.05 * loss
+        values = [("loss", loss_ema), ("lr", float(schedule(step)))]
+        if step % tc.log_every == 0 or step == total:
             with writer.as_default():
-                summary_scalar("val/miou", res["miou"], step_now)
-            if res["miou"] > float(best_miou.numpy()):
-                best_miou.assign(res["miou"])
-                best_step.assign(step_now)
-                _write_model(model, out / "model.keras", model_config, chief,
-                             val_miou=res["miou"], step=step_now)
-            return res
-
-        while step < total:
-            loss = float(train_step(dist_data).numpy())
-            step = int(step_var.numpy())
-            if not math.isfinite(loss):
-                raise EdgeDeeplabError(
-                    f"training diverged at step {step} (loss {loss}); lower --lr")
-            loss_ema = loss if loss_ema is None else 0.95 * loss_ema + 0.05 * loss
-            values = [("loss", loss_ema), ("lr", float(schedule(step)))]
-            if step % tc.log_every == 0 or step == total:
-                with writer.as_default():
-                    summary_scalar("train/loss", loss, step)
-                    summary_scalar("train/lr", float(schedule(step)), step)
-            if step % tc.checkpoint_every == 0 or step == total:
-                res = validate(step)
+                summary_scalar("train/loss", loss, step)
+                summary_scalar("train/lr", float(schedule(step)), step)
+        if step % tc.checkpoint_every == 0 or step == total:
+            res = validate(step)
+            if res is not None:
+                values.append(("val_miou", res["miou"]))
+            manager.save(checkpoint_number=step)
+            if verbose:
+                msg = f"step {step}/{total}: loss {loss_ema:.4f}"
                 if res is not None:
-                    values.append(("val_miou", res["miou"]))
-                manager.save(checkpoint_number=step)
-                if verbose:
-                    msg = f"step {step}/{total}: loss {loss_ema:.4f}"
-                    if res is not None:
-                        msg += f", val mIoU {res['miou']:.4f} (best {float(best_miou.numpy()):.4f})"
-                    # The progress bar owns the line; the log line goes on its own.
-                    print(f"\n{msg}; checkpoint saved", flush=True)
-            if progbar is not None:
-                progbar.update(step, values)
-        writer.flush()
-        train_seconds = time.time() - t0
+                    msg += f", val mIoU {res['miou']:.4f} (best {float(best_miou.numpy()):.4f})"
+                # The progress bar owns the line; the log line goes on its own.
+                print(f"\n{msg}; checkpoint saved", flush=True)
+        if progbar is not None:
+            progbar.update(step, values)
+    writer.flush()
+    train_seconds = time.time() - t0
 
-        if val_ds is not None and last_eval_step != step:
-            validate(step)
-        _write_model(model, out / "last.keras", model_config, chief, step=step)
-        if val_ds is None or float(best_miou.numpy()) < 0 or not (out / "model.keras").is_file():
-            _write_model(model, out / "model.keras", model_config, chief, step=step)
-        if float(best_miou.numpy()) >= 0:
-            manager.save(checkpoint_number=step)  # persists best_miou for a later --resume
+    if val_ds is not None and last_eval_step != step:
+        validate(step)
+    _write_model(model, out / "last.keras", model_config, chief, step=step)
+    if val_ds is None or float(best_miou.numpy()) < 0 or not (out / "model.keras").is_file():
+        _write_model(model, out / "model.keras", model_config, chief, step=step)
+    if float(best_miou.numpy()) >= 0:
+        manager.save(checkpoint_number=step)  # persists best_miou for a later --resume
 
     best = float(best_miou.numpy())
     result = {

@@ -21,7 +21,7 @@ from converters.analyze import (
 from edge_deeplab.core.errors import EdgeDeeplabError
 
 
-def _convert(fn, shape, quant=None, out=None):
+def _convert(fn, shape, quant=None, out=None, io="uint8"):
     from edge_deeplab.core._tf import tf
 
     f = tf.function(fn, input_signature=[tf.TensorSpec(shape, tf.float32, name="x")])
@@ -38,8 +38,8 @@ def _convert(fn, shape, quant=None, out=None):
                                             for _ in range(4))
         if quant == "int8":
             c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            c.inference_input_type = tf.uint8
-            c.inference_output_type = tf.uint8
+            c.inference_input_type = getattr(tf, io)
+            c.inference_output_type = getattr(tf, io)
     data = c.convert()
     out.write_bytes(data)
     return out
@@ -72,6 +72,7 @@ def models(tmp_path_factory):
         "float16": _convert(convnet, shape, "float16", d / "f16.tflite"),
         "dynamic": _convert(convnet, shape, "dynamic", d / "dyn.tflite"),
         "int8": _convert(convnet, shape, "int8", d / "int8.tflite"),
+        "int8_io": _convert(convnet, shape, "int8", d / "int8_io.tflite", io="int8"),
         "mixed": _convert(with_sin, shape, "mixed", d / "mixed.tflite"),
         "s2b": _convert(s2b, shape, None, d / "s2b.tflite"),
     }
@@ -199,3 +200,25 @@ def test_cli(models, tmp_path, capsys):
     assert main(["analyze", str(bad)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("edge-deeplab analyze: error:")
+
+
+def test_uint8_io_edge_conversions_are_named_as_outside_xnnpack(models):
+    """uint8 I/O costs two reference-kernel QUANTIZE ops; int8 I/O runs whole in XNNPACK. The rule
+    agrees with LiteRT's own CPU verdict."""
+    from edge_deeplab.runtime import open_runner
+
+    u8 = analyze_tflite(models["int8"], gpu=False)
+    ref = u8["cpu"]["xnnpack_reference_ops"]
+    assert [o["op"] for o in ref] == ["QUANTIZE", "QUANTIZE"]
+    assert ref[0]["reason"].startswith("uint8 -> int8") and ref[1]["reason"].startswith("int8 -> uint8")
+    text = format_report(u8)
+    assert "CPU (XNNPACK): 2 op(s) on TFLite's reference kernels" in text and "--io-type int8" in text
+    i8 = analyze_tflite(models["int8_io"], gpu=False)
+    assert i8["cpu"]["xnnpack_reference_ops"] == []
+    assert "CPU (XNNPACK): every op has an XNNPACK kernel" in format_report(i8)
+    for path, whole in ((models["int8"], False), (models["int8_io"], True)):
+        r = open_runner(str(path), accelerator="cpu", runtime="litert")
+        try:
+            assert r.fully_accelerated is whole, (path, r.fully_accelerated)
+        finally:
+            r.close()

@@ -28,6 +28,8 @@ from tests.support.export_models import (
     predict,
 )
 
+pytestmark = pytest.mark.kernels  # CI runs these again with oneDNN on
+
 SMALL_CFG = dict(input_size=(64, 64), num_classes=3, alpha=0.35, output_stride=8)
 FORBIDDEN = ("SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND", "MUL")
 

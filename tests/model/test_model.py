@@ -13,6 +13,8 @@ from edge_deeplab.model.deeplab import LAST_STAGE_UNITS, unit_plan
 
 # Each build covers one output stride x decoder combination, and between them every alpha,
 # non-square inputs and unusual class counts (builds are the slow part on 2 cores).
+pytestmark = pytest.mark.kernels  # CI runs these again with oneDNN on
+
 BUILDS = [
     dict(input_size=(64, 96), output_stride=8, decoder=True, alpha=0.35, num_classes=3),
     dict(input_size=(64, 64), output_stride=8, decoder=False, alpha=0.5, num_classes=1),

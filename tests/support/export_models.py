@@ -47,7 +47,6 @@ def calibrated_random_model(config, seed: int = 0, n_images: int = 4, var_floor:
     from converters.export import structured_images, to_model_range
     from edge_deeplab.core._tf import keras
     from edge_deeplab.model.deeplab import build_model
-    from edge_deeplab.model.layers import native_dilated_depthwise
 
     model = build_model(config)
     rng = np.random.default_rng(seed)
@@ -66,8 +65,7 @@ def calibrated_random_model(config, seed: int = 0, n_images: int = 4, var_floor:
     try:
         for l in bns:
             l.momentum = 0.0
-        with native_dilated_depthwise():
-            model(x, training=True)
+        model(x, training=True)
     finally:
         for l, m in zip(bns, old):
             l.momentum = m
@@ -91,12 +89,10 @@ def _fit_logits_to_colour_segments(model, config, imgs, x, margin: float = 4.0, 
     import cv2
 
     from edge_deeplab.core._tf import keras
-    from edge_deeplab.model.layers import native_dilated_depthwise
 
     logits = model.get_layer("logits")
     feat_model = keras.Model(model.input, logits.input)
-    with native_dilated_depthwise():
-        feats = feat_model(x, training=False).numpy()
+    feats = feat_model(x, training=False).numpy()
     n, fh, fw, c = feats.shape
     small = np.stack([cv2.resize(i, (fw, fh), interpolation=cv2.INTER_AREA) for i in imgs])
     k = max(2, min(config.num_classes, 5))
@@ -151,7 +147,5 @@ def predict(path, image: np.ndarray, accelerator: str = "cpu") -> np.ndarray:
 
 def keras_logits(model, image: np.ndarray) -> np.ndarray:
     from converters.export import to_model_range
-    from edge_deeplab.model.layers import native_dilated_depthwise
 
-    with native_dilated_depthwise():
-        return model(to_model_range(image)[None], training=False).numpy()[0]
+    return model(to_model_range(image)[None], training=False).numpy()[0]

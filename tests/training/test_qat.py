@@ -18,6 +18,9 @@ from converters.analyze import tflite_op_counts, xnnpack_delegation
 from edge_deeplab.core._tf import keras, tf
 from edge_deeplab.core.errors import EdgeDeeplabError
 from edge_deeplab.model.config import ModelConfig
+from edge_deeplab.model.layers import dilated_native_ops
+
+pytestmark = pytest.mark.kernels  # CI runs these again with oneDNN on
 
 TINY = ModelConfig(input_size=(32, 32), num_classes=3, alpha=0.35, aspp_filters=16,
                    low_level_filters=8, decoder_filters=16, labels=("bg", "a", "b"))
@@ -169,8 +172,7 @@ def test_exported_graph_fully_on_litert_gpu(tflite_int8):
 
 def test_few_qat_steps_train_and_move_ranges(qat_model):
     """A few real QAT optimizer steps (runs last among the fixture users: it changes the model)."""
-    from edge_deeplab.model.layers import native_dilated_depthwise
-    from edge_deeplab.training.train import masked_cross_entropy
+    from edge_deeplab.training.qat import make_qat_train_step
 
     x = _batch(4, seed=5)
     y = (x[..., 0] > 0).astype(np.int32) + (x[..., 1] > 0.5).astype(np.int32)
@@ -179,17 +181,11 @@ def test_few_qat_steps_train_and_move_ranges(qat_model):
     before = kernel.numpy().copy()
     rng_var = next(v for v in qat_model.variables if v.name.endswith("aspp_concat/output_max:0"))
     r0 = float(rng_var.numpy())
-    with native_dilated_depthwise():
-        @tf.function
-        def step(a, b):
-            with tf.GradientTape() as tape:
-                s, c = masked_cross_entropy(b, qat_model(a, training=True))
-                loss = s / c
-            g = tape.gradient(loss, qat_model.trainable_variables)
-            opt.apply_gradients(zip(g, qat_model.trainable_variables))
-            return loss
-
-        losses = [float(step(x, y)) for _ in range(3)]
+    step_var = tf.Variable(0, dtype=tf.int64, trainable=False)
+    step = make_qat_train_step(qat_model, opt, step_var)
+    assert dilated_native_ops(step.get_concrete_function(tf.constant(x), tf.constant(y))) == []
+    losses = [float(step(x, y)) for _ in range(3)]
+    assert int(step_var.numpy()) == 3
     assert all(np.isfinite(losses))
     assert not np.allclose(before, kernel.numpy())  # gradients flow through the fake-quant ops
     assert float(rng_var.numpy()) != r0  # activation ranges keep tracking in training mode

@@ -16,6 +16,8 @@ from edge_deeplab.model.config import ModelConfig, TrainConfig
 from edge_deeplab.model.presets import FAST_MODEL, FAST_TRAIN, QUICKSTART_MODEL, QUICKSTART_TRAIN
 from edge_deeplab.training.train import decay_variables, masked_cross_entropy, train
 
+pytestmark = pytest.mark.kernels  # CI runs these again with oneDNN on
+
 TINY_MODEL = ModelConfig(input_size=(64, 64), num_classes=5, alpha=0.35, aspp_filters=16,
                          low_level_filters=8, decoder_filters=16)
 

@@ -421,6 +421,15 @@ def _fmt(v, spec=".2f", none="—"):
     return none if v is None else format(v, spec)
 
 
+def _cpu_int8_speedup(report: dict):
+    """CPU FPS of PTQ int8 over TFLite float32 in this report's bench, or None."""
+    fps = {r.get("variant_key"): r.get("fps") for r in report["speed"].get("results", [])
+           if r.get("accelerator") == "cpu"}
+    i8 = fps.get("int8_ptq") or fps.get("int8_qat")
+    f32 = fps.get("tflite_float32")
+    return i8 / f32 if i8 and f32 else None
+
+
 def _markdown(report: dict, out: Path) -> str:
     cfg = report["config"]
     m = cfg["model"]
@@ -479,6 +488,12 @@ def _markdown(report: dict, out: Path) -> str:
     lines += ["", "## Machine", "",
               f"{mach['platform']}, {mach.get('cpu', 'CPU')} x {mach['logical_cpus']}, "
               f"{mach.get('memory_gb', '?')} GB, Python {mach['python']}; runtimes: "
-              + ", ".join(f"{k} {v}" for k, v in mach["runtimes"].items()), "",
+              + ", ".join(f"{k} {v}" for k, v in mach["runtimes"].items()), ""]
+    if mach.get("isa"):
+        from edge_deeplab.core.sysinfo import int8_speed_note, isa_line
+
+        lines += [f"CPU ISA: {isa_line(mach['isa'])}.", "",
+                  int8_speed_note(mach["isa"], _cpu_int8_speedup(report)), ""]
+    lines += [
               "Portrait demo on the bundled clip: [demo.mp4](demo.mp4)", ""]
     return "\n".join(lines)
