@@ -4,7 +4,7 @@ All three paths feed the same :class:`~edge_deeplab.metrics.ConfusionMatrix` (on
 whole split, ignore 255), and Keras and TFLite models share the same pre/post-processing:
 
 1. the image is resized *preserving its aspect ratio* to fit the model input and padded
-   bottom/right with 0-valued normalized pixels (``x / 127.5 - 1`` from ``config.NORM_MEAN`` /
+   bottom/right with 0-valued normalized pixels (``x / 127.5 - 1`` from the contract's ``NORM_MEAN`` /
    ``NORM_STD``, or the model's own metadata);
 2. the model's output is cropped to the valid (un-padded) region, converted to probabilities
    (softmax of logits) and resized bilinearly back to the ORIGINAL mask size;
