@@ -29,6 +29,7 @@ COMMANDS = {
     "eval": "edge_deeplab.commands.eval",
     "export": "edge_deeplab.commands.export",
     "analyze": "edge_deeplab.commands.analyze",
+    "quant-report": "edge_deeplab.commands.quant_report",
     "bench": "edge_deeplab.commands.bench",
     "demo": "edge_deeplab.commands.demo",
 }
