@@ -13,7 +13,8 @@ qat-int8     a quantization-aware (tfmot) model converted with ``Optimize.DEFAUL
              ranges learned in training become the int8 parameters; no calibration set
 w8a16        int8 weights, int16 activations, through Google's litert-quantizer
              (:mod:`converters.litert_quant`, recipe ``static_wi8_ai16``), calibrated like int8;
-             I/O ``int16`` (default) or ``float32``
+             I/O ``float32`` (default: LiteRT's CompiledModel cannot feed int16 buffers) or
+             ``int16`` (for the TFLite interpreter)
 ===========  ====================================================================================
 
 Selective precision (``keep_float=[PATTERN, ...]``, ``int8`` and ``w8a16`` only): the layers whose
@@ -448,7 +449,9 @@ def export_tflite(model, out_path, variant: str = "float32", *, io_type: Optiona
     # int16 activations and selective precision go through litert-quantizer.
     scheme = "w8a16" if variant == "w8a16" else ("w8a8" if keep_float else None)
     if io_type is None:
-        io_type = ({"w8a16": "int16", "w8a8": "int8"}[scheme] if scheme
+        # w8a16: float I/O by default, because LiteRT's CompiledModel (our default runtime, and
+        # the GPU accelerator) has no int16 TensorBuffer; --io-type int16 for interpreter users.
+        io_type = ({"w8a16": "float32", "w8a8": "int8"}[scheme] if scheme
                    else "uint8" if variant in INTEGER_VARIANTS else "float32")
     if io_type not in IO_TYPES:
         raise EdgeDeeplabError(f"unknown io type {io_type!r}; choose one of {', '.join(IO_TYPES)}")

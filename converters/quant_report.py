@@ -196,8 +196,19 @@ def quant_report(quant_path, reference_path, images: Iterable[np.ndarray], *,
 
     # Candidate (op, tensor) pairs: same name and shape in both graphs, values that mean something.
     pairs = []
+    # QUANTIZE/DEQUANTIZE outputs are measured against the reference tensor they convert (the
+    # graph input, or a matched tensor) so that the input's own quantization counts as an input
+    # error of the first layer, not as error the layer adds; they are not listed as layers.
+    qnames = {d["index"]: d["name"] for d in qit.get_tensor_details()}
+    hidden = []
     for op in qops:
         if op["op"] in _SKIP_OPS:
+            src = op["inputs"][0] if op["inputs"] else None
+            rd = rin if src == int(qin["index"]) else rnames.get(qnames.get(src, ""))
+            for qd in op["outputs"]:
+                if rd is not None and list(rd["shape"]) == list(qd["shape"]) \
+                        and np.dtype(rd["dtype"]).kind == "f":
+                    hidden.append((op, qd, rd))
             continue
         for qd in op["outputs"]:
             rd = rnames.get(qd["name"])
@@ -209,7 +220,7 @@ def quant_report(quant_path, reference_path, images: Iterable[np.ndarray], *,
     # The model's own input and output, matched by position (their names and types may differ:
     # e.g. a uint8 input followed by a QUANTIZE to int8).
     qout, rout = qit.get_output_details()[0], rit.get_output_details()[0]
-    ends = [("input", qin, rin), ("output", qout, rout)]
+    ends = [("input", qin, rin), ("output", qout, rout)] + [("qdq", qd, rd) for _, qd, rd in hidden]
     if not pairs:
         raise EdgeDeeplabError(f"{Path(reference_path).name} shares no tensor names with "
                                f"{Path(quant_path).name}: is it the float model the quantized "
@@ -253,7 +264,7 @@ def quant_report(quant_path, reference_path, images: Iterable[np.ndarray], *,
 
     end_metrics = {name: {"tensor": qd["name"], "dtype": np.dtype(qd["dtype"]).name,
                           **metrics(len(pairs) + i)}
-                   for i, (name, qd, _) in enumerate(ends)}
+                   for i, (name, qd, _) in enumerate(ends[:2])}
     # Producer tracing through QUANTIZE/DEQUANTIZE; the graph input stands for itself.
     alias = {}
     for op in qops:
@@ -261,10 +272,12 @@ def quant_report(quant_path, reference_path, images: Iterable[np.ndarray], *,
             for qd in op["outputs"]:
                 alias[int(qd["index"])] = op["inputs"][0]
     by_tensor = {int(qin["index"]): {"snr_db": end_metrics["input"]["snr_db"]}}
+    for i, (_, qd, _) in enumerate(hidden):
+        by_tensor[int(qd["index"])] = metrics(len(pairs) + 2 + i)
 
     def source(t):
         seen = 0
-        while t in alias and seen < 64:
+        while t not in by_tensor and t in alias and seen < 64:
             t, seen = alias[t], seen + 1
         return by_tensor.get(t)
 

@@ -20,7 +20,8 @@ def add_arguments(p) -> None:
     p.add_argument("--out", required=True, help="output .tflite path")
     p.add_argument("--io-type", default=None, choices=("float32", "uint8", "int8", "int16"),
                    help="input/output type (integer variants; default uint8 for int8/qat-int8, "
-                        "int16 for w8a16, int8 for int8 with --keep-float, float32 otherwise)")
+                        "int8 for int8 with --keep-float, float32 otherwise; int16 only for w8a16, and only "
+                        "the TFLite interpreter runtime feeds int16 I/O)")
     p.add_argument("--keep-float", action="append", default=[], metavar="PATTERN",
                    help="int8/w8a16: keep the Keras layers matching PATTERN (glob or regex over "
                         "layer names, e.g. 'block_5_*' or 'aspp.*') in float; repeatable")
