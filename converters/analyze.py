@@ -12,6 +12,12 @@ rules (``method: "static-rules"``): an op is predicted to fall off the GPU if it
 :data:`GPU_UNSUPPORTED_OPS` or not in :data:`GPU_SUPPORTED_OPS` (unknown ops count as unsupported). (Dynamic-range models
 are accepted: the real accelerator dequantizes their int8 weights.)
 
+CPU coverage is measured with the real XNNPACK delegate (:func:`xnnpack_coverage`): the ops it does
+not take run on TFLite's reference kernels (all int16-activation ops of a w8a16 model; the
+uint8<->int8 QUANTIZEs of a uint8-I/O int8 model). ``scheme`` names the activation precision
+(``w8a8``, ``w8a16``, ``+float`` for selective precision) and ``float_layers`` the Keras layers
+computing in float in a quantized model.
+
 Float islands (full-integer models only): an op computing on float activations between quantized
 ones, or a QUANTIZE/DEQUANTIZE that is not at the graph's input or output. A clean int8 export has
 none: QUANTIZE after the input, DEQUANTIZE/QUANTIZE before the output, integers in between.
