@@ -9,6 +9,9 @@ INSTALL_REQUIRES = [
     "tf-keras==2.21.0",
     "tensorflow-model-optimization==0.8.1",
     "ai-edge-litert==2.3.0",
+    # int16 activations and selective precision (converters/litert_quant.py); installs beside
+    # ai-edge-litert 2.3.0 and TF 2.21 without changing them.
+    "litert-quantizer==0.11.0",
     "opencv-python-headless>=4.9",
     "numpy>=1.26",
     "pillow>=10",

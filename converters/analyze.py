@@ -12,6 +12,12 @@ rules (``method: "static-rules"``): an op is predicted to fall off the GPU if it
 :data:`GPU_UNSUPPORTED_OPS` or not in :data:`GPU_SUPPORTED_OPS` (unknown ops count as unsupported). (Dynamic-range models
 are accepted: the real accelerator dequantizes their int8 weights.)
 
+CPU coverage is measured with the real XNNPACK delegate (:func:`xnnpack_coverage`): the ops it does
+not take run on TFLite's reference kernels (all int16-activation ops of a w8a16 model; the
+uint8<->int8 QUANTIZEs of a uint8-I/O int8 model). ``scheme`` names the activation precision
+(``w8a8``, ``w8a16``, ``+float`` for selective precision) and ``float_layers`` the Keras layers
+computing in float in a quantized model.
+
 Float islands (full-integer models only): an op computing on float activations between quantized
 ones, or a QUANTIZE/DEQUANTIZE that is not at the graph's input or output. A clean int8 export has
 none: QUANTIZE after the input, DEQUANTIZE/QUANTIZE before the output, integers in between.
@@ -226,6 +232,110 @@ def find_float_islands(g: Graph) -> List[dict]:
     return islands
 
 
+def _graph_of(path_or_bytes, what: str = "") -> Graph:
+    from edge_deeplab.core.contract.metadata import load_tflite_bytes
+
+    if isinstance(path_or_bytes, Graph):
+        return path_or_bytes
+    data = path_or_bytes if isinstance(path_or_bytes, (bytes, bytearray)) \
+        else load_tflite_bytes(Path(path_or_bytes))
+    return Graph(bytes(data), what or ("<bytes>" if isinstance(path_or_bytes, (bytes, bytearray))
+                                        else str(path_or_bytes)))
+
+
+def model_quantization(path_or_bytes) -> str:
+    """:func:`quantization_kind` of a ``.tflite`` file or flatbuffer bytes."""
+    return quantization_kind(_graph_of(path_or_bytes))
+
+
+def activation_dtypes(g: Graph) -> Dict[str, int]:
+    """How many compute ops (not QUANTIZE/DEQUANTIZE) produce each activation dtype."""
+    c: Counter = Counter()
+    for op in g.ops:
+        if op["name"] in _QDQ:
+            continue
+        for t in op["outputs"]:
+            if g.is_activation(t):
+                c[g.tensors[t]["dtype"].lower()] += 1
+    return dict(c)
+
+
+def quantization_scheme(g: Graph) -> str:
+    """``w8a8``, ``w8a16``, ``w8a8+w8a16`` for integer graphs, with ``+float`` when some ops stay
+    float (selective precision); otherwise the :func:`quantization_kind`."""
+    kind = quantization_kind(g)
+    if kind not in ("full-integer", "mixed"):
+        return kind
+    acts = activation_dtypes(g)
+    parts = [s for s, dts in (("w8a8", ("int8", "uint8")), ("w8a16", ("int16",)))
+             if any(acts.get(d) for d in dts)]
+    if kind == "mixed":
+        parts.append("float")
+    return "+".join(parts) or kind
+
+
+def float_compute_ops(path_or_bytes) -> List[dict]:
+    """Ops of a quantized model that compute on float activations, in graph order.
+
+    Each entry: ``{"index", "op", "tensor", "layer"}`` (``layer``: the Keras layer parsed from the
+    output tensor name, see :func:`converters.litert_quant.primary_layer`). Empty for models with
+    no integer activations (float, float16, dynamic-range): there every op is float by design.
+    """
+    from converters.litert_quant import primary_layer
+
+    g = _graph_of(path_or_bytes)
+    if quantization_kind(g) not in ("full-integer", "mixed"):
+        return []
+    out = []
+    for op in g.ops:
+        if op["name"] in _QDQ:
+            continue
+        if any(g.tensors[t]["dtype"] in _FLOAT for t in op["outputs"] if g.is_activation(t)):
+            name = g.tensors[op["outputs"][0]]["name"] if op["outputs"] else ""
+            out.append({"index": op["index"], "op": op["name"], "tensor": name,
+                        "layer": primary_layer(name)})
+    return out
+
+
+def xnnpack_coverage(path_or_bytes) -> dict:
+    """Which ops the XNNPACK CPU delegate takes, measured with the real delegate.
+
+    The LiteRT interpreter applies XNNPACK by default; with delegate node fusion disabled, every
+    op XNNPACK claims becomes its own DELEGATE node whose outputs are that op's outputs, so the ops
+    left out are exactly those whose outputs no DELEGATE node produces. Those run on TFLite's
+    reference kernels (e.g. int16-activation convolutions, uint8<->int8 QUANTIZE at the I/O).
+
+    Returns:
+        ``{"method": "xnnpack-delegate", "fully_delegated": bool, "delegated_ops": int,
+        "num_ops": int, "fallback_ops": {op name: count}}``, or ``{"method": ..., "error": str}``
+        when the interpreter cannot be built.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edge_deeplab.core.contract.metadata import load_tflite_bytes
+
+    data = path_or_bytes if isinstance(path_or_bytes, (bytes, bytearray)) \
+        else load_tflite_bytes(Path(path_or_bytes))
+    try:
+        it = Interpreter(model_content=bytes(data), experimental_disable_delegate_node_fusion=True)
+        it.allocate_tensors()
+    except Exception as e:  # noqa: BLE001
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return {"method": "xnnpack-delegate", "fully_delegated": None, "error": msg,
+                "fallback_ops": {}}
+    ii = it._interpreter  # noqa: SLF001 - node names/outputs are only exposed here
+    produced = set()
+    for i in range(ii.NumNodes()):
+        if ii.NodeName(i) == "DELEGATE":
+            produced.update(int(t) for t in ii.NodeOutputs(i))
+    ops = [d for d in it._get_ops_details() if d["op_name"] != "DELEGATE"]  # noqa: SLF001
+    fallback = Counter(d["op_name"] for d in ops
+                       if not any(int(t) in produced for t in d["outputs"]))
+    return {"method": "xnnpack-delegate", "fully_delegated": not fallback,
+            "delegated_ops": len(ops) - sum(fallback.values()), "num_ops": len(ops),
+            "fallback_ops": dict(fallback), "error": None}
+
+
 def static_gpu_rules(g: Graph) -> List[str]:
     """Ops (sorted names) the mobile GPU delegate is predicted to refuse."""
     bad = set()
@@ -270,7 +380,9 @@ def analyze_tflite(path, gpu: bool = True, timeout: float = 600) -> dict:
 
     Returns:
         ``{"path", "size_bytes", "inputs": [..], "outputs": [..], "ops": {name: count},
-        "num_ops", "quantization", "float_islands": [..], "metadata": dict|None,
+        "num_ops", "quantization", "scheme" (w8a8/w8a16[+float] or the kind), "activations":
+        {dtype: ops}, "float_islands": [..], "float_layers": [Keras layers computing in float in a
+        quantized model], "metadata": dict|None, "cpu": :func:`xnnpack_coverage`,
         "gpu": {"method", "fully_accelerated", "unsupported_ops", "error"} | None}``; each I/O entry
         has ``name``, ``shape``, ``dtype``, ``scale``, ``zero_point``.
 
@@ -303,9 +415,12 @@ def analyze_tflite(path, gpu: bool = True, timeout: float = 600) -> dict:
         "num_ops": len(g.ops),
         "num_subgraphs": g.num_subgraphs,
         "quantization": quantization_kind(g),
+        "scheme": quantization_scheme(g),
+        "activations": activation_dtypes(g),
         "float_islands": find_float_islands(g),
-        "cpu": {"xnnpack_reference_ops": xnnpack_reference_ops(g)},
+        "float_layers": sorted({f["layer"] for f in float_compute_ops(g) if f["layer"]}),
         "metadata": meta,
+        "cpu": dict(xnnpack_coverage(data), xnnpack_reference_ops=xnnpack_reference_ops(g)),
         "gpu": _gpu_coverage(str(p), g, timeout) if gpu else None,
     }
     return report
@@ -313,8 +428,9 @@ def analyze_tflite(path, gpu: bool = True, timeout: float = 600) -> dict:
 
 def format_report(r: dict) -> str:
     """Human-readable table of an :func:`analyze_tflite` report."""
-    lines = [f"{r['path']}  ({r['size_bytes'] / 1e6:.2f} MB, {r['num_ops']} ops, "
-             f"{r['quantization']})"]
+    scheme = r.get("scheme") or r["quantization"]
+    kind = r["quantization"] if scheme == r["quantization"] else f"{r['quantization']}, {scheme}"
+    lines = [f"{r['path']}  ({r['size_bytes'] / 1e6:.2f} MB, {r['num_ops']} ops, {kind})"]
 
     def q(t):
         if t["scale"] is None:
@@ -336,23 +452,48 @@ def format_report(r: dict) -> str:
                 lines.append(f"    #{f['index']} {f['op']}: {f['reason']}")
         else:
             lines.append("  float islands: none (QUANTIZE/DEQUANTIZE only at the graph I/O)")
-    ref = (r.get("cpu") or {}).get("xnnpack_reference_ops")
+        acts = r.get("activations") or {}
+        if acts:
+            lines.append("  activations: " + ", ".join(f"{n} {d}" for d, n in sorted(acts.items())))
+        if r.get("float_layers"):
+            lines.append(f"  float layers ({len(r['float_layers'])}): {', '.join(r['float_layers'])}")
+    cpu = r.get("cpu") or {}
+    if cpu.get("fully_delegated") is True:
+        lines.append(f"  CPU (XNNPACK): whole graph ({cpu.get('num_ops')} ops delegated)")
+    elif cpu.get("fully_delegated") is False:
+        fb = ", ".join(f"{n}x{c}" for n, c in sorted((cpu.get("fallback_ops") or {}).items()))
+        lines.append(f"  CPU (XNNPACK): {cpu.get('num_ops', 0) - cpu.get('delegated_ops', 0)} of "
+                     f"{cpu.get('num_ops')} ops on TFLite's reference kernels, outside XNNPACK: {fb}")
+    elif cpu.get("error"):
+        lines.append(f"  CPU (XNNPACK): not measured ({cpu['error']})")
+    ref = cpu.get("xnnpack_reference_ops")
     if ref:
-        lines.append(f"  CPU (XNNPACK): {len(ref)} op(s) on TFLite's reference kernels, outside "
-                     f"XNNPACK: " + ", ".join(f"#{o['index']} {o['op']} {o['reason']}" for o in ref))
-        lines.append("    cost: about 8% of CPU latency on the default 512x512 model (2-core AVX2); "
-                     "export with --io-type int8 to keep the whole graph in XNNPACK (MediaPipe and "
-                     "the Task Library need uint8 or float input)")
-    elif r.get("cpu") is not None:
-        lines.append("  CPU (XNNPACK): every op has an XNNPACK kernel")
+        lines.append("    uint8 I/O: " + ", ".join(f"#{o['index']} {o['op']} {o['reason']}" for o in ref)
+                     + "; about 8% of CPU latency on the default 512x512 model (2-core AVX2). Export "
+                     "with --io-type int8 to keep the whole graph in XNNPACK (MediaPipe and the Task "
+                     "Library need uint8 or float input)")
     meta = r.get("metadata") or {}
     if meta:
         ex = meta.get("export", {})
+        variant = ex.get("variant")
+        kf = (ex.get("keep_float") or {}).get("patterns")
+        if kf:
+            variant = f"{variant} (keep-float {', '.join(kf)})"
         lines.append(f"  metadata: {len(meta.get('labels', []))} labels, output={meta.get('output')}, "
-                     f"variant={ex.get('variant')}, normalize_in_graph={meta.get('normalize_in_graph')}")
+                     f"variant={variant}, normalize_in_graph={meta.get('normalize_in_graph')}")
         rp = ex.get("raw_pixels")
         if rp:
             lines.append(f"    {rp['note']}")
+    c = r.get("cpu")
+    if c is not None:
+        if c.get("error"):
+            lines.append(f"  CPU (XNNPACK): not measured: {c['error']}")
+        elif c["fully_delegated"]:
+            lines.append(f"  CPU: runs whole on XNNPACK ({c['num_ops']} ops)")
+        else:
+            fb = ", ".join(f"{n} x{k}" for n, k in sorted(c["fallback_ops"].items()))
+            lines.append(f"  CPU: NOT whole on XNNPACK ({c['delegated_ops']}/{c['num_ops']} ops); "
+                         f"reference kernels run: {fb}")
     g = r.get("gpu")
     if g is not None:
         how = "LiteRT GPU accelerator" if g["method"] == "litert-gpu" else "static rules (no GPU here)"
@@ -378,45 +519,3 @@ def tflite_op_counts(tflite) -> Dict[str, int]:
     for op in it._get_ops_details():
         counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1
     return counts
-
-
-def xnnpack_delegation(tflite, threads: int = 1) -> dict:
-    """Whether the XNNPACK delegate claims every op of a .tflite (path or bytes).
-
-    Loads the model in LiteRT's Interpreter (which applies XNNPACK by default) and reads the
-    delegated graph: XNNPACK replaces each run of ops it supports by one ``DELEGATE`` node. The
-    model is fully delegated when there is exactly one such node, fed directly by the graph inputs
-    and producing the graph outputs (any op XNNPACK refuses would sit before, after or between
-    delegate nodes and stay on the reference CPU kernels).
-
-    Returns:
-        ``{"fully_delegated": bool, "partitions": int, "undelegated_ops": [op names at the
-        partition boundaries], "ops": int}``.
-    """
-    from ai_edge_litert.interpreter import Interpreter
-
-    from edge_deeplab.core.native_logs import capture_native_stderr
-
-    kw = {"model_path": str(tflite)} if isinstance(tflite, (str, os.PathLike)) else \
-        {"model_content": bytes(tflite)}
-    with capture_native_stderr():
-        it = Interpreter(num_threads=threads, **kw)
-        it.allocate_tensors()
-    ops = it._get_ops_details()
-    dels = [o for o in ops if o["op_name"] == "DELEGATE"]
-    orig = [o for o in ops if o["op_name"] != "DELEGATE"]
-    produced = {int(t) for o in orig for t in o["outputs"]}
-    g_in = {int(d["index"]) for d in it.get_input_details()}
-    g_out = {int(d["index"]) for d in it.get_output_details()}
-    d_in = {int(t) for o in dels for t in o["inputs"]} & (produced | g_in)
-    d_out = {int(t) for o in dels for t in o["outputs"]}
-    outside = []
-    for o in orig:
-        outs = {int(t) for t in o["outputs"]}
-        # A delegated op's visible outputs are delegate outputs; an op that feeds a delegate or
-        # produces a graph output without being one of them runs outside.
-        if not dels or (outs & (d_in | g_out) and not outs & d_out):
-            outside.append(o["op_name"])
-    full = len(dels) == 1 and d_in <= g_in and g_out <= d_out
-    return {"fully_delegated": bool(full), "partitions": len(dels),
-            "undelegated_ops": sorted(set(outside)) if not full else [], "ops": len(orig)}

@@ -11,7 +11,18 @@ int8         full-integer post-training quantization (``TFLITE_BUILTINS_INT8``),
              ``int8`` or ``float32``
 qat-int8     a quantization-aware (tfmot) model converted with ``Optimize.DEFAULT``: the fake-quant
              ranges learned in training become the int8 parameters; no calibration set
+w8a16        int8 weights, int16 activations, through Google's litert-quantizer
+             (:mod:`converters.litert_quant`, recipe ``static_wi8_ai16``), calibrated like int8;
+             I/O ``float32`` (default: LiteRT's CompiledModel cannot feed int16 buffers) or
+             ``int16`` (for the TFLite interpreter)
 ===========  ====================================================================================
+
+Selective precision (``keep_float=[PATTERN, ...]``, ``int8`` and ``w8a16`` only): the layers whose
+Keras names match a pattern (glob or regex, see :mod:`converters.litert_quant`) stay float, the rest
+is quantized. It goes through litert-quantizer (``int8`` then uses its ``static_wi8_ai8`` recipe
+and has ``int8`` or ``float32`` I/O: the library cannot make uint8 I/O). Patterns are checked
+against the Keras layer names before conversion, and against the converted graph before
+calibration; one that matches nothing is a one-line error.
 
 Conversion always runs under :func:`edge_deeplab.model.layers.native_dilated_depthwise` and from a traced
 concrete function (the SavedModel detour of ``from_keras_model`` costs 4-5x the time for the same
@@ -49,7 +60,7 @@ from __future__ import annotations
 import datetime
 import os
 from pathlib import Path
-from typing import Iterable, Iterator, Optional
+from typing import Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -63,8 +74,10 @@ from edge_deeplab.core.contract.semantics import (
 from edge_deeplab.core.errors import EdgeDeeplabError
 from edge_deeplab.model.config import ModelConfig
 
-IO_TYPES = ("float32", "uint8", "int8")
+IO_TYPES = ("float32", "uint8", "int8", "int16")
 OUTPUTS = ("logits", "classmap")
+#: Variants that may keep layers float (``keep_float``).
+KEEP_FLOAT_VARIANTS = ("int8", "w8a16")
 DEFAULT_CALIBRATION_STEPS = 100
 #: Layer name of the in-graph normalization (1x1 DepthwiseConv2D with bias).
 NORMALIZATION_LAYER = "input_normalization"
@@ -400,7 +413,7 @@ def export_tflite(model, out_path, variant: str = "float32", *, io_type: Optiona
                   calibration_split: str = "train",
                   calibration_steps: int = DEFAULT_CALIBRATION_STEPS,
                   config: Optional[ModelConfig] = None, metadata: Optional[dict] = None,
-                  sidecar: bool = True) -> dict:
+                  sidecar: bool = True, keep_float: Sequence[str] = ()) -> dict:
     """Converts a Keras DeepLab model to an edge-clean ``.tflite`` (atomic write + metadata).
 
     Args:
@@ -420,6 +433,8 @@ def export_tflite(model, out_path, variant: str = "float32", *, io_type: Optiona
         config: the model's :class:`ModelConfig` (read from the model's sidecar for paths).
         metadata: extra keys merged into the embedded metadata.
         sidecar: also write ``X.json``.
+        keep_float: Keras layer patterns to keep in float (``int8``/``w8a16``; see the module
+            docstring).
 
     Returns:
         A dict: ``path``, ``sidecar``, ``variant``, ``size_bytes``, ``metadata``.
@@ -431,13 +446,32 @@ def export_tflite(model, out_path, variant: str = "float32", *, io_type: Optiona
         raise EdgeDeeplabError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
     if output not in OUTPUTS:
         raise EdgeDeeplabError(f"unknown output {output!r}; choose one of {', '.join(OUTPUTS)}")
+    keep_float = [str(p) for p in (keep_float or ())]
+    if keep_float and variant not in KEEP_FLOAT_VARIANTS:
+        raise EdgeDeeplabError(f"--keep-float works with variants {' and '.join(KEEP_FLOAT_VARIANTS)}, "
+                               f"not {variant}")
+    # int16 activations and selective precision go through litert-quantizer.
+    scheme = "w8a16" if variant == "w8a16" else ("w8a8" if keep_float else None)
     if io_type is None:
-        io_type = "uint8" if variant in INTEGER_VARIANTS else "float32"
+        # w8a16: float I/O by default, because LiteRT's CompiledModel (our default runtime, and
+        # the GPU accelerator) has no int16 TensorBuffer; --io-type int16 for interpreter users.
+        io_type = ({"w8a16": "float32", "w8a8": "int8"}[scheme] if scheme
+                   else "uint8" if variant in INTEGER_VARIANTS else "float32")
     if io_type not in IO_TYPES:
         raise EdgeDeeplabError(f"unknown io type {io_type!r}; choose one of {', '.join(IO_TYPES)}")
     if io_type != "float32" and variant not in INTEGER_VARIANTS:
-        raise EdgeDeeplabError(f"io type {io_type} needs an integer variant (int8 or qat-int8), "
-                               f"not {variant}")
+        raise EdgeDeeplabError(f"io type {io_type} needs an integer variant (int8, qat-int8 or "
+                               f"w8a16), not {variant}")
+    if scheme:
+        from converters.litert_quant import LIMITS, NATIVE_IO
+
+        if io_type not in (NATIVE_IO[scheme], "float32"):
+            why = f": {LIMITS['uint8_io']}" if io_type == "uint8" else ""
+            what = f"{variant} with --keep-float" if variant == "int8" else variant
+            raise EdgeDeeplabError(f"io type {io_type} is not available for {what}{why}; use "
+                                   f"{NATIVE_IO[scheme]} or float32")
+    elif io_type == "int16":
+        raise EdgeDeeplabError(f"io type int16 needs variant w8a16, not {variant}")
     if calibration_steps < 1:
         raise EdgeDeeplabError(f"calibration steps must be >= 1, got {calibration_steps}")
     out_path = Path(out_path)
@@ -468,10 +502,14 @@ def export_tflite(model, out_path, variant: str = "float32", *, io_type: Optiona
 
     conv_model = with_input_normalization(keras_model, mean, std) if normalize_in_graph \
         else keras_model
+    if keep_float:
+        from converters.litert_quant import check_patterns
+
+        check_patterns(keep_float, [l.name for l in conv_model.layers])  # before any work
 
     calibration = None
     rep_gen = None
-    if variant == "int8":
+    if variant in ("int8", "w8a16"):
         if representative is not None:
             images, calibration = representative, {"source": "user", "steps": calibration_steps}
         elif calibration_dataset:
@@ -484,7 +522,21 @@ def export_tflite(model, out_path, variant: str = "float32", *, io_type: Optiona
             calibration = {"source": "generated", "steps": calibration_steps}
         rep_gen = _representative(images, normalize_in_graph, mean, std, calibration_steps, shape)
 
-    tflite = _trace_and_convert(conv_model, variant, io_type, output, rep_gen)
+    quantizer = None
+    if scheme:
+        from converters.litert_quant import quantize_tflite
+        from edge_deeplab.core.contract.metadata import embed_metadata
+
+        tflite = _trace_and_convert(conv_model, "float32", "float32", output, None)
+        # The quantizer calibrates through the model's signature, which our metadata step adds
+        # (the final metadata replaces this placeholder entry below).
+        tflite = embed_metadata(tflite, {}, input_name="image", output_name=output)
+        tflite, quantizer = quantize_tflite(
+            tflite, scheme, (b[0] for b in rep_gen()), keep_float=keep_float,
+            io_type="float32" if io_type == "float32" else None,
+            calibration_steps=calibration_steps)
+    else:
+        tflite = _trace_and_convert(conv_model, variant, io_type, output, rep_gen)
     in_info, out_info = _io_details(tflite)
     in_info["name"], out_info["name"] = "image", output
 
@@ -512,6 +564,13 @@ def export_tflite(model, out_path, variant: str = "float32", *, io_type: Optiona
     }
     if calibration:
         export["calibration"] = calibration
+    if quantizer:
+        export["quantizer"] = {k: quantizer[k] for k in ("quantizer", "recipe", "scheme")}
+        export["float_ops"] = quantizer["float_ops"]
+        if keep_float:
+            export["keep_float"] = {
+                "patterns": list(keep_float),
+                "layers": sorted({l for ls in quantizer["keep_float"].values() for l in ls})}
     if variant in INTEGER_VARIANTS and io_type == "uint8" and not normalize_in_graph:
         export["raw_pixels"] = raw_pixel_check(in_info, mean, std)
     meta["export"] = export

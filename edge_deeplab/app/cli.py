@@ -29,6 +29,7 @@ COMMANDS = {
     "eval": "edge_deeplab.app.commands.eval",
     "export": "edge_deeplab.app.commands.export",
     "analyze": "edge_deeplab.app.commands.analyze",
+    "quant-report": "edge_deeplab.app.commands.quant_report",
     "bench": "edge_deeplab.app.commands.bench",
     "demo": "edge_deeplab.app.commands.demo",
 }

@@ -211,11 +211,13 @@ def test_uint8_io_edge_conversions_are_named_as_outside_xnnpack(models):
     ref = u8["cpu"]["xnnpack_reference_ops"]
     assert [o["op"] for o in ref] == ["QUANTIZE", "QUANTIZE"]
     assert ref[0]["reason"].startswith("uint8 -> int8") and ref[1]["reason"].startswith("int8 -> uint8")
+    assert u8["cpu"]["fully_delegated"] is False and u8["cpu"]["fallback_ops"] == {"QUANTIZE": 2}
     text = format_report(u8)
-    assert "CPU (XNNPACK): 2 op(s) on TFLite's reference kernels" in text and "--io-type int8" in text
+    assert "ops on TFLite's reference kernels, outside XNNPACK: QUANTIZEx2" in text
+    assert "uint8 I/O: #0 QUANTIZE uint8 -> int8" in text and "--io-type int8" in text
     i8 = analyze_tflite(models["int8_io"], gpu=False)
-    assert i8["cpu"]["xnnpack_reference_ops"] == []
-    assert "CPU (XNNPACK): every op has an XNNPACK kernel" in format_report(i8)
+    assert i8["cpu"]["xnnpack_reference_ops"] == [] and i8["cpu"]["fully_delegated"] is True
+    assert "CPU (XNNPACK): whole graph" in format_report(i8)
     for path, whole in ((models["int8"], False), (models["int8_io"], True)):
         r = open_runner(str(path), accelerator="cpu", runtime="litert")
         try:

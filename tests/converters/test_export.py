@@ -282,7 +282,8 @@ def test_failed_export_leaves_no_partial_file(small):
     (dict(variant="int4"), "unknown variant"),
     (dict(variant="float32", io_type="uint8"), "integer variant"),
     (dict(variant="float32", output="probs"), "unknown output"),
-    (dict(variant="int8", io_type="int16"), "unknown io type"),
+    (dict(variant="int8", io_type="int16"), "needs variant w8a16"),
+    (dict(variant="int8", io_type="int4"), "unknown io type"),
 ])
 def test_bad_arguments_one_line(small, kwargs, msg):
     cfg, model, _, _, d = small

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 import edge_deeplab.training.qat as qat
-from converters.analyze import tflite_op_counts, xnnpack_delegation
+from converters.analyze import tflite_op_counts, xnnpack_coverage
 from edge_deeplab.core._tf import keras, tf
 from edge_deeplab.core.errors import EdgeDeeplabError
 from edge_deeplab.model.config import ModelConfig
@@ -134,9 +134,9 @@ def test_exported_graph_int8_only(tflite_int8):
 
 
 def test_exported_graph_runs_fully_on_xnnpack(tflite_int8):
-    rep = xnnpack_delegation(tflite_int8)
-    assert rep["fully_delegated"], rep
-    assert rep["partitions"] == 1
+    rep = xnnpack_coverage(tflite_int8)
+    assert rep["fully_delegated"] is True, rep
+    assert rep["delegated_ops"] == rep["num_ops"] and not rep["fallback_ops"]
 
 
 def test_uint8_io_quantize_only_at_io(qat_model, tmp_path):

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-HELP = "convert a Keras model / run dir to TFLite (float32, float16, dynamic, int8, qat-int8)"
+HELP = "convert a Keras model / run dir to TFLite (float32, float16, dynamic, int8, qat-int8, w8a16)"
 DESCRIPTION = ("Converts to TFLite with one dilated DEPTHWISE_CONV_2D per atrous conv and "
                "BatchNorm folded. int8 is full-integer PTQ calibrated on --calibration-dataset "
-               "(else generated scenes); qat-int8 converts a run's quantization-aware model. "
+               "(else generated scenes); qat-int8 converts a run's quantization-aware model; w8a16 (int8 "
+               "weights, int16 activations) and --keep-float (selective precision for int8/w8a16) "
+               "go through litert-quantizer. "
                "Writes X.tflite atomically with embedded metadata and an X.json sidecar.")
 
-VARIANTS = ("float32", "float16", "dynamic", "int8", "qat-int8")
+VARIANTS = ("float32", "float16", "dynamic", "int8", "qat-int8", "w8a16")
 
 
 def add_arguments(p) -> None:
@@ -16,15 +18,19 @@ def add_arguments(p) -> None:
     p.add_argument("--variant", default="float32",
                    help="one of " + ", ".join(VARIANTS))
     p.add_argument("--out", required=True, help="output .tflite path")
-    p.add_argument("--io-type", default=None, choices=("float32", "uint8", "int8"),
-                   help="input/output type (integer variants; default uint8 for them, float32 "
-                        "otherwise)")
+    p.add_argument("--io-type", default=None, choices=("float32", "uint8", "int8", "int16"),
+                   help="input/output type (integer variants; default uint8 for int8/qat-int8, "
+                        "int8 for int8 with --keep-float, float32 otherwise; int16 only for w8a16, and only "
+                        "the TFLite interpreter runtime feeds int16 I/O)")
+    p.add_argument("--keep-float", action="append", default=[], metavar="PATTERN",
+                   help="int8/w8a16: keep the Keras layers matching PATTERN (glob or regex over "
+                        "layer names, e.g. 'block_5_*' or 'aspp.*') in float; repeatable")
     p.add_argument("--normalize-in-graph", action="store_true",
                    help="the model takes raw 0..255 pixels (normalization as a 1x1 depthwise conv)")
     p.add_argument("--output", default="logits", choices=("logits", "classmap"),
                    help="logits at input size, or an int32 class map (ARG_MAX)")
     p.add_argument("--calibration-dataset", default=None, metavar="NAME",
-                   help="int8: calibrate on this dataset (voc, cityscapes, folder, synthetic)")
+                   help="int8/w8a16: calibrate on this dataset (voc, cityscapes, folder, synthetic)")
     p.add_argument("--data-dir", default=None, help="dataset root for --calibration-dataset")
     p.add_argument("--calibration-split", default="train")
     p.add_argument("--calibration-steps", type=int, default=100, help="calibration images")
@@ -55,12 +61,16 @@ def run(args) -> int:
                          normalize_in_graph=args.normalize_in_graph, output=args.output,
                          calibration_dataset=args.calibration_dataset, data_dir=args.data_dir,
                          calibration_split=args.calibration_split,
-                         calibration_steps=args.calibration_steps)
+                         calibration_steps=args.calibration_steps,
+                         keep_float=args.keep_float)
     ex = info["metadata"]["export"]
     i, o = ex["input"], ex["output_tensor"]
     print(f"wrote {info['path']} ({info['size_bytes'] / 1e6:.2f} MB, {info['variant']}; input "
           f"{i['dtype']}{i['shape']}, output {o['dtype']}{o['shape']} {info['metadata']['output']})"
           + (f" and {info['sidecar']}" if info["sidecar"] else ""))
+    kf = ex.get("keep_float")
+    if kf:
+        print(f"  kept float ({ex.get('float_ops')} ops): {', '.join(kf['layers'])}")
     rp = ex.get("raw_pixels")
     if rp:
         print(f"  {rp['note']}")

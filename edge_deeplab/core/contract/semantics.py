@@ -40,9 +40,9 @@ VOC_PERSON = 15
 #: The variant vocabulary: what the exporter writes (``export.variant``) and what the benchmarks
 #: report. Models from elsewhere are classified from their tensor types into ``float32``,
 #: ``float16``, ``dynamic-range``, ``int8`` or ``uint8`` (:func:`variant`).
-VARIANTS = ("float32", "float16", "dynamic", "int8", "qat-int8")
-#: Variants whose graph is integer from input to output.
-INTEGER_VARIANTS = ("int8", "qat-int8")
+VARIANTS = ("float32", "float16", "dynamic", "int8", "qat-int8", "w8a16")
+#: Variants with integer activations (int8, or int16 for ``w8a16``); their I/O may be integer too.
+INTEGER_VARIANTS = ("int8", "qat-int8", "w8a16")
 #: Output kinds (:func:`output_kind`).
 OUTPUT_KINDS = ("logits", "probabilities", "classmap")
 
@@ -151,7 +151,8 @@ def variant(path_or_bytes=None, metadata: Optional[dict] = None) -> str:
     """The model's variant.
 
     Metadata written by our exporter (``variant`` / ``quantization``) wins when present; otherwise
-    it is read from the tensor types: ``float16``, ``int8`` / ``uint8`` (mostly integer tensors),
+    it is read from the tensor types: ``float16``, ``w8a16`` (int16 activations), ``int8`` /
+    ``uint8`` (mostly integer tensors),
     ``dynamic-range`` (some integer weights) or ``float32``; ``unknown`` when unreadable.
     """
     meta = metadata or {}
@@ -171,6 +172,8 @@ def variant(path_or_bytes=None, metadata: Optional[dict] = None) -> str:
     i8, u8, f16 = dtypes.count("int8"), dtypes.count("uint8"), dtypes.count("float16")
     if f16:
         return "float16"
+    if dtypes.count("int16") / n > 0.3:
+        return "w8a16"
     if (i8 + u8) / n > 0.5:
         return "int8" if i8 >= u8 else "uint8"
     if i8 + u8:

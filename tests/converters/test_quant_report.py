@@ -1,0 +1,136 @@
+"""``edge-deeplab quant-report`` and the litert-quantizer exports (w8a16, --keep-float), through the CLI.
+
+Models have no dilated convs (output stride 32, ASPP rate 1), so nothing here depends on the
+dilated-depthwise kernels.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edge_deeplab.app.cli import main
+from edge_deeplab.model.config import ModelConfig
+
+NO_DILATION = ModelConfig(input_size=(64, 64), num_classes=3, alpha=0.35, output_stride=32,
+                          aspp_rates=(1,))
+CULPRIT = "block_3_project"
+
+
+def _one_line_error(capsys, argv, *needles):
+    rc = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc != 0, argv
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    for n in needles:
+        assert n in err[0], err[0]
+    return err[0]
+
+
+def _damage(model):
+    """Badly scaled weights in one layer: block_3_project gets a weight of 1e4 on an input channel
+    that is always zero (its depthwise BN is switched off). The float function is unchanged, but the
+    per-channel int8 weight scale is set by the 1e4, so every real weight of the layer rounds to 0."""
+    dw_bn = model.get_layer("block_3_depthwise_BN")
+    g, b, m, v = dw_bn.get_weights()
+    g[0], b[0] = 0.0, -10.0  # ReLU6(-10) = 0: channel 0 is dead on every image
+    dw_bn.set_weights([g, b, m, v])
+    proj = model.get_layer(CULPRIT)
+    (k,) = proj.get_weights()
+    k[:, :, 0, :] = 1e4
+    proj.set_weights([k])
+
+
+@pytest.fixture(scope="module")
+def damaged(tmp_path_factory):
+    from _export_helpers import calibrated_random_model
+
+    from edge_deeplab.model_io import save_model
+
+    d = tmp_path_factory.mktemp("qr")
+    model = calibrated_random_model(NO_DILATION)
+    _damage(model)
+    save_model(model, d / "m.keras", NO_DILATION)
+    for variant in ("float32", "int8"):
+        assert main(["export", str(d / "m.keras"), "--variant", variant,
+                     "--out", str(d / f"{variant}.tflite"), "--calibration-steps", "8"]) == 0
+    return d
+
+
+def test_report_points_at_the_damaged_layer(damaged, capsys):
+    d = damaged
+    capsys.readouterr()
+    rc = main(["quant-report", str(d / "int8.tflite"), "--reference", str(d / "float32.tflite"),
+               "--images", "4", "--json", str(d / "r.json"), "--plot", str(d / "r.png"),
+               "--top", "3"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    r = json.loads((d / "r.json").read_text())
+    assert r["worst"][0]["layer"] == CULPRIT
+    assert CULPRIT in out.split("worst")[1].splitlines()[2]  # first row of the console table
+    layers = r["layers"]
+    assert [e["depth"] for e in layers] == list(range(len(layers)))
+    assert [e["op_index"] for e in layers] == sorted(e["op_index"] for e in layers)  # graph order
+    for key in ("op", "tensor", "layer", "snr_db", "rel_mse", "cosine", "snr_drop_db"):
+        assert key in layers[0]
+    culprit = next(e for e in layers if e["layer"] == CULPRIT)
+    others = [e for e in layers if e["depth"] < culprit["depth"]]
+    assert culprit["snr_db"] < 10 and min(e["snr_db"] for e in others) > 20
+    assert (d / "r.png").stat().st_size > 10_000
+    import cv2
+
+    assert cv2.imread(str(d / "r.png")) is not None
+
+
+def test_bad_inputs_are_one_line(damaged, tmp_path, capsys):
+    from _export_helpers import calibrated_random_model
+
+    from converters.export import export_tflite
+
+    d = damaged
+    other = ModelConfig(input_size=(96, 96), num_classes=3, alpha=0.35, output_stride=32,
+                        aspp_rates=(1,))
+    export_tflite(calibrated_random_model(other, n_images=2), tmp_path / "other.tflite", "float32",
+                  config=other)
+    capsys.readouterr()
+    q, f = str(d / "int8.tflite"), str(d / "float32.tflite")
+    _one_line_error(capsys, ["quant-report", q, "--reference", str(tmp_path / "other.tflite")],
+                    "does not match", "[1, 96, 96, 3]")
+    _one_line_error(capsys, ["quant-report", f, "--reference", f], "not quantized")
+    _one_line_error(capsys, ["quant-report", q, "--reference", q], "not a float model")
+    _one_line_error(capsys, ["quant-report", q, "--reference", str(tmp_path / "nope.tflite")],
+                    "not found")
+    _one_line_error(capsys, ["export", str(d / "m.keras"), "--variant", "int8", "--keep-float",
+                             "no_such_layer*", "--out", str(tmp_path / "x.tflite")],
+                    "no_such_layer*", "matches no layer")
+    _one_line_error(capsys, ["export", str(d / "m.keras"), "--variant", "float16", "--keep-float",
+                             "aspp0", "--out", str(tmp_path / "x.tflite")], "int8 and w8a16")
+    _one_line_error(capsys, ["export", str(d / "m.keras"), "--variant", "w8a16", "--io-type",
+                             "uint8", "--out", str(tmp_path / "x.tflite")], "uint8")
+    assert not (tmp_path / "x.tflite").exists()
+
+
+def test_keep_float_leaves_the_named_layers_float(damaged, capsys):
+    d = damaged
+    out = d / "kf.tflite"
+    assert main(["export", str(d / "m.keras"), "--variant", "int8", "--keep-float", "block_5_*",
+                 "--keep-float", "aspp0", "--out", str(out), "--calibration-steps", "8"]) == 0
+    capsys.readouterr()
+    assert main(["analyze", str(out), "--json", "--no-gpu"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    expected = {"block_5_expand", "block_5_depthwise", "block_5_project", "block_5_add", "aspp0"}
+    assert set(r["float_layers"]) == expected
+    assert r["quantization"] == "mixed" and r["scheme"] == "w8a8+float"
+    assert r["activations"].get("float32") == len(expected)
+    # everything else computes in int8
+    assert r["activations"]["int8"] == sum(r["ops"].values()) - r["ops"].get("QUANTIZE", 0) \
+        - r["ops"].get("DEQUANTIZE", 0) - len(expected)
+    ex = r["metadata"]["export"]
+    assert ex["variant"] == "int8" and ex["keep_float"]["patterns"] == ["block_5_*", "aspp0"]
+    assert set(ex["keep_float"]["layers"]) == expected
+    assert json.loads(out.with_suffix(".json").read_text())["export"]["keep_float"] == ex["keep_float"]
+    assert r["cpu"]["method"] == "xnnpack-delegate" and r["cpu"]["fully_delegated"] is True
+    assert main(["analyze", str(out), "--no-gpu"]) == 0
+    text = capsys.readouterr().out
+    assert "float layers (5): aspp0, block_5_add" in text and "keep-float block_5_*, aspp0" in text
