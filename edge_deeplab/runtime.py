@@ -248,6 +248,25 @@ def dequantize(y: np.ndarray, info: TensorInfo) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 def _read_metadata(path: str) -> Optional[dict]:
+    """The model's metadata dict: standard TFLite metadata preferred, then our JSON / sidecar.
+
+    Standard metadata (``TFLITE_METADATA``: labels, normalization, output kind) overrides the
+    same keys of our JSON, so a third-party model that carries it needs no flags. Malformed
+    standard metadata is ignored here (``analyze`` reports it); the JSON still applies.
+    """
+    meta = _read_json_metadata(path)
+    try:
+        from edge_deeplab.core.contract.tflite_metadata import read_standard_metadata
+
+        std = read_standard_metadata(path)
+    except EdgeDeeplabError:
+        std = None
+    if std is not None:
+        meta = {**(meta or {}), **std.to_contract_dict()}
+    return meta
+
+
+def _read_json_metadata(path: str) -> Optional[dict]:
     try:
         from converters.metadata import read_tflite_metadata
 
@@ -375,10 +394,21 @@ class Runner:
         return mean, std
 
     def prepare_input(self, image: np.ndarray) -> np.ndarray:
-        """uint8 RGB image already at the model's input size -> the input tensor (batch of 1)."""
+        """uint8 RGB image already at the model's input size -> the input tensor (batch of 1).
+
+        A uint8 input whose quantization absorbs ``(pixel - mean) / std`` (to within one step) gets
+        the raw pixels, as MediaPipe Tasks, the Task Library and phone apps feed it; requantizing
+        the normalized value would land half a step off (``p + 0.5`` rounds to even).
+        """
         mean, std = self.normalization()
+        info = self.input
+        if info.quantized and np.dtype(info.dtype) == np.uint8 and image.dtype == np.uint8:
+            from edge_deeplab.core.contract.tflite_metadata.compatibility import raw_pixel_error
+
+            if raw_pixel_error(info.scale, info.zero_point or 0, mean, std) <= 1.0:
+                return np.ascontiguousarray(image[None])
         x = (image.astype(np.float32) - mean) / std
-        return quantize(x[None], self.input)
+        return quantize(x[None], info)
 
     def predict(self, image: np.ndarray) -> np.ndarray:
         """Runs one uint8 RGB image (any size; stretched to the model input) through the model.
