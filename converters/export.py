@@ -572,7 +572,8 @@ def _with_standard_metadata(data: bytes, meta: dict, cfg, variant, io_type, outp
             f"Exported by edge_deeplab {__version__}.")
     m, s = ([0.0], [1.0]) if normalize_in_graph else (list(mean), list(std))
     return write_standard_metadata(
-        data, name=str(meta.get("name") or "edge_deeplab segmentation"), description=desc,
+        data, name=str(meta.get("name") or ("DeepLab v3+ MobileNet-v2 segmenter" if cfg is not None
+                                             else "edge_deeplab segmenter")), description=desc,
         version=meta["export"]["created"], author=str(meta.get("author") or "edge_deeplab"),
         toolkit_version=__version__, labels=meta["labels"], mean=m, std=s, input_range=None,
         output_kind=output, activation=None, extra_json=meta)

@@ -118,11 +118,13 @@ def mediapipe_compatibility(path_or_bytes: Union[str, os.PathLike, bytes],
     if facts.outputs:
         tout = facts.outputs[-1]
         if len(tout.shape) != 4 or tout.dtype not in ("float32", "uint8"):
-            tl_only.append(f"output {tout.dtype}{list(tout.shape)} is not a 1 x H x W x C "
-                           f"float32/uint8 score tensor")
-            problems.append(f"output {tout.dtype}{list(tout.shape)} is not a 1 x H x W x C "
-                            f"float32/uint8 score tensor: MediaPipe may load it but reads it as "
-                            f"scores, so its masks are wrong (export with --output logits)")
+            what = f"output {tout.dtype}{list(tout.shape)} is not a 1 x H x W x C float32/uint8 " \
+                   f"score tensor"
+            fix = ("export with --io-type uint8" if len(tout.shape) == 4 and tout.dtype == "int8"
+                   else "export with --output logits")
+            tl_only.append(what)
+            problems.append(f"{what}: MediaPipe may load it but reads it as scores, so its masks "
+                            f"are wrong ({fix})")
     if metadata is None:
         if not any(p.startswith("malformed") for p in problems):
             warnings.append("no standard TFLite metadata (TFLITE_METADATA): no labels, "
