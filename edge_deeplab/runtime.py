@@ -399,6 +399,11 @@ class Runner:
         A uint8 input whose quantization absorbs ``(pixel - mean) / std`` (to within one step) gets
         the raw pixels, as MediaPipe Tasks, the Task Library and phone apps feed it; requantizing
         the normalized value would land half a step off (``p + 0.5`` rounds to even).
+
+        Float inputs get ``pixel * (1/std) + (-mean/std)`` in float32, the form MediaPipe's
+        preprocessing (and the in-graph normalization layer) computes: with mean 127.5 every
+        normalized pixel sits on a rounding tie of an int8 model's input QUANTIZE, so one ulp of
+        difference from ``(pixel - mean) / std`` changes the quantized input.
         """
         mean, std = self.normalization()
         info = self.input
@@ -407,7 +412,8 @@ class Runner:
 
             if raw_pixel_error(info.scale, info.zero_point or 0, mean, std) <= 1.0:
                 return np.ascontiguousarray(image[None])
-        x = (image.astype(np.float32) - mean) / std
+        inv = (1.0 / np.asarray(std, np.float32)).astype(np.float32)
+        x = image.astype(np.float32) * inv + (-np.asarray(mean, np.float32) * inv).astype(np.float32)
         return quantize(x[None], info)
 
     def predict(self, image: np.ndarray) -> np.ndarray:
