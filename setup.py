@@ -28,7 +28,8 @@ setup(
     python_requires=">=3.10,<3.13",
     packages=find_packages(include=["edge_deeplab", "edge_deeplab.*", "converters", "converters.*",
                                     "benchmarks", "benchmarks.*", "demos", "demos.*"]),
-    package_data={"benchmarks": ["fixtures/*.txt"], "demos": ["assets/*"]},
+    package_data={"benchmarks": ["fixtures/*.txt"], "demos": ["assets/*"],
+                  "edge_deeplab.core.contract.tflite_metadata._schema": ["*.fbs", "*.sh", "*.md"]},
     include_package_data=True,
     install_requires=INSTALL_REQUIRES,
     extras_require={

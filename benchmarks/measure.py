@@ -167,20 +167,18 @@ def resolve_normalization(runner, mean=None, std=None):
 def make_input(image_rgb: np.ndarray, info, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     """uint8 RGB image at the model's input size -> the input tensor (batch 1) in the input's dtype.
 
-    Float inputs get ``(x - mean) / std``; quantized integer inputs get that, quantized with the
-    tensor's scale/zero-point; integer inputs without quantization get raw pixels.
+    RGB inputs go through :func:`edge_deeplab.runtime.image_to_input` (what the runners and phone
+    SDKs feed); single-channel inputs get the grey image normalized (and quantized if needed).
     """
-    from edge_deeplab.runtime import quantize
+    from edge_deeplab.runtime import image_to_input, quantize
 
     img = image_rgb
     if info.shape[-1] == 1 and img.ndim == 3 and img.shape[-1] == 3:
         img = (img.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
         mean, std = mean[:1], std[:1]
-    dt = np.dtype(info.dtype)
-    if np.issubdtype(dt, np.integer) and not info.quantized:
-        return np.ascontiguousarray(img[None].astype(dt))
-    x = (img.astype(np.float32) - mean) / std
-    return np.ascontiguousarray(quantize(x[None], info))
+        x = (img - mean) / std
+        return np.ascontiguousarray(quantize(x[None], info))
+    return image_to_input(img, info, mean, std)
 
 
 def output_to_classmap(y: np.ndarray, info) -> np.ndarray:

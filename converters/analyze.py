@@ -406,6 +406,7 @@ def analyze_tflite(path, gpu: bool = True, timeout: float = 600) -> dict:
         meta = read_tflite_metadata(data)
     except EdgeDeeplabError:
         meta = None
+    standard, compat = _standard_metadata(data)
     report = {
         "path": str(p),
         "size_bytes": len(data),
@@ -421,9 +422,67 @@ def analyze_tflite(path, gpu: bool = True, timeout: float = 600) -> dict:
         "float_layers": sorted({f["layer"] for f in float_compute_ops(g) if f["layer"]}),
         "metadata": meta,
         "cpu": dict(xnnpack_coverage(data), xnnpack_reference_ops=xnnpack_reference_ops(g)),
+        "standard_metadata": standard,
+        "mediapipe": compat,
         "gpu": _gpu_coverage(str(p), g, timeout) if gpu else None,
     }
     return report
+
+
+def _standard_metadata(data: bytes):
+    """``(standard metadata dict | {"error": line} | None, MediaPipe compatibility dict)``."""
+    import dataclasses
+
+    from edge_deeplab.core.contract.tflite_metadata import (
+        mediapipe_compatibility,
+        read_standard_metadata,
+    )
+
+    try:
+        std = read_standard_metadata(data)
+        standard = dataclasses.asdict(std) if std is not None else None
+        if standard is not None:
+            standard.pop("extra_json", None)  # the same JSON as report["metadata"]
+    except EdgeDeeplabError as e:
+        std, standard = None, {"error": str(e).replace(" in model bytes", "")}
+    compat = mediapipe_compatibility(data, metadata=std) if standard is None or "error" not in standard \
+        else mediapipe_compatibility(data)
+    return standard, compat.to_dict()
+
+
+def _format_standard(r: dict) -> List[str]:
+    std, mp = r.get("standard_metadata"), r.get("mediapipe")
+    lines = []
+    if std is None:
+        lines.append("  standard metadata: none (no TFLITE_METADATA)")
+    elif "error" in std:
+        lines.append(f"  standard metadata: {std['error']}")
+    else:
+        labels = std.get("labels") or []
+        shown = ", ".join(labels[:6]) + (", ..." if len(labels) > 6 else "")
+        norm = (f"mean={_fmt_vals(std['mean'])} std={_fmt_vals(std['std'])}"
+                if std.get("mean") is not None else "none")
+        lines.append(f"  standard metadata: {std.get('name')!r} version {std.get('version')}")
+        lines.append(f"    input: {std.get('input_color_space') or '?'} image, normalization {norm}")
+        lines.append(f"    labels ({len(labels)}): {shown or 'none'}; activation "
+                     f"{std.get('activation') or 'not set'}; output {std.get('output_kind') or '?'}")
+    if mp is not None:
+        if mp["accepted"]:
+            lines.append("  MediaPipe Tasks ImageSegmenter: accepts this model")
+        else:
+            lines.append("  MediaPipe Tasks ImageSegmenter: refuses it: " + "; ".join(mp["problems"]))
+        for w in mp["warnings"]:
+            lines.append(f"    note: {w}")
+        if mp["task_library_accepted"] != mp["accepted"]:
+            lines.append("  TFLite Task Library ImageSegmenter: " + (
+                "accepts" if mp["task_library_accepted"] else
+                "refuses it: " + "; ".join(mp["task_library_problems"])))
+    return lines
+
+
+def _fmt_vals(v) -> str:
+    v = [float(x) for x in v]
+    return f"{v[0]:g}" if len(set(v)) == 1 else "[" + ", ".join(f"{x:g}" for x in v) + "]"
 
 
 def format_report(r: dict) -> str:
@@ -494,6 +553,7 @@ def format_report(r: dict) -> str:
             fb = ", ".join(f"{n} x{k}" for n, k in sorted(c["fallback_ops"].items()))
             lines.append(f"  CPU: NOT whole on XNNPACK ({c['delegated_ops']}/{c['num_ops']} ops); "
                          f"reference kernels run: {fb}")
+    lines.extend(_format_standard(r))
     g = r.get("gpu")
     if g is not None:
         how = "LiteRT GPU accelerator" if g["method"] == "litert-gpu" else "static rules (no GPU here)"

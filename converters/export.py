@@ -413,7 +413,8 @@ def export_tflite(model, out_path, variant: str = "float32", *, io_type: Optiona
                   calibration_split: str = "train",
                   calibration_steps: int = DEFAULT_CALIBRATION_STEPS,
                   config: Optional[ModelConfig] = None, metadata: Optional[dict] = None,
-                  sidecar: bool = True, keep_float: Sequence[str] = ()) -> dict:
+                  sidecar: bool = True, keep_float: Sequence[str] = (),
+                  labels: Optional[Sequence[str]] = None) -> dict:
     """Converts a Keras DeepLab model to an edge-clean ``.tflite`` (atomic write + metadata).
 
     Args:
@@ -435,12 +436,18 @@ def export_tflite(model, out_path, variant: str = "float32", *, io_type: Optiona
         sidecar: also write ``X.json``.
         keep_float: Keras layer patterns to keep in float (``int8``/``w8a16``; see the module
             docstring).
+        labels: class names (default: the config's); their count must match the model's classes.
+
+    Every variant also carries the standard TFLite metadata (``TFLITE_METADATA``: RGB input with
+    NormalizationOptions, labels file, MediaPipe activation; see
+    :mod:`edge_deeplab.core.contract.tflite_metadata`), so MediaPipe Tasks / the Task Library load it.
 
     Returns:
         A dict: ``path``, ``sidecar``, ``variant``, ``size_bytes``, ``metadata``.
 
     Raises:
-        EdgeDeeplabError: unknown variant/io type/output, unloadable model, conversion failure.
+        EdgeDeeplabError: unknown variant/io type/output, wrong label count, unloadable model,
+            conversion failure.
     """
     if variant not in VARIANTS:
         raise EdgeDeeplabError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
@@ -500,6 +507,7 @@ def export_tflite(model, out_path, variant: str = "float32", *, io_type: Optiona
         raise EdgeDeeplabError(f"config input size {tuple(cfg.input_size)} does not match the "
                                f"model's {shape[:2]}")
 
+    labels = _export_labels(labels, cfg, base_meta, keras_model)  # before any conversion work
     conv_model = with_input_normalization(keras_model, mean, std) if normalize_in_graph \
         else keras_model
     if keep_float:
@@ -546,7 +554,9 @@ def export_tflite(model, out_path, variant: str = "float32", *, io_type: Optiona
 
         meta = {**model_metadata(cfg), **{k: v for k, v in meta.items() if k not in ("config",)}}
         meta["config"] = cfg.to_dict()
-        meta["labels"] = list(cfg.resolved_labels())
+    meta["labels"] = labels
+    if isinstance(meta.get("config"), dict):
+        meta["config"]["labels"] = labels
     meta.setdefault("format", "edge_deeplab/1")
     meta["normalization"] = {"mean": list(map(float, mean)), "std": list(map(float, std))}
     meta["normalize_in_graph"] = bool(normalize_in_graph)
@@ -581,9 +591,53 @@ def export_tflite(model, out_path, variant: str = "float32", *, io_type: Optiona
     from edge_deeplab.core.contract import embed_metadata, sidecar_path
 
     data = embed_metadata(tflite, meta, input_name="image", output_name=output)
+    data = _with_standard_metadata(data, meta, cfg, variant, io_type, output, normalize_in_graph,
+                                   mean, std)
     write_bytes_atomic(out_path, data)
     sc = None
     if sidecar:
         sc = write_json_atomic(sidecar_path(out_path), meta)
     return {"path": str(out_path), "sidecar": str(sc) if sc else None, "variant": variant,
             "size_bytes": len(data), "metadata": meta}
+
+
+def _export_labels(labels, cfg, base_meta: dict, keras_model) -> list:
+    """Labels for the export: ``labels`` if given (count checked), else the config's/model's."""
+    from edge_deeplab.core.contract.tflite_metadata import check_labels
+
+    n = int(keras_model.output_shape[-1]) if len(keras_model.output_shape) == 4 else None
+    if labels is not None:
+        return check_labels(labels, n)
+    if cfg is not None:
+        return list(cfg.resolved_labels())
+    if base_meta.get("labels"):
+        return [str(x) for x in base_meta["labels"]]
+    return [f"class_{i}" for i in range(n or 0)]
+
+
+def _with_standard_metadata(data: bytes, meta: dict, cfg, variant, io_type, output,
+                            normalize_in_graph, mean, std) -> bytes:
+    """Adds the standard TFLite metadata (what MediaPipe Tasks / Task Library read) to ``data``.
+
+    NormalizationOptions describe what the input tensor expects from 0..255 RGB pixels: mean 0 /
+    std 1 for ``normalize_in_graph`` (raw pixels), else the model's mean/std. uint8 inputs get raw
+    pixels from MediaPipe; that is right when the input quantization absorbs mean/std (see
+    :func:`raw_pixel_check`).
+    """
+    from edge_deeplab import __version__
+    from edge_deeplab.core.contract.tflite_metadata import write_standard_metadata
+
+    arch = (f"DeepLab v3+ MobileNet-v2 (alpha {cfg.alpha}, output stride {cfg.output_stride})"
+            if cfg is not None else "segmentation model")
+    io = f", {io_type} I/O" if variant in INTEGER_VARIANTS else ""
+    desc = (f"{arch}, {variant}{io}, {len(meta['labels'])} classes; output "
+            f"{'per-pixel logits' if output == 'logits' else 'int32 class map'}; input "
+            f"{'raw RGB pixels 0..255' if normalize_in_graph else 'RGB (pixel - mean) / std'}. "
+            f"Exported by edge_deeplab {__version__}.")
+    m, s = ([0.0], [1.0]) if normalize_in_graph else (list(mean), list(std))
+    return write_standard_metadata(
+        data, name=str(meta.get("name") or ("DeepLab v3+ MobileNet-v2 segmenter" if cfg is not None
+                                             else "edge_deeplab segmenter")), description=desc,
+        version=meta["export"]["created"], author=str(meta.get("author") or "edge_deeplab"),
+        toolkit_version=__version__, labels=meta["labels"], mean=m, std=s, input_range=None,
+        output_kind=output, activation=None, extra_json=meta)

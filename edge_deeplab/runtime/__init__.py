@@ -30,9 +30,9 @@ from edge_deeplab.runtime.runners import (
                                           inspect_model,
                                           open_runner,
 )
-from edge_deeplab.runtime.tensors import TensorInfo, dequantize, quantize
+from edge_deeplab.runtime.tensors import TensorInfo, dequantize, image_to_input, quantize
 
 __all__ = ["ACCELERATORS", "RUNTIMES", "CompiledModelRunner", "InterpreterRunner", "IsolatedRunner",
            "Runner", "TensorInfo", "available_runtimes", "capture_native_stderr", "dequantize",
            "inspect_model", "native_error_line", "open_runner", "parse_delegate_log",
-           "probe_accelerator", "quantize"]
+           "image_to_input", "probe_accelerator", "quantize"]

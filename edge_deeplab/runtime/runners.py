@@ -41,7 +41,12 @@ from edge_deeplab.core.native_logs import (
     parse_delegate_log,
 )
 from edge_deeplab.core.sysinfo import available_runtimes, pkg_version
-from edge_deeplab.runtime.tensors import TensorInfo, dequantize, details_to_info, quantize
+from edge_deeplab.runtime.tensors import (
+    TensorInfo,
+    dequantize,
+    details_to_info,
+    image_to_input,
+)
 
 ACCELERATORS = ("cpu", "gpu", "npu")
 RUNTIMES = ("auto", "litert", "interpreter", "tflite_runtime")
@@ -152,10 +157,12 @@ class Runner:
         return contract.output_kind(self.metadata)
 
     def prepare_input(self, image: np.ndarray) -> np.ndarray:
-        """uint8 RGB image already at the model's input size -> the input tensor (batch of 1)."""
+        """uint8 RGB image already at the model's input size -> the input tensor (batch of 1).
+
+        As phone SDKs feed it: see :func:`edge_deeplab.runtime.tensors.image_to_input`.
+        """
         mean, std = self.normalization()
-        x = (image.astype(np.float32) - mean) / std
-        return quantize(x[None], self.input)
+        return image_to_input(image, self.input, mean, std)
 
     def predict(self, image: np.ndarray) -> np.ndarray:
         """Runs one uint8 RGB image (any size; stretched to the model input) through the model.

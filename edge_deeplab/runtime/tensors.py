@@ -66,3 +66,32 @@ def info_from_dict(t: dict) -> TensorInfo:
     """The inverse of :meth:`TensorInfo.to_dict`."""
     return TensorInfo(name=t["name"], shape=tuple(t["shape"]), dtype=np.dtype(t["dtype"]),
                 scale=t["scale"], zero_point=t["zero_point"])
+
+
+def image_to_input(image: np.ndarray, info: TensorInfo, mean, std) -> np.ndarray:
+    """A uint8 RGB image at the model's input size -> its input tensor (batch of 1), as phones feed it.
+
+    * A uint8 input whose quantization absorbs ``(pixel - mean) / std`` (to within one step, as our
+      uint8-I/O exports' do) gets the raw pixels, as MediaPipe Tasks, the Task Library and phone apps
+      feed it; requantizing the normalized value would land half a step off.
+    * Float inputs get ``pixel * (1/std) + (-mean/std)`` in float32, the form MediaPipe's
+      preprocessing computes (with mean 127.5 every normalized pixel sits on a rounding tie of an
+      int8 input QUANTIZE, so one ulp matters); quantized inputs then quantize that.
+    * Integer inputs without quantization get the raw pixels.
+
+    Example:
+        >>> info = TensorInfo("x", (1, 1, 1, 3), np.dtype(np.float32))
+        >>> image_to_input(np.full((1, 1, 3), 255, np.uint8), info, 127.5, 127.5).ravel().tolist()
+        [1.0, 1.0, 1.0]
+    """
+    dt = np.dtype(info.dtype)
+    if np.issubdtype(dt, np.integer) and not info.quantized:
+        return np.ascontiguousarray(image[None].astype(dt))
+    if info.quantized and dt == np.uint8 and image.dtype == np.uint8:
+        from edge_deeplab.core.contract.tflite_metadata.compatibility import raw_pixel_error
+
+        if raw_pixel_error(info.scale, info.zero_point or 0, mean, std) <= 1.0:
+            return np.ascontiguousarray(image[None])
+    inv = (1.0 / np.asarray(std, np.float32)).astype(np.float32)
+    x = image.astype(np.float32) * inv + (-np.asarray(mean, np.float32) * inv).astype(np.float32)
+    return np.ascontiguousarray(quantize(x[None], info))

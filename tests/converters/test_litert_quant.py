@@ -20,7 +20,7 @@ TINY = ModelConfig(input_size=(64, 64), num_classes=5, alpha=0.35, output_stride
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     from edge_deeplab.data.synthetic import generate_synthetic
-    from edge_deeplab.train import TrainConfig, train
+    from edge_deeplab.training.train import TrainConfig, train
 
     d = tmp_path_factory.mktemp("w8a16")
     data = generate_synthetic(d / "syn", num_train=48, num_val=12, size=64)

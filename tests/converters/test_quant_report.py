@@ -46,7 +46,7 @@ def _damage(model):
 def damaged(tmp_path_factory):
     from _export_helpers import calibrated_random_model
 
-    from edge_deeplab.model_io import save_model
+    from edge_deeplab.model.model_io import save_model
 
     d = tmp_path_factory.mktemp("qr")
     model = calibrated_random_model(NO_DILATION)

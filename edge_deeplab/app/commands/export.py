@@ -34,6 +34,9 @@ def add_arguments(p) -> None:
     p.add_argument("--data-dir", default=None, help="dataset root for --calibration-dataset")
     p.add_argument("--calibration-split", default="train")
     p.add_argument("--calibration-steps", type=int, default=100, help="calibration images")
+    p.add_argument("--labels", default=None, metavar="A,B,...|FILE",
+                   help="class names written into the model's metadata (comma-separated, or a "
+                        "text file with one per line); default: the model's config")
 
 
 def run(args) -> int:
@@ -55,9 +58,13 @@ def run(args) -> int:
 
         resolve_model_path(args.model)  # one-line errors before importing TensorFlow
 
+    labels = _parse_labels(args.labels)
+    if labels is not None:
+        _check_labels_against_sidecar(labels, args.model, args.variant)
+
     from converters.export import export_tflite
 
-    info = export_tflite(args.model, args.out, args.variant, io_type=args.io_type,
+    info = export_tflite(args.model, args.out, args.variant, io_type=args.io_type, labels=labels,
                          normalize_in_graph=args.normalize_in_graph, output=args.output,
                          calibration_dataset=args.calibration_dataset, data_dir=args.data_dir,
                          calibration_split=args.calibration_split,
@@ -75,3 +82,39 @@ def run(args) -> int:
     if rp:
         print(f"  {rp['note']}")
     return 0
+
+
+def _parse_labels(value):
+    """``--labels`` -> list of names (file with one per line, or comma-separated), or None."""
+    from pathlib import Path
+
+    from edge_deeplab.core.errors import EdgeDeeplabError
+
+    if value is None:
+        return None
+    p = Path(value)
+    if p.is_file():
+        try:
+            names = [line.strip() for line in p.read_text(encoding="utf-8").splitlines()]
+        except (OSError, UnicodeDecodeError) as e:
+            raise EdgeDeeplabError(f"cannot read --labels file {p}: {e}") from None
+        names = [n for n in names if n]
+    else:
+        names = [n.strip() for n in str(value).split(",")]
+    if not names or any(not n for n in names):
+        raise EdgeDeeplabError(f"--labels needs non-empty names, got {value!r}")
+    return names
+
+
+def _check_labels_against_sidecar(labels, model, variant) -> None:
+    """One-line error before TensorFlow loads when the model's config says another class count."""
+    from edge_deeplab.core.errors import EdgeDeeplabError
+    from edge_deeplab.model_io import load_metadata, resolve_model_path
+
+    try:
+        meta = load_metadata(resolve_model_path(model, prefer_qat=variant == "qat-int8")) or {}
+    except EdgeDeeplabError:
+        return  # export_tflite reports the model problem itself
+    n = (meta.get("config") or {}).get("num_classes")
+    if n is not None and len(labels) != int(n):
+        raise EdgeDeeplabError(f"--labels gives {len(labels)} names but the model has {n} classes")

@@ -182,11 +182,31 @@ def variant(path_or_bytes=None, metadata: Optional[dict] = None) -> str:
 
 
 def read_model_metadata(path) -> Optional[dict]:
-    """The metadata of a ``.tflite`` (embedded entry, else ``X.json``), or None.
+    """The model's metadata dict: standard TFLite metadata laid over our JSON (embedded, else X.json).
+
+    Standard metadata (``TFLITE_METADATA``: labels, normalization, output kind, read by
+    :mod:`edge_deeplab.core.contract.tflite_metadata`) overrides the same keys of our JSON, so a
+    third-party model that carries it needs no flags. Malformed standard metadata is ignored here
+    (``analyze`` reports it); the JSON still applies.
 
     Raises:
         EdgeDeeplabError: a missing, garbage or truncated model, or corrupt metadata JSON.
     """
+    from edge_deeplab.core.contract.tflite_metadata import read_standard_metadata
+    from edge_deeplab.core.errors import EdgeDeeplabError
+
+    meta = _read_json_metadata(path)
+    try:
+        std = read_standard_metadata(path)
+    except EdgeDeeplabError:
+        std = None
+    if std is not None:
+        meta = {**(meta or {}), **std.to_contract_dict()}
+    return meta
+
+
+def _read_json_metadata(path) -> Optional[dict]:
+    """Our JSON metadata: the embedded entry, else the ``X.json`` sidecar, or None."""
     import json
 
     from edge_deeplab.core.contract.metadata import read_tflite_metadata

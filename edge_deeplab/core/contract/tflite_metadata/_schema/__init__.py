@@ -1,0 +1,1 @@
+"""flatc-generated TFLite metadata schema (see GENERATE.md). Do not edit."""

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Creates (once) and caches an isolated venv with MediaPipe Tasks, for the interop test and for
+# trying exports the way phone apps load them. MediaPipe pins its own numpy/OpenCV, so it must
+# never enter the main .venv; this venv holds mediapipe only (no TensorFlow, no edge_deeplab).
+#
+#   scripts/mediapipe_venv.sh            # -> prints the venv's python path
+#   MEDIAPIPE_VENV=/tmp/mp scripts/mediapipe_venv.sh
+#
+# Exit status 0 and the python path on the last line when the venv works.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${MEDIAPIPE_VENV:-.venv-mediapipe}"
+VERSION="${MEDIAPIPE_VERSION:-0.10.35}"
+PY="$VENV/bin/python"
+
+check() { "$PY" -c "import mediapipe as mp, sys; sys.exit(0 if mp.__version__ == '$VERSION' else 1)" 2>/dev/null; }
+
+if [ -x "$PY" ] && check; then
+  echo "$PY"
+  exit 0
+fi
+rm -rf "$VENV.tmp"
+python3 -m venv "$VENV.tmp"
+"$VENV.tmp/bin/python" -m pip install -q --disable-pip-version-check "mediapipe==$VERSION" >&2
+rm -rf "$VENV"
+mv "$VENV.tmp" "$VENV"
+# venv scripts hard-code their directory; python itself runs from anywhere, which is all we use.
+check || { echo "mediapipe $VERSION does not import in $VENV" >&2; exit 1; }
+echo "$PY"
