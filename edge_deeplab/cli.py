@@ -43,6 +43,13 @@ def _load(name):
         raise
 
 
+class _Parser(argparse.ArgumentParser):
+    """A subcommand parser whose usage errors (a bad flag value, a missing argument) are one line."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from edge_deeplab import __version__
 
@@ -52,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "analyze, benchmark, demo.")
     parser.add_argument("--version", action="version", version=f"edge-deeplab {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
         mod = _load(name)
         if mod is None:

@@ -51,3 +51,44 @@ def test_unexpected_exception_is_one_line(monkeypatch, capsys):
     rc = cli.main(["summary"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and len(err) == 1 and "ZeroDivisionError" in err[0] and "--debug" in err[0]
+
+
+# ------------------------------------------------------------------- issue 12: numeric flags
+@pytest.mark.parametrize("argv", [
+    ["analyze", "m.tflite", "--gpu-timeout", "-1"],
+    ["analyze", "m.tflite", "--gpu-timeout", "nan"],
+    ["train", "--out", "r", "--steps", "0"],
+    ["train", "--out", "r", "--epochs", "-1"],
+    ["train", "--out", "r", "--batch-size", "-2"],
+    ["train", "--out", "r", "--lr", "0"],
+    ["train", "--out", "r", "--seed", "-1"],
+    ["train", "--out", "r", "--bn-momentum", "1.5"],
+    ["train", "--out", "r", "--checkpoint-every", "0"],
+    ["train", "--out", "r", "--warmup-steps", "-1"],
+    ["train", "--out", "r", "--num-classes", "0"],
+    ["qat", "r", "--steps", "0"],
+    ["qat", "r", "--lr", "-0.1"],
+    ["qat", "r", "--calibration-batches", "-1"],
+    ["eval", "m.keras", "--max-images", "0"],
+    ["eval", "m.keras", "--scales", "nan"],
+    ["export", "m.keras", "--out", "x.tflite", "--calibration-steps", "0"],
+])
+def test_nonsense_numeric_flags_fail_at_parse_time_with_one_line(argv, capsys, tmp_path,
+                                                               monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    flag = argv[-2]
+    assert len(err) == 1 and flag in err[0] and f"edge-deeplab {argv[0]}: error:" in err[0], err
+
+
+def test_numeric_helpers_accept_valid_values():
+    from edge_deeplab.commands._common import (non_negative_float, non_negative_int,
+                                               positive_float, positive_int, unit_interval)
+
+    assert positive_int("3") == 3 and non_negative_int("0") == 0
+    assert positive_float("0.5") == 0.5 and non_negative_float("0") == 0.0
+    assert unit_interval("0.99") == 0.99
+

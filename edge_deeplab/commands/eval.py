@@ -20,19 +20,12 @@ def _scales(text):
         vals = tuple(float(x) for x in str(text).replace(" ", "").split(",") if x)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated scales, got {text!r}") from None
-    if not vals or any(v <= 0 for v in vals):
+    if not vals or any(not 0 < v < float("inf") for v in vals):
         raise argparse.ArgumentTypeError(f"scales must be positive, got {text!r}")
     return vals
 
 
-def _pos_int(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
+from edge_deeplab.commands._common import positive_int as _pos_int  # noqa: E402
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -12,6 +12,8 @@ VARIANTS = ("float32", "float16", "dynamic", "int8", "qat-int8")
 
 
 def add_arguments(p) -> None:
+    from edge_deeplab.commands._common import positive_int
+
     p.add_argument("model", metavar="MODEL.keras|RUN", help="Keras model file or run directory")
     p.add_argument("--variant", default="float32",
                    help="one of " + ", ".join(VARIANTS))
@@ -27,7 +29,7 @@ def add_arguments(p) -> None:
                    help="int8: calibrate on this dataset (voc, cityscapes, folder, synthetic)")
     p.add_argument("--data-dir", default=None, help="dataset root for --calibration-dataset")
     p.add_argument("--calibration-split", default="train")
-    p.add_argument("--calibration-steps", type=int, default=100, help="calibration images")
+    p.add_argument("--calibration-steps", type=positive_int, default=100, help="calibration images")
 
 
 def run(args) -> int:
