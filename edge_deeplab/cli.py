@@ -83,6 +83,15 @@ def _one_line(text: str) -> str:
     return lines[0][:300]
 
 
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -101,6 +110,7 @@ def main(argv=None) -> int:
         with filtered_stderr():
             try:
                 rc = args._run(args)
+                sys.stdout.flush()  # a closed pipe fails here, inside the handlers below
             finally:
                 import gc
 
@@ -111,6 +121,11 @@ def main(argv=None) -> int:
             raise
         print(f"{prefix} {e}", file=sys.stderr)
         return e.exit_code
+    except BrokenPipeError:
+        # The reader went away (`edge-deeplab analyze m.tflite | head`): stop quietly, as a
+        # SIGPIPE-killed tool would, and keep the interpreter's final flush from failing again.
+        _silence_stdout()
+        return 141
     except KeyboardInterrupt:
         print(f"edge-deeplab {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -92,3 +92,25 @@ def test_numeric_helpers_accept_valid_values():
     assert positive_float("0.5") == 0.5 and non_negative_float("0") == 0.0
     assert unit_interval("0.99") == 0.99
 
+
+# ------------------------------------------------------------------- issue 12: closed pipes
+def test_closed_stdout_pipe_exits_quietly(tmp_path):
+    """`edge-deeplab analyze m.tflite | head`: the reader leaves early; no BrokenPipeError."""
+    import numpy as np
+
+    from edge_deeplab._tf import tf
+
+    k = tf.constant(np.ones((3, 3, 3, 4), np.float32))
+    f = tf.function(lambda x: tf.nn.conv2d(x, k, 1, "SAME"),
+                    input_signature=[tf.TensorSpec([1, 8, 8, 3], tf.float32)])
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()])
+    model = tmp_path / "m.tflite"
+    model.write_bytes(conv.convert())
+    exe = Path(sys.executable).parent / "edge-deeplab"
+    p = subprocess.Popen([str(exe), "analyze", str(model), "--no-gpu", "--json"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()  # like `| head` exiting before the report is written
+    err = p.stderr.read().decode()
+    rc = p.wait(timeout=300)
+    assert "BrokenPipeError" not in err and "Traceback" not in err and "error" not in err, err
+    assert rc == 141
