@@ -151,10 +151,11 @@ def run_quickstart(out_dir, *, fast: bool = False, log: Callable[[str], None] = 
     prog.step(2, "train", f"float model ({_describe(model_cfg)}, {train_cfg.steps} steps)",
               cached=res is not None)
     if res is None:
-        from edge_deeplab.train import train
+        from edge_deeplab.train import checkpoint_prefixes, train
 
         t = time.time()
-        result = train(model_cfg, train_cfg, run_dir, resume=(run_dir / "checkpoints").exists(), verbose=1)
+        result = train(model_cfg, train_cfg, run_dir,
+                       resume=bool(checkpoint_prefixes(run_dir / "checkpoints")), verbose=1)
         res = steps.put("train", {"result": _jsonable(result), "seconds": time.time() - t})
 
     # 3. QAT -----------------------------------------------------------------------------
@@ -162,6 +163,7 @@ def run_quickstart(out_dir, *, fast: bool = False, log: Callable[[str], None] = 
     prog.step(3, "qat", "quantization-aware fine-tuning", cached=res_qat is not None)
     if res_qat is None:
         from edge_deeplab.qat import run_qat
+        from edge_deeplab.train import checkpoint_prefixes
 
         t = time.time()
         kw = {"steps": knobs["qat_steps"]} if knobs["qat_steps"] else {}
@@ -171,8 +173,8 @@ def run_quickstart(out_dir, *, fast: bool = False, log: Callable[[str], None] = 
         # quantized graph needs real steps to re-fit. Measured on the held-out split, seed 0.
         kw["lr"] = train_cfg.lr * QAT_LR_FACTOR
         # evaluate=False: step 6 scores every variant through one code path anyway.
-        result = run_qat(run_dir, resume=(run_dir / "qat" / "checkpoints").exists(), verbose=1,
-                         evaluate=False, **kw)
+        result = run_qat(run_dir, resume=bool(checkpoint_prefixes(run_dir / "qat" / "checkpoints")),
+                         verbose=1, evaluate=False, **kw)
         res_qat = steps.put("qat", {"result": _jsonable(result), "seconds": time.time() - t})
 
     # 4. export --------------------------------------------------------------------------

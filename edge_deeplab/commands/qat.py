@@ -43,6 +43,13 @@ def run(args) -> int:
     from edge_deeplab.errors import EdgeDeeplabError
     from edge_deeplab.qat import run_qat
 
+    from pathlib import Path
+
+    if args.resume and Path(args.run).is_dir():  # nothing to resume: say so before any work
+        from edge_deeplab.train import require_resumable
+
+        require_resumable(Path(args.run) / "qat", Path(args.run) / "qat" / "checkpoints",
+                          what="QAT")
     if args.calibration_batches < 0:
         raise EdgeDeeplabError(f"calibration batches must be >= 0, got {args.calibration_batches}")
     res = run_qat(args.run, steps=args.steps, lr=args.lr, batch_size=args.batch_size,

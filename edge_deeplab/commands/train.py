@@ -121,8 +121,12 @@ def build_configs(args):
 
 
 def run(args) -> int:
-    from edge_deeplab.train import train
+    from pathlib import Path
 
+    from edge_deeplab.train import require_resumable, train
+
+    if args.resume:  # a mistyped --out is an error before any data is opened
+        require_resumable(args.out, Path(args.out) / "checkpoints")
     mc, tc = build_configs(args)
     if args.num_classes is None:
         # The class count (and names) follow the dataset unless given explicitly.
