@@ -423,6 +423,18 @@ def _read_run(run_dir: Path):
         tc = TrainConfig.from_dict(d["train"])
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise EdgeDeeplabError(f"corrupt {tc_path}: {e}") from None
+    if tc.data_dir is not None and not Path(tc.data_dir).expanduser().is_dir():
+        # Never regenerate or look up data anywhere but where the run recorded it; only the
+        # synthetic dataset's own cache directory may be (re)generated in place.
+        from edge_deeplab.data.synthetic import default_data_dir
+
+        d = Path(tc.data_dir).expanduser()
+        if not (tc.dataset == "synthetic" and d.is_absolute()
+                and d.resolve() == default_data_dir().resolve()):
+            hint = "" if d.is_absolute() else \
+                " (a relative path: run from the directory the run was trained in)"
+            raise EdgeDeeplabError(f"the {tc.dataset} dataset folder {tc.data_dir} recorded in "
+                                   f"{tc_path} is missing{hint}")
     return tc
 
 

@@ -140,8 +140,8 @@ def run_quickstart(out_dir, *, fast: bool = False, log: Callable[[str], None] = 
         kw = {}
         if knobs["num_train"]:
             kw = dict(num_train=knobs["num_train"], num_val=knobs["num_val"])
-        root = ensure_synthetic(data_dir, **kw)
-        res = steps.put("data", {"data_dir": str(root)})
+        root = ensure_synthetic(data_dir.resolve(), **kw)
+        res = steps.put("data", {"data_dir": str(root)})  # absolute: found from any directory
     data_dir = Path(res["data_dir"])
     train_cfg = dataclasses.replace(train_cfg, data_dir=str(data_dir))
 

@@ -457,8 +457,7 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out_dir, *,
     from edge_deeplab.model import build_model
     from edge_deeplab.schedules import PolyDecay
 
-    tc = train_config
-    tc.validate()
+    tc = _with_absolute_data_dir(train_config)
     out = Path(out_dir)
     ckpt_dir = out / "checkpoints"
     if resume:
@@ -625,6 +624,21 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out_dir, *,
     if chief:
         write_json_atomic(out / "train_result.json", result)
     return result
+
+
+def _with_absolute_data_dir(tc: TrainConfig) -> TrainConfig:
+    """``tc`` with ``data_dir`` absolute (the synthetic default spelled out), so the run directory
+    records where its data is, whatever the directory QAT, eval or export run from later."""
+    tc.validate()
+    if tc.data_dir is not None:
+        data_dir = Path(tc.data_dir).expanduser().resolve()
+    elif tc.dataset == "synthetic":
+        from edge_deeplab.data.synthetic import default_data_dir
+
+        data_dir = default_data_dir().resolve()
+    else:
+        return tc
+    return dataclasses.replace(tc, data_dir=str(data_dir))
 
 
 def _with_labels(config: ModelConfig, labels) -> ModelConfig:

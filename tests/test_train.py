@@ -308,3 +308,37 @@ def test_cli_resume_with_a_mistyped_out_is_an_error(tiny_data, tmp_path, capsys)
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "no checkpoints" in err[0], err
     assert list((tmp_path / "empty").iterdir()) == []
+
+
+# ------------------------------------------- issue 12: run directories record absolute data paths
+def test_run_records_absolute_data_dir_and_qat_runs_from_any_directory(tiny_data, tmp_path,
+                                                                       monkeypatch, capsys):
+    import shutil
+
+    from edge_deeplab.cli import main
+
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    work.mkdir()
+    elsewhere.mkdir()
+    shutil.copytree(tiny_data, work / "data")
+    monkeypatch.chdir(work)
+    assert main(_tiny_cli_args("data", "run")) == 0  # relative --data-dir and --out, as typed
+    saved = json.loads((work / "run" / "train_config.json").read_text())["train"]
+    assert saved["data_dir"] == str(work / "data")
+
+    monkeypatch.chdir(elsewhere)
+    qat_args = ["qat", str(work / "run"), "--steps", "1", "--calibration-batches", "0",
+                "--no-eval", "--quiet"]
+    capsys.readouterr()
+    assert main(qat_args) == 0, capsys.readouterr().err
+    assert list(elsewhere.iterdir()) == []  # nothing generated here
+    assert (work / "run" / "qat" / "model.h5").is_file()
+
+    # The recorded dataset is gone: one line naming it, and no data generated anywhere.
+    shutil.rmtree(work / "run" / "qat")
+    (work / "data").rename(work / "data_moved")
+    capsys.readouterr()
+    rc = main(qat_args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and str(work / "data") in err[0] and "missing" in err[0], err
+    assert not (work / "data").exists() and list(elsewhere.iterdir()) == []
