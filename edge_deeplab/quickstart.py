@@ -47,6 +47,25 @@ PRETTY = {"keras_float": "Keras float32", "tflite_float32": "TFLite float32",
 #: QAT learning rate as a fraction of the float run's (see the QAT step for the measurements).
 QAT_LR_FACTOR = 0.2
 STEPS = ("data", "train", "qat", "export", "analyze", "accuracy", "bench", "report", "demo")
+#: Written into ``DIR`` before anything else: marks it as a quickstart run this toolkit may resume.
+MARKER = ".edge_deeplab_quickstart"
+
+
+def _claim_out_dir(out: Path) -> None:
+    """Refuses an existing non-empty folder that is not a quickstart run, then marks ``out``.
+
+    A run from before the marker existed is recognised by its ``steps/settings.json``.
+    """
+    if out.exists() and not out.is_dir():
+        raise EdgeDeeplabError(f"--out {out} exists and is not a directory")
+    ours = (out / MARKER).is_file() or (out / "steps" / "settings.json").is_file()
+    if out.is_dir() and not ours and any(out.iterdir()):
+        raise EdgeDeeplabError(
+            f"--out {out} is a non-empty folder that is not a quickstart run (no {MARKER}); "
+            f"choose a new or empty folder")
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / MARKER).is_file():
+        write_json_atomic(out / MARKER, {"edge_deeplab": "quickstart", "created": time.time()})
 
 
 class _Progress:
@@ -118,7 +137,7 @@ def run_quickstart(out_dir, *, fast: bool = False, log: Callable[[str], None] = 
         gpu: benchmark on the LiteRT GPU accelerator too (``None``: when it starts here).
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    _claim_out_dir(out)
     model_cfg, train_cfg, knobs = _settings(fast)
     steps = _Steps(out)
     prog = _Progress(log)
