@@ -72,6 +72,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="score the run's quantization-aware Keras model (RUN/qat/model.h5)")
     g.add_argument("--resize-predictions", action="store_true",
                    help="--predictions: nearest-resize predictions whose size differs from the mask")
+    g.add_argument("--allow-invalid-predictions", action="store_true",
+                   help="score predicted ids outside [0, num_classes) as wrong (counted) instead "
+                        "of failing")
     g = p.add_argument_group("output")
     g.add_argument("--json", metavar="OUT", default=None, help="write the metrics as JSON here")
     g.add_argument("--save-predictions", metavar="DIR", default=None,
@@ -107,7 +110,8 @@ def run(args) -> int:
 
     if args.predictions:
         result = ev.evaluate_predictions(args.predictions, ds, resize=args.resize_predictions,
-                                         progress=progress)
+                                         progress=progress,
+                                         allow_invalid=args.allow_invalid_predictions)
     else:
         model = Path(args.model)
         if model.suffix.lower() == ".tflite":
@@ -116,12 +120,14 @@ def run(args) -> int:
             result = ev.evaluate_tflite(model, ds, accelerator=args.accelerator, threads=args.threads,
                                         runtime=args.runtime, scales=args.scales, flip=args.flip,
                                         crf=args.crf, save_dir=args.save_predictions,
-                                        progress=progress, crf_backend=args.crf_backend)
+                                        progress=progress, crf_backend=args.crf_backend,
+                                        allow_invalid=args.allow_invalid_predictions)
         else:
             result = ev.evaluate_keras(model, ds, qat=args.qat, input_size=args.input_size, scales=args.scales,
                                        flip=args.flip, crf=args.crf, batch_size=args.batch_size,
                                        save_dir=args.save_predictions, progress=progress,
-                                       crf_backend=args.crf_backend)
+                                       crf_backend=args.crf_backend,
+                                       allow_invalid=args.allow_invalid_predictions)
     if not args.quiet:
         print(format_table(result, ds.labels))
     miou = result["miou"]
@@ -129,6 +135,12 @@ def run(args) -> int:
     print(f"mIoU {'n/a' if miou is None else f'{miou * 100:.2f}%'} on {ds.name}/{ds.split} "
           f"({result['num_images']} images"
           + (f", {len(ds.skipped)} skipped" if ds.skipped else "") + f") - {what}")
+    if result.get("invalid_predictions"):
+        print(f"note: {result['invalid_predictions']} predicted pixels in "
+              f"{result.get('invalid_prediction_files')} of {result['num_images']} images had "
+              f"class ids outside "
+              f"[0, {ds.num_classes}) and were scored as wrong (first: "
+              f"{result.get('first_invalid_prediction')})")
     if args.json:
         write_json_atomic(args.json, result)
         if not args.quiet:
