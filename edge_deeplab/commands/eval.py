@@ -94,6 +94,12 @@ def run(args) -> int:
         raise EdgeDeeplabError("give either MODEL or --predictions DIR, not both")
     if not args.predictions and not args.model:
         raise EdgeDeeplabError("give a MODEL (.keras, run directory or .tflite) or --predictions DIR")
+    from edge_deeplab.io_utils import check_writable
+
+    if args.json:  # fail now, not after the whole split was scored
+        check_writable(args.json, "--json")
+    if args.save_predictions:
+        check_writable(args.save_predictions, "--save-predictions", directory=True)
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
     ds = load_dataset(args.dataset, args.data_dir, args.split, num_classes=args.num_classes,
                       binary=args.binary, skip_bad=args.skip_bad, classes=classes)

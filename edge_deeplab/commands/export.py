@@ -42,6 +42,17 @@ def run(args) -> int:
         raise EdgeDeeplabError(f"--out must end in .tflite, got {args.out}")
     from pathlib import Path
 
+    from edge_deeplab.io_utils import check_writable
+
+    # Everything a user can get wrong is checked here, before the seconds of conversion.
+    check_writable(args.out, "--out")
+    if args.calibration_dataset:
+        from edge_deeplab.data import load_dataset
+
+        if args.variant != "int8":
+            raise EdgeDeeplabError(f"--calibration-dataset applies to --variant int8 (post-training "
+                                   f"calibration), not {args.variant}")
+        load_dataset(args.calibration_dataset, args.data_dir, args.calibration_split)
     if args.variant == "qat-int8":
         src = Path(args.model)
         if not src.exists():

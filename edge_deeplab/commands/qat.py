@@ -45,6 +45,10 @@ def run(args) -> int:
 
     from pathlib import Path
 
+    if args.json:
+        from edge_deeplab.io_utils import check_writable
+
+        check_writable(args.json, "--json")
     if args.resume and Path(args.run).is_dir():  # nothing to resume: say so before any work
         from edge_deeplab.train import require_resumable
 
