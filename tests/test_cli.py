@@ -114,3 +114,57 @@ def test_closed_stdout_pipe_exits_quietly(tmp_path):
     rc = p.wait(timeout=300)
     assert "BrokenPipeError" not in err and "Traceback" not in err and "error" not in err, err
     assert rc == 141
+
+
+# ------------------------------------------------------- issue 12: Keras 3 files, one line
+def _keras_zip(path, keras_version, n_layers=12):
+    """A .keras zip in Keras 3's layout (metadata.json, config.json, weights), ~3 KB of config."""
+    import json
+    import zipfile
+
+    layers = [{"module": "keras.layers", "class_name": "InputLayer", "name": "input_layer",
+               "config": {"batch_shape": [None, 64, 64, 3], "dtype": "float32",
+                          "sparse": False, "name": "input_layer"}, "inbound_nodes": []}]
+    for i in range(n_layers):
+        layers.append({"module": "keras.layers", "class_name": "Conv2D", "name": f"conv_{i}",
+                       "config": {"name": f"conv_{i}", "trainable": True, "filters": 8,
+                                  "kernel_size": [3, 3], "padding": "same",
+                                  "dtype": {"module": "keras", "class_name": "DTypePolicy",
+                                            "config": {"name": "float32"}}},
+                       "inbound_nodes": [{"args": [{"class_name": "__keras_tensor__"}]}]})
+    config = {"module": "keras", "class_name": "Functional", "registered_name": "Functional",
+              "config": {"name": "functional", "layers": layers}}
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("metadata.json", json.dumps({"keras_version": keras_version}))
+        z.writestr("config.json", json.dumps(config))
+        z.writestr("model.weights.h5", b"")
+    return path
+
+
+@pytest.mark.parametrize("command", ["export", "eval"])
+def test_keras3_file_is_one_short_line(command, tmp_path, capsys):
+    model = _keras_zip(tmp_path / "k3.keras", "3.5.0")
+    argv = [command, str(model)] + (["--out", str(tmp_path / "k3.tflite")] if command == "export"
+                                    else ["--dataset", "folder", "--data-dir", str(tmp_path), "--quiet"])
+    if command == "eval":  # a minimal folder dataset so the model is what fails
+        import numpy as np
+        from PIL import Image
+
+        (tmp_path / "images").mkdir()
+        (tmp_path / "masks").mkdir()
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "images" / "a.png")
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "masks" / "a.png")
+        (tmp_path / "val.txt").write_text("a\n")
+        (tmp_path / "labels.txt").write_text("bg\nfg\n")
+    rc = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1, err
+    assert "Keras 3.5.0" in err[-1] and "config=" not in err[-1] and len(err[-1]) < 300, err
+
+
+def test_undeserializable_keras_file_error_has_no_config_dump(tmp_path, capsys):
+    model = _keras_zip(tmp_path / "odd.keras", "2.15.0")
+    rc = main(["export", str(model), "--out", str(tmp_path / "o.tflite")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "cannot load Keras model" in err[0], err
+    assert "'filters': 8" not in err[0] and len(err[0]) < 500, err
