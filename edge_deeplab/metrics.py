@@ -66,13 +66,17 @@ class ConfusionMatrix:
         """The ``K x K`` confusion matrix (rows ground truth, columns prediction), int64."""
         return self._m[:, : self.num_classes].copy()
 
-    def update(self, pred, gt) -> None:
+    def update(self, pred, gt) -> int:
         """Adds one image (or a batch: any shape, ``pred`` and ``gt`` equal shapes).
 
         Args:
             pred: predicted class ids (integer array).
             gt: ground-truth class ids; ``ignore_label`` pixels are skipped. Values outside
                 ``[0, K)`` other than ``ignore_label`` raise :class:`EdgeDeeplabError`.
+
+        Returns:
+            The number of scored pixels whose predicted id is outside ``[0, K)`` (counted as wrong
+            and added to ``invalid_predictions``).
         """
         pred = np.asarray(pred)
         gt = np.asarray(gt)
@@ -89,6 +93,7 @@ class ConfusionMatrix:
         if self.ignore_label is not None:
             keep = gt != self.ignore_label
             gt, pred = gt[keep], pred[keep]
+        n_invalid = 0
         if gt.size:
             bad = (gt < 0) | (gt >= k)
             if bad.any():
@@ -103,6 +108,7 @@ class ConfusionMatrix:
                 self.invalid_predictions += n_invalid
             self._m += np.bincount(gt * (k + 1) + pred, minlength=k * (k + 1)).reshape(k, k + 1)
         self.num_images += 1
+        return n_invalid
 
     def merge(self, other: "ConfusionMatrix") -> "ConfusionMatrix":
         """Adds another matrix's counts into this one (returns ``self``)."""

@@ -44,6 +44,13 @@ def _load(name):
         raise
 
 
+class _Parser(argparse.ArgumentParser):
+    """A subcommand parser whose usage errors (a bad flag value, a missing argument) are one line."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from edge_deeplab import __version__
 
@@ -53,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "analyze, benchmark, demo.")
     parser.add_argument("--version", action="version", version=f"edge-deeplab {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
         mod = _load(name)
         if mod is None:
@@ -77,6 +84,15 @@ def _one_line(text: str) -> str:
     return lines[0][:300]
 
 
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -95,6 +111,7 @@ def main(argv=None) -> int:
         with filtered_stderr():
             try:
                 rc = args._run(args)
+                sys.stdout.flush()  # a closed pipe fails here, inside the handlers below
             finally:
                 import gc
 
@@ -105,6 +122,11 @@ def main(argv=None) -> int:
             raise
         print(f"{prefix} {e}", file=sys.stderr)
         return e.exit_code
+    except BrokenPipeError:
+        # The reader went away (`edge-deeplab analyze m.tflite | head`): stop quietly, as a
+        # SIGPIPE-killed tool would, and keep the interpreter's final flush from failing again.
+        _silence_stdout()
+        return 141
     except KeyboardInterrupt:
         print(f"edge-deeplab {args.command}: interrupted", file=sys.stderr)
         return 130

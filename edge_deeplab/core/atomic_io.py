@@ -88,6 +88,38 @@ def json_default(o):
     raise TypeError(f"not JSON serializable: {type(o).__name__}")
 
 
+def check_writable(path: str | os.PathLike, what: str = "output", directory: bool = False) -> Path:
+    """Raises a one-line error unless ``path`` can be written (before any long work starts).
+
+    ``path`` is a file to be created or replaced (``directory=True``: a folder to be created or
+    written into). The nearest existing folder on the way must accept a new file: a temporary file
+    is created and removed there, which catches read-only folders and file systems alike.
+
+    Example:
+        >>> import tempfile, os
+        >>> check_writable(os.path.join(tempfile.mkdtemp(), "new", "x.json")).name
+        'x.json'
+    """
+    p = Path(path)
+    if not directory and p.is_dir():
+        raise EdgeDeeplabError(f"{what} {p} is a directory, not a file")
+    if directory and p.exists() and not p.is_dir():
+        raise EdgeDeeplabError(f"{what} {p} exists and is not a directory")
+    folder = (p if directory else p.parent).absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise EdgeDeeplabError(f"cannot write {what} {p}: {folder} is not a directory")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".edge_deeplab_write_check.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise EdgeDeeplabError(
+            f"cannot write {what} {p}: {folder} is not writable ({e.strerror or e})") from None
+    return p
+
+
 def require_file(path: str | os.PathLike, what: str = "file") -> Path:
     """Returns ``Path(path)`` or raises a one-line error if it is missing or not a file."""
     p = Path(path)

@@ -394,11 +394,43 @@ def _finish(cm: ConfusionMatrix, dataset, t0: float, **extra) -> Dict:
     return r
 
 
+class _InvalidIds:
+    """Counts predictions outside ``[0, K)`` per file; an error unless accepted."""
+
+    def __init__(self, num_classes: int, allow: bool):
+        self.k, self.allow = num_classes, allow
+        self.pixels = self.files = 0
+        self.first = None
+
+    def add(self, n: int, where) -> None:
+        if n:
+            self.pixels += n
+            self.files += 1
+            self.first = self.first or str(where)
+
+    def check(self, total_files: int) -> None:
+        if self.pixels and not self.allow:
+            raise EdgeDeeplabError(
+                f"{self.pixels} predicted pixels in {self.files} of {total_files} images have class "
+                f"ids outside [0, {self.k}) (first: {self.first}); pass "
+                f"--allow-invalid-predictions to score them as wrong")
+
+    def record(self, r: Dict) -> Dict:
+        r["invalid_prediction_files"] = self.files
+        r["first_invalid_prediction"] = self.first
+        return r
+
+
 def evaluate_predictor(predictor: Predictor, dataset, *, scales=(1.0,), flip: bool = False,
                        crf: bool = False, crf_backend: str = "auto", save_dir=None,
                        progress: Optional[ProgressFn] = None, validate: bool = True,
-                       images_per_step: Optional[int] = None) -> Dict:
-    """Scores any :class:`Predictor` on ``dataset`` (the shared loop of Keras/TFLite eval)."""
+                       images_per_step: Optional[int] = None,
+                       allow_invalid: bool = False) -> Dict:
+    """Scores any :class:`Predictor` on ``dataset`` (the shared loop of Keras/TFLite eval).
+
+    Predicted ids outside ``[0, K)`` (a class-map model with more classes) are an error unless
+    ``allow_invalid``, which scores them as wrong and counts them (``invalid_predictions``).
+    """
     if validate:
         dataset.validate_all()
     k = dataset.num_classes
@@ -410,6 +442,7 @@ def evaluate_predictor(predictor: Predictor, dataset, *, scales=(1.0,), flip: bo
     if crf and predictor.kind == "classes":
         raise EdgeDeeplabError("--crf needs a model that outputs logits or probabilities")
     cm = ConfusionMatrix(k, dataset.ignore_label, labels=dataset.labels)
+    invalid = _InvalidIds(k, allow_invalid)
     t0 = time.time()
     n = len(dataset)
     step = images_per_step or max(1, predictor.batch_size)
@@ -428,14 +461,16 @@ def evaluate_predictor(predictor: Predictor, dataset, *, scales=(1.0,), flip: bo
         for (stem, image, mask), (probs, pred) in zip(batch, outs):
             if crf:
                 pred = dense_crf(image, probs, backend=crf_backend).argmax(-1)
-            cm.update(pred, mask)
+            invalid.add(cm.update(pred, mask), stem)
             if save_dir is not None:
                 _save_prediction(save_dir, stem, pred)
         done += len(batch)
         if progress:
             progress(done, n)
-    return _finish(cm, dataset, t0, input_size=list(predictor.input_hw), scales=list(scales),
-                   flip=bool(flip), crf=bool(crf), **predictor.describe())
+    invalid.check(n)
+    return invalid.record(_finish(cm, dataset, t0, input_size=list(predictor.input_hw),
+                                  scales=list(scales), flip=bool(flip), crf=bool(crf),
+                                  **predictor.describe()))
 
 
 def _load_keras(path, qat: bool = False):
@@ -462,7 +497,7 @@ def _load_keras(path, qat: bool = False):
 def evaluate_keras(model, dataset, *, input_size=None, scales=(1.0,), flip: bool = False,
                    crf: bool = False, batch_size: int = 4, save_dir=None,
                    progress: Optional[ProgressFn] = None, crf_backend: str = "auto",
-                   qat: bool = False) -> Dict:
+                   qat: bool = False, allow_invalid: bool = False) -> Dict:
     """Scores a Keras segmentation model on a dataset split.
 
     Args:
@@ -494,7 +529,7 @@ def evaluate_keras(model, dataset, *, input_size=None, scales=(1.0,), flip: bool
     # The stock layers (no native dilated op): runs on every CPU and GPU.
     pred = KerasPredictor(model, input_size=input_size, batch_size=batch_size, metadata=meta)
     r = evaluate_predictor(pred, dataset, scales=scales, flip=flip, crf=crf, save_dir=save_dir,
-                           progress=progress, crf_backend=crf_backend)
+                           progress=progress, crf_backend=crf_backend, allow_invalid=allow_invalid)
     r["model"] = name
     r["format"] = "keras"
     return r
@@ -503,7 +538,7 @@ def evaluate_keras(model, dataset, *, input_size=None, scales=(1.0,), flip: bool
 def evaluate_tflite(path, dataset, *, accelerator: str = "cpu", threads: Optional[int] = None,
                     runtime: str = "auto", scales=(1.0,), flip: bool = False, crf: bool = False,
                     save_dir=None, progress: Optional[ProgressFn] = None,
-                    crf_backend: str = "auto") -> Dict:
+                    crf_backend: str = "auto", allow_invalid: bool = False) -> Dict:
     """Scores a ``.tflite`` model through :func:`edge_deeplab.runtime.open_runner`.
 
     Same letterbox/resize/argmax path and metric as :func:`evaluate_keras`; input quantization
@@ -524,7 +559,8 @@ def evaluate_tflite(path, dataset, *, accelerator: str = "cpu", threads: Optiona
     try:
         pred = TFLitePredictor(runner)
         r = evaluate_predictor(pred, dataset, scales=scales, flip=flip, crf=crf, save_dir=save_dir,
-                               progress=progress, crf_backend=crf_backend)
+                               progress=progress, crf_backend=crf_backend,
+                               allow_invalid=allow_invalid)
     finally:
         runner.close()
     r["model"] = str(path)
@@ -548,14 +584,16 @@ def _index_predictions(pred_dir: Path) -> Dict[str, Path]:
 
 
 def evaluate_predictions(pred_dir, dataset, *, resize: bool = False,
-                         progress: Optional[ProgressFn] = None) -> Dict:
+                         progress: Optional[ProgressFn] = None,
+                         allow_invalid: bool = False) -> Dict:
     """Scores a folder of predicted index masks (e.g. pulled from a phone) against ``dataset``.
 
     Args:
         pred_dir: folder (searched recursively) of ``<stem>.png`` (also ``<stem>_leftImg8bit``,
             ``_pred``, ``_prediction``, ``_mask`` suffixes) palette or grayscale PNGs holding class
-            ids ``0..K-1`` (for ``binary`` datasets 0/255 or 0/1). Values outside ``[0, K)`` count
-            as wrong.
+            ids ``0..K-1`` (for ``binary`` datasets 0/255 or 0/1). Values outside ``[0, K)`` are
+            an error (one line: their count and the first file) unless ``allow_invalid``, which
+            scores them as wrong (counted in ``invalid_predictions``).
         dataset: the ground truth split; every stem must have a prediction.
         resize: nearest-resize predictions whose size differs from the mask (else an error).
 
@@ -572,6 +610,7 @@ def evaluate_predictions(pred_dir, dataset, *, resize: bool = False,
         raise EdgeDeeplabError(f"no prediction masks (.png) in {pred_dir}")
     dataset.validate_all()
     cm = ConfusionMatrix(dataset.num_classes, dataset.ignore_label, labels=dataset.labels)
+    invalid = _InvalidIds(dataset.num_classes, allow_invalid)
     t0 = time.time()
     n = len(dataset)
     missing = []
@@ -590,13 +629,14 @@ def evaluate_predictions(pred_dir, dataset, *, resize: bool = False,
                     f"prediction {p} is {pred.shape[1]}x{pred.shape[0]} but its mask is "
                     f"{gt.shape[1]}x{gt.shape[0]} (use --resize-predictions to resize it)")
             pred = _resize(pred, gt.shape, nearest=True)
-        cm.update(pred, gt)
+        invalid.add(cm.update(pred, gt), p)
         if progress:
             progress(i + 1, n)
     if missing:
         raise EdgeDeeplabError(
             f"{len(missing)} of {n} images have no prediction in {pred_dir} (first: {missing[0]}.png)")
-    r = _finish(cm, dataset, t0)
+    invalid.check(n)
+    r = invalid.record(_finish(cm, dataset, t0))
     r["model"] = None
     r["predictions"] = str(pred_dir)
     r["format"] = "predictions"
@@ -609,10 +649,11 @@ def evaluate(model, dataset, *, predictions: bool = False, input_size=None, qat:
     """Scores ``model`` on ``dataset`` by what it is: a folder of predicted masks
     (``predictions=True``), a ``.tflite`` (:func:`evaluate_tflite`) or a Keras model / run
     directory (:func:`evaluate_keras`). ``kw``: ``scales``, ``flip``, ``crf``, ``crf_backend``,
-    ``save_dir``, ``progress``."""
+    ``save_dir``, ``progress``, ``allow_invalid``."""
     if predictions:
         return evaluate_predictions(model, dataset, resize=resize_predictions,
-                                    progress=kw.get("progress"))
+                                    progress=kw.get("progress"),
+                                    allow_invalid=kw.get("allow_invalid", False))
     if Path(model).suffix.lower() == ".tflite":
         if input_size:
             raise EdgeDeeplabError("--input-size applies to Keras models; a .tflite has a fixed input")

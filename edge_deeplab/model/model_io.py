@@ -90,11 +90,41 @@ def load_model(path, compile: bool = False, custom_objects=None) -> Tuple[object
     from edge_deeplab.core._tf import keras
 
     p = resolve_model_path(path)
+    saved_by = _keras_version_of(p)
+    if saved_by and not saved_by.startswith("2."):
+        raise EdgeDeeplabError(
+            f"{p} was saved by Keras {saved_by}; edge_deeplab reads tf_keras (Keras 2) models: "
+            f"build/train it with edge_deeplab or re-save it with tf_keras")
     try:
         model = keras.models.load_model(p, compile=compile, custom_objects=custom_objects)
     except Exception as e:  # zip/h5 corruption, wrong format, unknown layers
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise EdgeDeeplabError(f"cannot load Keras model {p}: {msg}") from None
+        raise EdgeDeeplabError(f"cannot load Keras model {p}: {_load_error_line(e)}") from None
     meta = load_metadata(p) or {}
     cfg = ModelConfig.from_dict(meta["config"]) if "config" in meta else None
     return model, cfg, meta
+
+
+def _keras_version_of(path) -> Optional[str]:
+    """The ``keras_version`` a ``.keras`` zip records in its ``metadata.json`` (else ``None``)."""
+    import zipfile
+
+    try:
+        if not zipfile.is_zipfile(path):
+            return None
+        with zipfile.ZipFile(path) as z:
+            return str(json.loads(z.read("metadata.json")).get("keras_version") or "") or None
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+
+
+def _load_error_line(exc: BaseException, limit: int = 300) -> str:
+    """One readable line of a Keras load error, without the layer config it may embed."""
+    import re
+
+    text = str(exc).strip()
+    if not text:
+        return type(exc).__name__
+    tail = re.search(r"Exception encountered: (.+)", text, re.S)
+    line = (tail.group(1) if tail else text).strip().splitlines()[0]
+    line = re.sub(r"config=\{.*\}", "config={...}", line)
+    return line if len(line) <= limit else line[:limit] + "..."

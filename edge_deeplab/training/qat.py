@@ -398,6 +398,18 @@ def _read_run(run_dir: Path):
         tc = TrainConfig.from_dict(d["train"])
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise EdgeDeeplabError(f"corrupt {tc_path}: {e}") from None
+    if tc.data_dir is not None and not Path(tc.data_dir).expanduser().is_dir():
+        # Never regenerate or look up data anywhere but where the run recorded it; only the
+        # synthetic dataset's own cache directory may be (re)generated in place.
+        from edge_deeplab.data.synthetic import default_data_dir
+
+        d = Path(tc.data_dir).expanduser()
+        if not (tc.dataset == "synthetic" and d.is_absolute()
+                and d.resolve() == default_data_dir().resolve()):
+            hint = "" if d.is_absolute() else \
+                " (a relative path: run from the directory the run was trained in)"
+            raise EdgeDeeplabError(f"the {tc.dataset} dataset folder {tc.data_dir} recorded in "
+                                   f"{tc_path} is missing{hint}")
     return tc
 
 
@@ -461,7 +473,13 @@ def run_qat(run_dir, *, steps: Optional[int] = None, lr: Optional[float] = None,
     from edge_deeplab.data.pipeline import make_train_dataset
     from edge_deeplab.model.model_io import load_model
     from edge_deeplab.training.schedules import PolyDecay
-    from edge_deeplab.training.train import evaluate_model, open_datasets
+    from edge_deeplab.training.train import (
+        evaluate_model,
+        has_checkpoint_files,
+        open_datasets,
+        require_resumable,
+        restore_newest_loadable,
+    )
 
     run = Path(run_dir)
     if not run.is_dir():
@@ -482,8 +500,9 @@ def run_qat(run_dir, *, steps: Optional[int] = None, lr: Optional[float] = None,
 
     qdir = run / "qat"
     ckpt_dir = qdir / "checkpoints"
-    has_ckpt = ckpt_dir.is_dir() and tf.train.latest_checkpoint(str(ckpt_dir)) is not None
-    if has_ckpt and not resume:
+    if resume:
+        require_resumable(qdir, ckpt_dir, what="QAT")
+    elif has_checkpoint_files(ckpt_dir):
         raise EdgeDeeplabError(f"{qdir} already has QAT checkpoints; pass --resume to continue "
                                f"or delete {qdir}")
 
@@ -510,8 +529,9 @@ def run_qat(run_dir, *, steps: Optional[int] = None, lr: Optional[float] = None,
     step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="qat_step")
     optimizer.build(qmodel.trainable_variables)
     ckpt = tf.train.Checkpoint(model=qmodel, optimizer=optimizer, step=step_var)
-    manager = tf.train.CheckpointManager(ckpt, str(ckpt_dir), max_to_keep=2)
     start = 0
+    restored = restore_newest_loadable(ckpt, ckpt_dir) if resume else None
+    manager = tf.train.CheckpointManager(ckpt, str(ckpt_dir), max_to_keep=2)
     cache = tc.cache if tc.cache is not None else (tc.dataset == "synthetic")
 
     def data_from(step0):
@@ -521,12 +541,10 @@ def run_qat(run_dir, *, steps: Optional[int] = None, lr: Optional[float] = None,
             max_scale=tc.max_scale, flip=tc.flip, cache=cache))
 
     t0 = time.time()
-    if resume and manager.latest_checkpoint:
-        ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    if restored:
         start = int(step_var.numpy())
         if verbose:
-            print(f"resuming QAT from {manager.latest_checkpoint} at step {start}/{steps}",
-                  flush=True)
+            print(f"resuming QAT from {restored} at step {start}/{steps}", flush=True)
     elif calibration_batches > 0:
         it = data_from(-1)
         calibrate_ranges(qmodel, (next(it)[0] for _ in range(int(calibration_batches))))

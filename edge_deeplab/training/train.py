@@ -232,6 +232,73 @@ def _write_model(model, path: Path, config: ModelConfig, chief: bool, **extra):
     save_model(model, path, config, **extra)
 
 
+
+def checkpoint_prefixes(ckpt_dir) -> list:
+    """Checkpoint prefixes (``DIR/ckpt-N``) that have an index file, newest (highest N) first.
+
+    Read from the files themselves, not from the ``checkpoint`` state file (which may be damaged).
+    """
+    d = Path(ckpt_dir)
+    if not d.is_dir():
+        return []
+    found = {}
+    for idx in d.glob("ckpt-*.index"):
+        num = idx.name[len("ckpt-"):-len(".index")]
+        if num.isdigit():
+            found[int(num)] = d / idx.name[:-len(".index")]
+    return [found[k] for k in sorted(found, reverse=True)]
+
+
+def has_checkpoint_files(ckpt_dir) -> bool:
+    """Whether ``ckpt_dir`` holds any checkpoint file (damaged or not): a fresh start must not
+    overwrite it."""
+    d = Path(ckpt_dir)
+    return d.is_dir() and (any(d.glob("ckpt-*.index")) or any(d.glob("ckpt-*.data-*")))
+
+
+def require_resumable(run_dir, ckpt_dir, what: str = "run") -> None:
+    """For ``--resume``: the run directory and at least one checkpoint must exist (so a mistyped
+    ``--out`` is an error, not a fresh run)."""
+    run_dir, ckpt_dir = Path(run_dir), Path(ckpt_dir)
+    if not run_dir.is_dir():
+        raise EdgeDeeplabError(f"--resume: {what} directory {run_dir} does not exist")
+    if not checkpoint_prefixes(ckpt_dir):
+        raise EdgeDeeplabError(
+            f"--resume: no checkpoints in {ckpt_dir} to continue from; check the path, or start "
+            f"without --resume")
+
+
+def _short_reason(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:160]}" if text else type(exc).__name__
+
+
+def restore_newest_loadable(ckpt, ckpt_dir) -> str:
+    """Restores ``ckpt`` from the newest checkpoint in ``ckpt_dir`` that loads and returns its
+    prefix; damaged ones (truncated data, corrupt index, wrong variables) are skipped with a line on
+    stderr naming them.
+
+    Raises:
+        EdgeDeeplabError: no checkpoint at all, or none loads (one line naming the files).
+    """
+    prefixes = checkpoint_prefixes(ckpt_dir)
+    if not prefixes:
+        raise EdgeDeeplabError(f"--resume: no checkpoints in {ckpt_dir}")
+    failed = []
+    for prefix in prefixes:
+        try:
+            ckpt.restore(str(prefix)).assert_existing_objects_matched()
+        except Exception as e:  # noqa: BLE001 - IndexError (truncated data), DataLossError ...
+            files = ", ".join(sorted(p.name for p in prefix.parent.glob(prefix.name + ".*")))
+            failed.append(f"{prefix.name} ({files}: {_short_reason(e)})")
+            continue
+        if failed:
+            print(f"warning: skipped damaged checkpoint(s) {'; '.join(failed)}; resuming from "
+                  f"{prefix}", file=sys.stderr, flush=True)
+        return str(prefix)
+    raise EdgeDeeplabError(f"no checkpoint in {ckpt_dir} loads: {'; '.join(failed)}")
+
+
 # ---------------------------------------------------------------------------------------- train
 def train(model_config: ModelConfig, train_config: TrainConfig, out_dir, *,
           resume: bool = False, verbose: int = 1) -> dict:
@@ -259,12 +326,12 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out_dir, *,
     from edge_deeplab.model.deeplab import build_model
     from edge_deeplab.training.schedules import PolyDecay
 
-    tc = train_config
-    tc.validate()
+    tc = _with_absolute_data_dir(train_config)
     out = Path(out_dir)
     ckpt_dir = out / "checkpoints"
-    has_ckpt = ckpt_dir.is_dir() and tf.train.latest_checkpoint(str(ckpt_dir)) is not None
-    if has_ckpt and not resume:
+    if resume:
+        require_resumable(out, ckpt_dir)
+    elif has_checkpoint_files(ckpt_dir):
         raise EdgeDeeplabError(
             f"{out} already has checkpoints; pass --resume to continue or choose a new --out")
     if resume and (out / "train_config.json").is_file():
@@ -314,16 +381,13 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out_dir, *,
     ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step_var,
                                best_miou=best_miou, best_step=best_step)
     ckpt_path = ckpt_dir if chief else out / f".worker_tmp_{os.getpid()}" / "checkpoints"
-    manager = tf.train.CheckpointManager(ckpt, str(ckpt_path), max_to_keep=3)
     start = 0
-    if resume and manager.latest_checkpoint:
-        ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    if resume:
+        used = restore_newest_loadable(ckpt, ckpt_dir)
         start = int(step_var.numpy())
         if verbose:
-            print(f"resuming from {manager.latest_checkpoint} at step {start}/{total}",
-                  flush=True)
-    elif resume and verbose:
-        print(f"no checkpoint in {ckpt_dir}; starting from step 0", flush=True)
+            print(f"resuming from {used} at step {start}/{total}", flush=True)
+    manager = tf.train.CheckpointManager(ckpt, str(ckpt_path), max_to_keep=3)
 
     cache = tc.cache if tc.cache is not None else (tc.dataset == "synthetic")
     # A different seed stream after a resume, so the resumed part does not replay batches.
@@ -429,6 +493,21 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out_dir, *,
     if chief:
         write_json_atomic(out / "train_result.json", result)
     return result
+
+
+def _with_absolute_data_dir(tc: TrainConfig) -> TrainConfig:
+    """``tc`` with ``data_dir`` absolute (the synthetic default spelled out), so the run directory
+    records where its data is, whatever the directory QAT, eval or export run from later."""
+    tc.validate()
+    if tc.data_dir is not None:
+        data_dir = Path(tc.data_dir).expanduser().resolve()
+    elif tc.dataset == "synthetic":
+        from edge_deeplab.data.synthetic import default_data_dir
+
+        data_dir = default_data_dir().resolve()
+    else:
+        return tc
+    return dataclasses.replace(tc, data_dir=str(data_dir))
 
 
 def _with_labels(config: ModelConfig, labels) -> ModelConfig:

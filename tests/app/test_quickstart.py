@@ -65,3 +65,41 @@ def test_fast_and_full_runs_do_not_mix(fast_run):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     assert "--fast" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+# ------------------------------------------------- issue 12: --out must be empty or our own run
+def test_quickstart_refuses_a_foreign_non_empty_folder(tmp_path, capsys):
+    from edge_deeplab.app.cli import main
+
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "report.json").write_text('{"my": "own report"}')
+    rc = main(["quickstart", "--out", str(out), "--fast"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "not a quickstart run" in err[0], err
+    assert sorted(p.name for p in out.iterdir()) == ["report.json"]
+    assert (out / "report.json").read_text() == '{"my": "own report"}'
+
+
+def test_quickstart_marks_its_folder_first_and_resumes_it(tmp_path, monkeypatch, capsys):
+    """An interrupted run (marker written, nothing finished) is resumed, not refused."""
+    import edge_deeplab.data.synthetic as synthetic
+    from edge_deeplab.app.cli import main
+    from edge_deeplab.app.quickstart.run import MARKER
+
+    calls = []
+
+    def interrupted(*a, **k):
+        calls.append(a)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(synthetic, "ensure_synthetic", interrupted)
+    out = tmp_path / "qs"
+    assert main(["quickstart", "--out", str(out), "--fast", "--no-gpu"]) == 130
+    assert (out / MARKER).is_file()
+    assert main(["quickstart", "--out", str(out), "--fast", "--no-gpu"]) == 130  # not refused
+    assert len(calls) == 2 and "not a quickstart run" not in capsys.readouterr().err
+    # a run from before the marker existed is recognised by its steps/settings.json
+    (out / MARKER).unlink()
+    assert main(["quickstart", "--out", str(out), "--fast", "--no-gpu"]) == 130
+    assert (out / MARKER).is_file()

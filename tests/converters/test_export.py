@@ -459,3 +459,47 @@ def test_full_size_gpu(full, variant):
                      "GPU rounding flips the argmax of an untrained net's near-tied logits. The "
                      "99.5% bound is checked with a trained model: set EDGE_DEEPLAB_TRAINED_MODEL")
     assert agree >= 0.995
+
+
+# ----------------------------------------- issue 12: outputs and arguments checked before work
+def _read_only_dir(tmp_path):
+    """A folder this process cannot write into (root ignores mode bits: use sysfs there)."""
+    if os.geteuid() == 0:
+        return Path("/sys")
+    d = tmp_path / "ro"
+    d.mkdir()
+    d.chmod(0o555)
+    return d
+
+
+@pytest.mark.parametrize("case", ["read_only_out", "out_under_a_file", "bogus_calibration_dataset",
+                                  "missing_calibration_dir", "calibration_for_float"])
+def test_cli_export_checks_out_and_calibration_before_converting(case, tmp_path, monkeypatch,
+                                                                 capsys):
+    import converters.export as ex
+    from edge_deeplab.app.cli import main
+
+    def no_conversion(*a, **k):
+        raise AssertionError("conversion started before the arguments were checked")
+
+    monkeypatch.setattr(ex, "export_tflite", no_conversion)
+    model = tmp_path / "m.keras"
+    model.write_bytes(b"not loaded: the checks come first")
+    out = tmp_path / "m.tflite"
+    extra, expect = [], None
+    if case == "read_only_out":
+        out, expect = _read_only_dir(tmp_path) / "m.tflite", "not writable"
+    elif case == "out_under_a_file":
+        out, expect = model / "m.tflite", "not a directory"
+    elif case == "bogus_calibration_dataset":
+        extra, expect = ["--variant", "int8", "--calibration-dataset", "vocx"], "unknown dataset"
+    elif case == "missing_calibration_dir":
+        extra = ["--variant", "int8", "--calibration-dataset", "folder", "--data-dir",
+                 str(tmp_path / "nope")]
+        expect = "not found"
+    else:
+        extra, expect = ["--calibration-dataset", "synthetic"], "--variant int8"
+    rc = main(["export", str(model), "--out", str(out), *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and expect in err[0], err
+    assert not out.exists()

@@ -162,7 +162,7 @@ def test_malformed_standard_metadata_one_line_in_analyze_and_runs_elsewhere(expo
     from edge_deeplab.app.cli import main
 
     bad = _mangle_standard_metadata(Path(exports["float32"]), tmp_path / "bad.tflite")
-    proc = subprocess.run([sys.executable, "-m", "edge_deeplab.cli", "analyze", "--no-gpu", str(bad)],
+    proc = subprocess.run([sys.executable, "-m", "edge_deeplab.app.cli", "analyze", "--no-gpu", str(bad)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     lines = [line for line in proc.stdout.splitlines() if "TFLITE_METADATA" in line]

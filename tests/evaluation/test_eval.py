@@ -355,3 +355,54 @@ def test_metric_agrees_with_keras_mean_iou():
         ref.update_state(gt[keep], pred[keep])
     assert cm.result()["per_class_iou"][5] is None
     assert cm.result()["miou"] == pytest.approx(float(ref.result().numpy()), abs=1e-6)
+
+
+# ------------------------------------------ issue 12: prediction ids outside the class range
+def test_cli_out_of_range_prediction_ids_are_an_error_unless_allowed(tmp_path, capsys):
+    rng = np.random.default_rng(5)
+    root, masks = make_folder_tree(tmp_path / "data", rng, n=6, num_classes=4)
+    stems = sorted(masks)[3:]
+    _write_predictions(tmp_path / "pred", masks, stems, 4, rng)
+    bad = np.array(masks[stems[1]], np.uint8)
+    bad[bad == 255] = 0
+    bad[:2, :3] = 7  # a class id the 4-class set does not have
+    save_gray_png(tmp_path / "pred" / f"{stems[1]}.png", bad)
+    n_bad = int(((bad == 7) & (masks[stems[1]] != 255)).sum())
+    args = ["eval", "--predictions", str(tmp_path / "pred"), "--dataset", "folder",
+            "--data-dir", str(root), "--split", "val", "--json", str(tmp_path / "r.json")]
+    rc = cli_main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err[-1].startswith("edge-deeplab eval: error:"), err
+    assert f"{n_bad} predicted pixels in 1 of 3 images" in err[-1] and f"{stems[1]}.png" in err[-1]
+    assert "--allow-invalid-predictions" in err[-1] and not (tmp_path / "r.json").exists()
+
+    rc = cli_main(args + ["--allow-invalid-predictions"])
+    out = capsys.readouterr().out
+    assert rc == 0 and f"{n_bad} predicted pixels in 1 of 3 images" in out
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert r["invalid_predictions"] == n_bad and r["invalid_prediction_files"] == 1
+
+
+def test_cli_eval_json_into_a_read_only_folder_fails_before_scoring(tmp_path, monkeypatch, capsys):
+    import os
+    from pathlib import Path
+
+    import edge_deeplab.evaluation.evaluate as ev
+
+    def no_scoring(*a, **k):
+        raise AssertionError("scored before checking --json")
+
+    monkeypatch.setattr(ev, "evaluate_predictions", no_scoring)
+    rng = np.random.default_rng(6)
+    root, masks = make_folder_tree(tmp_path / "data", rng, n=4, num_classes=4)
+    _write_predictions(tmp_path / "pred", masks, sorted(masks)[2:], 4, rng)
+    if os.geteuid() == 0:
+        ro = Path("/sys")  # root ignores mode bits; sysfs refuses new files
+    else:
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o555)
+    rc = cli_main(["eval", "--predictions", str(tmp_path / "pred"), "--dataset", "folder",
+                   "--data-dir", str(root), "--split", "val", "--json", str(ro / "r.json")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "--json" in err[0] and "not writable" in err[0], err

@@ -261,3 +261,51 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     rc = main(["qat", str(tmp_path / "empty"), "--steps", "1"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "no trained float model" in err[0]
+
+
+# --------------------------------------------------- issue 12: damaged checkpoints and --resume
+def _qat_cli(run, *extra):
+    from edge_deeplab.app.cli import main
+
+    return main(["qat", str(run), "--steps", "2", "--checkpoint-every", "1",
+                 "--calibration-batches", "0", "--no-eval", "--quiet", *extra])
+
+
+def test_cli_qat_resume_falls_back_past_a_damaged_checkpoint(run_dir, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("qat"))
+    assert _qat_cli(run) == 0
+    ckpts = run / "qat" / "checkpoints"
+    assert sorted(p.name for p in ckpts.glob("*.index")) == ["ckpt-1.index", "ckpt-2.index"]
+    capsys.readouterr()
+    (data2,) = ckpts.glob("ckpt-2.data-*")
+    data2.write_bytes(data2.read_bytes()[:100])  # truncated
+    rc = _qat_cli(run, "--resume")
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert data2.name in err and "resuming from" in err and "ckpt-1" in err
+    res = json.loads((run / "qat" / "qat_result.json").read_text())
+    assert res["start_step"] == 1 and res["final_step"] == 2
+
+    # a fresh start does not overwrite them (the none-loads case shares train's helper)
+    before = {p.name: p.stat().st_mtime_ns for p in ckpts.iterdir()}
+    rc = _qat_cli(run)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "--resume" in err[0], err
+    assert {p.name: p.stat().st_mtime_ns for p in ckpts.iterdir()} == before
+
+
+def test_cli_qat_resume_without_checkpoints_is_an_error(run_dir, tmp_path, capsys):
+    rc = _qat_cli(tmp_path / "typo", "--resume")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "run directory not found" in err[0], err
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("qat"))
+    rc = _qat_cli(run, "--resume")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "--resume" in err[0], err
+    assert not (run / "qat").exists()

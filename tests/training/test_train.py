@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -211,3 +212,133 @@ def test_quickstart_recipe_reaches_target_miou(tmp_path):
     elapsed = time.time() - t
     print(json.dumps({"elapsed_s": round(elapsed, 1), **result}))
     assert result["best_miou"] >= 0.80, result
+
+
+# --------------------------------------------------- issue 12: damaged checkpoints and --resume
+def _tiny_cli_args(data_dir, out):
+    return ["train", "--dataset", "synthetic", "--data-dir", str(data_dir), "--out", str(out),
+            "--steps", "4", "--checkpoint-every", "2", "--batch-size", "4", "--preset", "fast",
+            "--val-split", "none", "--aspp-filters", "16", "--decoder-filters", "16",
+            "--low-level-filters", "8"]
+
+
+@pytest.fixture(scope="module")
+def finished_cli_run(tiny_data, tmp_path_factory):
+    """A finished 4-step run made by `edge-deeplab train` (checkpoints ckpt-2 and ckpt-4)."""
+    from edge_deeplab.app.cli import main
+
+    run = tmp_path_factory.mktemp("cli_run") / "run"
+    assert main(_tiny_cli_args(tiny_data, run)) == 0
+    assert [p.name for p in sorted((run / "checkpoints").glob("ckpt-*.index"))] == \
+        ["ckpt-2.index", "ckpt-4.index"]
+    return run
+
+
+def _copy_run(run, tmp_path):
+    import shutil
+
+    dst = tmp_path / "run"
+    shutil.copytree(run, dst)
+    return dst
+
+
+def _truncate_data(run, step):
+    (data,) = (run / "checkpoints").glob(f"ckpt-{step}.data-*")
+    with open(data, "r+b") as f:
+        f.truncate(max(1, data.stat().st_size // 3))
+    return data
+
+
+def _snapshot(d):
+    return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in Path(d).iterdir()}
+
+
+def test_cli_resume_skips_a_truncated_checkpoint_and_names_it(tiny_data, finished_cli_run,
+                                                               tmp_path, capsys):
+    from edge_deeplab.app.cli import main
+
+    run = _copy_run(finished_cli_run, tmp_path)
+    bad = _truncate_data(run, 4)
+    (run / "checkpoints" / "checkpoint").write_text("garbage {{{ not a state file\n")
+    rc = main(_tiny_cli_args(tiny_data, run) + ["--resume"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert bad.name in err and "ckpt-4" in err and "IndexError" in err  # named, not a traceback
+    assert "resuming from" in out and "ckpt-2 at step 2/4" in out
+    result = json.loads((run / "train_result.json").read_text())
+    assert result["start_step"] == 2 and result["final_step"] == 4 and result["resumed"]
+
+
+def test_cli_resume_with_no_loadable_checkpoint_stops_and_keeps_files(tiny_data, finished_cli_run,
+                                                                       tmp_path, capsys):
+    from edge_deeplab.app.cli import main
+
+    run = _copy_run(finished_cli_run, tmp_path)
+    bad4, bad2 = _truncate_data(run, 4), _truncate_data(run, 2)
+    before = _snapshot(run / "checkpoints")
+    rc = main(_tiny_cli_args(tiny_data, run) + ["--resume"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1, err
+    assert bad4.name in err[0] and bad2.name in err[0] and "no checkpoint" in err[0]
+    assert _snapshot(run / "checkpoints") == before
+
+
+def test_cli_fresh_start_never_overwrites_checkpoints_behind_a_damaged_state_file(
+        tiny_data, finished_cli_run, tmp_path, capsys):
+    from edge_deeplab.app.cli import main
+
+    run = _copy_run(finished_cli_run, tmp_path)
+    (run / "checkpoints" / "checkpoint").write_text("garbage\n")
+    before = _snapshot(run / "checkpoints")
+    rc = main(_tiny_cli_args(tiny_data, run))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "already has checkpoints" in err[0], err
+    assert _snapshot(run / "checkpoints") == before
+
+
+def test_cli_resume_with_a_mistyped_out_is_an_error(tiny_data, tmp_path, capsys):
+    from edge_deeplab.app.cli import main
+
+    rc = main(_tiny_cli_args(tiny_data, tmp_path / "runn") + ["--resume"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "does not exist" in err[0], err
+    assert not (tmp_path / "runn").exists()
+    (tmp_path / "empty").mkdir()
+    rc = main(_tiny_cli_args(tiny_data, tmp_path / "empty") + ["--resume"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "no checkpoints" in err[0], err
+    assert list((tmp_path / "empty").iterdir()) == []
+
+
+# ------------------------------------------- issue 12: run directories record absolute data paths
+def test_run_records_absolute_data_dir_and_qat_runs_from_any_directory(tiny_data, tmp_path,
+                                                                       monkeypatch, capsys):
+    import shutil
+
+    from edge_deeplab.app.cli import main
+
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    work.mkdir()
+    elsewhere.mkdir()
+    shutil.copytree(tiny_data, work / "data")
+    monkeypatch.chdir(work)
+    assert main(_tiny_cli_args("data", "run")) == 0  # relative --data-dir and --out, as typed
+    saved = json.loads((work / "run" / "train_config.json").read_text())["train"]
+    assert saved["data_dir"] == str(work / "data")
+
+    monkeypatch.chdir(elsewhere)
+    qat_args = ["qat", str(work / "run"), "--steps", "1", "--calibration-batches", "0",
+                "--no-eval", "--quiet"]
+    capsys.readouterr()
+    assert main(qat_args) == 0, capsys.readouterr().err
+    assert list(elsewhere.iterdir()) == []  # nothing generated here
+    assert (work / "run" / "qat" / "model.h5").is_file()
+
+    # The recorded dataset is gone: one line naming it, and no data generated anywhere.
+    shutil.rmtree(work / "run" / "qat")
+    (work / "data").rename(work / "data_moved")
+    capsys.readouterr()
+    rc = main(qat_args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and str(work / "data") in err[0] and "missing" in err[0], err
+    assert not (work / "data").exists() and list(elsewhere.iterdir()) == []

@@ -9,10 +9,12 @@ DESCRIPTION = ("Reports size, input/output dtype, shape and quantization, the op
 
 
 def add_arguments(p) -> None:
+    from edge_deeplab.app.commands.common import positive_float
+
     p.add_argument("model", metavar="X.tflite", help="TFLite model")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--no-gpu", action="store_true", help="skip the GPU coverage probe")
-    p.add_argument("--gpu-timeout", type=float, default=600, help="seconds allowed for the GPU probe")
+    p.add_argument("--gpu-timeout", type=positive_float, default=600, help="seconds allowed for the GPU probe")
 
 
 def run(args) -> int:

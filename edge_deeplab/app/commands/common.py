@@ -17,7 +17,7 @@ def add_model_arguments(p: argparse.ArgumentParser, defaults: ModelConfig | None
     g.add_argument("--output-stride", type=int, default=d.output_stride, choices=(8, 16, 32))
     g.add_argument("--alpha", type=float, default=d.alpha, choices=(0.35, 0.5, 0.75, 1.0),
                    help="MobileNet-v2 width multiplier")
-    g.add_argument("--num-classes", type=int, default=d.num_classes)
+    g.add_argument("--num-classes", type=positive_int, default=d.num_classes)
     g.add_argument("--no-decoder", action="store_true", help="DeepLab v3 (ASPP head only)")
     g.add_argument("--aspp-rates", default=None,
                    help="comma-separated atrous rates (default: from the output stride)")
@@ -37,3 +37,54 @@ def model_config_from_args(args) -> ModelConfig:
         multi_grid=parse_int_list(args.multi_grid),
         labels=labels,
     )
+
+
+# --------------------------------------------------------------------------- numeric flag types
+def _number(text, kind, what):
+    try:
+        v = kind(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if kind is float and v != v:  # NaN passes every comparison below
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+    return v
+
+
+def positive_int(text) -> int:
+    """argparse ``type=``: an integer >= 1 (one-line parse error otherwise)."""
+    v = _number(text, int, "a positive integer")
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def non_negative_int(text) -> int:
+    """argparse ``type=``: an integer >= 0."""
+    v = _number(text, int, "an integer >= 0")
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v}")
+    return v
+
+
+def positive_float(text) -> float:
+    """argparse ``type=``: a finite number > 0."""
+    v = _number(text, float, "a number > 0")
+    if not (0 < v < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
+    return v
+
+
+def non_negative_float(text) -> float:
+    """argparse ``type=``: a finite number >= 0."""
+    v = _number(text, float, "a number >= 0")
+    if not (0 <= v < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
+    return v
+
+
+def unit_interval(text) -> float:
+    """argparse ``type=``: a number in [0, 1) (momentum-like values)."""
+    v = _number(text, float, "a number in [0, 1)")
+    if not (0 <= v < 1):
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text}")
+    return v

@@ -20,19 +20,12 @@ def _scales(text):
         vals = tuple(float(x) for x in str(text).replace(" ", "").split(",") if x)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated scales, got {text!r}") from None
-    if not vals or any(v <= 0 for v in vals):
+    if not vals or any(not 0 < v < float("inf") for v in vals):
         raise argparse.ArgumentTypeError(f"scales must be positive, got {text!r}")
     return vals
 
 
-def _pos_int(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
+from edge_deeplab.app.commands.common import positive_int as _pos_int  # noqa: E402
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -79,6 +72,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="score the run's quantization-aware Keras model (RUN/qat/model.h5)")
     g.add_argument("--resize-predictions", action="store_true",
                    help="--predictions: nearest-resize predictions whose size differs from the mask")
+    g.add_argument("--allow-invalid-predictions", action="store_true",
+                   help="score predicted ids outside [0, num_classes) as wrong (counted) instead "
+                        "of failing")
     g = p.add_argument_group("output")
     g.add_argument("--json", metavar="OUT", default=None, help="write the metrics as JSON here")
     g.add_argument("--save-predictions", metavar="DIR", default=None,
@@ -96,6 +92,12 @@ def run(args) -> int:
         raise EdgeDeeplabError("give either MODEL or --predictions DIR, not both")
     if not args.predictions and not args.model:
         raise EdgeDeeplabError("give a MODEL (.keras, run directory or .tflite) or --predictions DIR")
+    from edge_deeplab.core.atomic_io import check_writable
+
+    if args.json:  # fail now, not after the whole split was scored
+        check_writable(args.json, "--json")
+    if args.save_predictions:
+        check_writable(args.save_predictions, "--save-predictions", directory=True)
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
     ds = load_dataset(args.dataset, args.data_dir, args.split, num_classes=args.num_classes,
                       binary=args.binary, skip_bad=args.skip_bad, classes=classes)
@@ -115,7 +117,8 @@ def run(args) -> int:
                       qat=args.qat, batch_size=args.batch_size, accelerator=args.accelerator,
                       threads=args.threads, runtime=args.runtime, scales=args.scales,
                       flip=args.flip, crf=args.crf, save_dir=args.save_predictions,
-                      progress=progress, crf_backend=args.crf_backend)
+                      progress=progress, crf_backend=args.crf_backend,
+                      allow_invalid=args.allow_invalid_predictions)
     if not args.quiet:
         print(format_table(result, ds.labels))
     miou = result["miou"]
@@ -123,6 +126,12 @@ def run(args) -> int:
     print(f"mIoU {'n/a' if miou is None else f'{miou * 100:.2f}%'} on {ds.name}/{ds.split} "
           f"({result['num_images']} images"
           + (f", {len(ds.skipped)} skipped" if ds.skipped else "") + f") - {what}")
+    if result.get("invalid_predictions"):
+        print(f"note: {result['invalid_predictions']} predicted pixels in "
+              f"{result.get('invalid_prediction_files')} of {result['num_images']} images had "
+              f"class ids outside "
+              f"[0, {ds.num_classes}) and were scored as wrong (first: "
+              f"{result.get('first_invalid_prediction')})")
     if args.json:
         write_json_atomic(args.json, result)
         if not args.quiet:

@@ -14,6 +14,8 @@ VARIANTS = ("float32", "float16", "dynamic", "int8", "qat-int8", "w8a16")
 
 
 def add_arguments(p) -> None:
+    from edge_deeplab.app.commands.common import positive_int
+
     p.add_argument("model", metavar="MODEL.keras|RUN", help="Keras model file or run directory")
     p.add_argument("--variant", default="float32",
                    help="one of " + ", ".join(VARIANTS))
@@ -33,7 +35,7 @@ def add_arguments(p) -> None:
                    help="int8/w8a16: calibrate on this dataset (voc, cityscapes, folder, synthetic)")
     p.add_argument("--data-dir", default=None, help="dataset root for --calibration-dataset")
     p.add_argument("--calibration-split", default="train")
-    p.add_argument("--calibration-steps", type=int, default=100, help="calibration images")
+    p.add_argument("--calibration-steps", type=positive_int, default=100, help="calibration images")
     p.add_argument("--labels", default=None, metavar="A,B,...|FILE",
                    help="class names written into the model's metadata (comma-separated, or a "
                         "text file with one per line); default: the model's config")
@@ -49,6 +51,17 @@ def run(args) -> int:
         raise EdgeDeeplabError(f"--out must end in .tflite, got {args.out}")
     from pathlib import Path
 
+    from edge_deeplab.core.atomic_io import check_writable
+
+    # Everything a user can get wrong is checked here, before the seconds of conversion.
+    check_writable(args.out, "--out")
+    if args.calibration_dataset:
+        from edge_deeplab.data import load_dataset
+
+        if args.variant not in ("int8", "w8a16"):
+            raise EdgeDeeplabError(f"--calibration-dataset applies to the calibrated variants (int8, "
+                                   f"w8a16), not {args.variant}")
+        load_dataset(args.calibration_dataset, args.data_dir, args.calibration_split)
     if args.variant == "qat-int8":
         src = Path(args.model)
         if not src.exists():
@@ -109,7 +122,7 @@ def _parse_labels(value):
 def _check_labels_against_sidecar(labels, model, variant) -> None:
     """One-line error before TensorFlow loads when the model's config says another class count."""
     from edge_deeplab.core.errors import EdgeDeeplabError
-    from edge_deeplab.model_io import load_metadata, resolve_model_path
+    from edge_deeplab.model.model_io import load_metadata, resolve_model_path
 
     try:
         meta = load_metadata(resolve_model_path(model, prefer_qat=variant == "qat-int8")) or {}

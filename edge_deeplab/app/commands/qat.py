@@ -20,17 +20,19 @@ _DEFAULT_CHECKPOINT_EVERY = 100
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from edge_deeplab.app.commands.common import non_negative_int, positive_float, positive_int
+
     p.add_argument("run", metavar="RUN", help="training run directory (from `edge-deeplab train`)")
-    p.add_argument("--steps", type=int, default=_DEFAULT_STEPS, help="fine-tuning steps")
-    p.add_argument("--lr", type=float, default=None,
+    p.add_argument("--steps", type=positive_int, default=_DEFAULT_STEPS, help="fine-tuning steps")
+    p.add_argument("--lr", type=positive_float, default=None,
                    help="learning rate (default: the float run's lr / 100)")
-    p.add_argument("--batch-size", type=int, default=None, help="default: the float run's")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="default: the float run's")
     p.add_argument("--resume", action="store_true", help="continue from RUN/qat/checkpoints")
-    p.add_argument("--checkpoint-every", type=int, default=_DEFAULT_CHECKPOINT_EVERY,
+    p.add_argument("--checkpoint-every", type=positive_int, default=_DEFAULT_CHECKPOINT_EVERY,
                    help="steps between checkpoints")
     p.add_argument("--no-freeze-bn", action="store_true",
                    help="keep updating BatchNorm statistics during QAT (default: frozen)")
-    p.add_argument("--calibration-batches", type=int, default=8,
+    p.add_argument("--calibration-batches", type=non_negative_int, default=8,
                    help="batches that initialize the activation ranges (0: tfmot's [-6, 6])")
     p.add_argument("--no-eval", action="store_true", help="skip the final val-split mIoU")
     p.add_argument("--json", default=None, help="also write the result dict to this file")
@@ -38,9 +40,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    from pathlib import Path
+
     from edge_deeplab.core.errors import EdgeDeeplabError
     from edge_deeplab.training.qat import run_qat
 
+    if args.json:
+        from edge_deeplab.core.atomic_io import check_writable
+
+        check_writable(args.json, "--json")
+    if args.resume and Path(args.run).is_dir():  # nothing to resume: say so before any work
+        from edge_deeplab.training.train import require_resumable
+
+        require_resumable(Path(args.run) / "qat", Path(args.run) / "qat" / "checkpoints",
+                          what="QAT")
     if args.calibration_batches < 0:
         raise EdgeDeeplabError(f"calibration batches must be >= 0, got {args.calibration_batches}")
     res = run_qat(args.run, steps=args.steps, lr=args.lr, batch_size=args.batch_size,

@@ -17,7 +17,14 @@ DESCRIPTION = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from edge_deeplab.app.commands.common import add_model_arguments
+    from edge_deeplab.app.commands.common import (
+        add_model_arguments,
+        non_negative_float,
+        non_negative_int,
+        positive_float,
+        positive_int,
+        unit_interval,
+    )
     from edge_deeplab.model.config import OPTIMIZERS, STRATEGIES
     from edge_deeplab.model.presets import PRESET_NAMES, QUICKSTART_MODEL
 
@@ -38,19 +45,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="recipe and head widths: quickstart (default), fast (64x64 smoke test), "
                         "paper (256-channel ASPP/decoder, SGD 0.007, scale 0.5-2)")
     n = t.add_mutually_exclusive_group()
-    n.add_argument("--steps", type=int, default=None)
-    n.add_argument("--epochs", type=int, default=None)
-    t.add_argument("--batch-size", type=int, default=None)
-    t.add_argument("--lr", type=float, default=None, help="base learning rate (poly decay, power 0.9)")
+    n.add_argument("--steps", type=positive_int, default=None)
+    n.add_argument("--epochs", type=positive_int, default=None)
+    t.add_argument("--batch-size", type=positive_int, default=None)
+    t.add_argument("--lr", type=positive_float, default=None, help="base learning rate (poly decay, power 0.9)")
     t.add_argument("--optimizer", default=None, choices=OPTIMIZERS)
-    t.add_argument("--momentum", type=float, default=None)
-    t.add_argument("--weight-decay", type=float, default=None, help="L2 on conv kernels")
-    t.add_argument("--warmup-steps", type=int, default=None)
-    t.add_argument("--min-scale", type=float, default=None)
-    t.add_argument("--max-scale", type=float, default=None)
-    t.add_argument("--bn-momentum", type=float, default=None)
-    t.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints + val")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--momentum", type=unit_interval, default=None)
+    t.add_argument("--weight-decay", type=non_negative_float, default=None, help="L2 on conv kernels")
+    t.add_argument("--warmup-steps", type=non_negative_int, default=None)
+    t.add_argument("--min-scale", type=positive_float, default=None)
+    t.add_argument("--max-scale", type=positive_float, default=None)
+    t.add_argument("--bn-momentum", type=unit_interval, default=None)
+    t.add_argument("--checkpoint-every", type=positive_int, default=None, help="steps between checkpoints + val")
+    t.add_argument("--seed", type=non_negative_int, default=0)
     t.add_argument("--resume", action="store_true", help="continue RUN from its last checkpoint")
     t.add_argument("--strategy", default="default", choices=STRATEGIES,
                    help="tf.distribute: mirrored (all local GPUs), multiworker (reads TF_CONFIG)")
@@ -59,9 +66,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_arguments(p, defaults=QUICKSTART_MODEL)
     p.set_defaults(num_classes=None, input_size=None, alpha=None)
     g = p.add_argument_group("model head widths (unset: from --preset)")
-    g.add_argument("--aspp-filters", type=int, default=None)
-    g.add_argument("--low-level-filters", type=int, default=None)
-    g.add_argument("--decoder-filters", type=int, default=None)
+    g.add_argument("--aspp-filters", type=positive_int, default=None)
+    g.add_argument("--low-level-filters", type=positive_int, default=None)
+    g.add_argument("--decoder-filters", type=positive_int, default=None)
 
 
 def build_configs(args):
@@ -104,8 +111,12 @@ def build_configs(args):
 
 
 def run(args) -> int:
-    from edge_deeplab.training.train import model_config_for_dataset, train
+    from pathlib import Path
 
+    from edge_deeplab.training.train import model_config_for_dataset, require_resumable, train
+
+    if args.resume:  # a mistyped --out is an error before any data is opened
+        require_resumable(args.out, Path(args.out) / "checkpoints")
     mc, tc = build_configs(args)
     if args.num_classes is None:
         # The class count (and names) follow the dataset unless given explicitly.

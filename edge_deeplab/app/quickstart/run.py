@@ -47,6 +47,25 @@ PRETTY = {"keras_float": "Keras float32", "tflite_float32": "TFLite float32",
 #: QAT learning rate as a fraction of the float run's (see the QAT step for the measurements).
 QAT_LR_FACTOR = 0.2
 STEPS = ("data", "train", "qat", "export", "analyze", "accuracy", "bench", "report", "demo")
+#: Written into ``DIR`` before anything else: marks it as a quickstart run this toolkit may resume.
+MARKER = ".edge_deeplab_quickstart"
+
+
+def _claim_out_dir(out: Path) -> None:
+    """Refuses an existing non-empty folder that is not a quickstart run, then marks ``out``.
+
+    A run from before the marker existed is recognised by its ``steps/settings.json``.
+    """
+    if out.exists() and not out.is_dir():
+        raise EdgeDeeplabError(f"--out {out} exists and is not a directory")
+    ours = (out / MARKER).is_file() or (out / "steps" / "settings.json").is_file()
+    if out.is_dir() and not ours and any(out.iterdir()):
+        raise EdgeDeeplabError(
+            f"--out {out} is a non-empty folder that is not a quickstart run (no {MARKER}); "
+            f"choose a new or empty folder")
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / MARKER).is_file():
+        write_json_atomic(out / MARKER, {"edge_deeplab": "quickstart", "created": time.time()})
 
 
 class _Progress:
@@ -112,7 +131,7 @@ def run_quickstart(out_dir, *, fast: bool = False, log: Callable[[str], None] = 
         gpu: benchmark on the LiteRT GPU accelerator too (``None``: when it starts here).
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    _claim_out_dir(out)
     model_cfg, train_cfg, knobs = _settings(fast)
     steps = _Steps(out)
     prog = _Progress(log)
@@ -134,8 +153,8 @@ def run_quickstart(out_dir, *, fast: bool = False, log: Callable[[str], None] = 
         kw = {}
         if knobs["num_train"]:
             kw = dict(num_train=knobs["num_train"], num_val=knobs["num_val"])
-        root = ensure_synthetic(data_dir, **kw)
-        res = steps.put("data", {"data_dir": str(root)})
+        root = ensure_synthetic(data_dir.resolve(), **kw)
+        res = steps.put("data", {"data_dir": str(root)})  # absolute: found from any directory
     data_dir = Path(res["data_dir"])
     train_cfg = dataclasses.replace(train_cfg, data_dir=str(data_dir))
 
@@ -145,10 +164,11 @@ def run_quickstart(out_dir, *, fast: bool = False, log: Callable[[str], None] = 
     prog.step(2, "train", f"float model ({_describe(model_cfg)}, {train_cfg.steps} steps)",
               cached=res is not None)
     if res is None:
-        from edge_deeplab.training.train import train
+        from edge_deeplab.training.train import checkpoint_prefixes, train
 
         t = time.time()
-        result = train(model_cfg, train_cfg, run_dir, resume=(run_dir / "checkpoints").exists(), verbose=1)
+        result = train(model_cfg, train_cfg, run_dir,
+                       resume=bool(checkpoint_prefixes(run_dir / "checkpoints")), verbose=1)
         res = steps.put("train", {"result": _jsonable(result), "seconds": time.time() - t})
 
     # 3. QAT -----------------------------------------------------------------------------
@@ -156,6 +176,7 @@ def run_quickstart(out_dir, *, fast: bool = False, log: Callable[[str], None] = 
     prog.step(3, "qat", "quantization-aware fine-tuning", cached=res_qat is not None)
     if res_qat is None:
         from edge_deeplab.training.qat import run_qat
+        from edge_deeplab.training.train import checkpoint_prefixes
 
         t = time.time()
         kw = {"steps": knobs["qat_steps"]} if knobs["qat_steps"] else {}
@@ -165,8 +186,8 @@ def run_quickstart(out_dir, *, fast: bool = False, log: Callable[[str], None] = 
         # quantized graph needs real steps to re-fit. Measured on the held-out split, seed 0.
         kw["lr"] = train_cfg.lr * QAT_LR_FACTOR
         # evaluate=False: step 6 scores every variant through one code path anyway.
-        result = run_qat(run_dir, resume=(run_dir / "qat" / "checkpoints").exists(), verbose=1,
-                         evaluate=False, **kw)
+        result = run_qat(run_dir, resume=bool(checkpoint_prefixes(run_dir / "qat" / "checkpoints")),
+                         verbose=1, evaluate=False, **kw)
         res_qat = steps.put("qat", {"result": _jsonable(result), "seconds": time.time() - t})
 
     # 4. export --------------------------------------------------------------------------
