@@ -58,7 +58,7 @@ def mediapipe_python():
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from support.segmentation_models import LABELS, colour_decided_deeplab
+    from tests.support.segmentation_models import LABELS, colour_decided_deeplab
 
     d = tmp_path_factory.mktemp("mp")
     model, cfg = colour_decided_deeplab()

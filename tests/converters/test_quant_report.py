@@ -44,9 +44,8 @@ def _damage(model):
 
 @pytest.fixture(scope="module")
 def damaged(tmp_path_factory):
-    from _export_helpers import calibrated_random_model
-
     from edge_deeplab.model.model_io import save_model
+    from tests.support.export_models import calibrated_random_model
 
     d = tmp_path_factory.mktemp("qr")
     model = calibrated_random_model(NO_DILATION)
@@ -84,9 +83,8 @@ def test_report_points_at_the_damaged_layer(damaged, capsys):
 
 
 def test_bad_inputs_are_one_line(damaged, tmp_path, capsys):
-    from _export_helpers import calibrated_random_model
-
     from converters.export import export_tflite
+    from tests.support.export_models import calibrated_random_model
 
     d = damaged
     other = ModelConfig(input_size=(96, 96), num_classes=3, alpha=0.35, output_stride=32,
