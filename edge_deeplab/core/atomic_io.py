@@ -43,13 +43,19 @@ def atomic_path(dest: str | os.PathLike, suffix: str | None = None) -> Iterator[
     try:
         yield tmp
         if tmp.exists():  # mkstemp creates 0600; give the artifact normal permissions
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
+            apply_umask(tmp)
         os.replace(tmp, dest)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def apply_umask(path: str | os.PathLike) -> None:
+    """Gives a file made by :func:`tempfile.mkstemp` (mode 0600) the mode a plain ``open`` would
+    have given it: ``0666`` less the user's umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def write_bytes_atomic(dest: str | os.PathLike, data: bytes) -> Path:
@@ -86,6 +92,37 @@ def json_default(o):
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+
+def check_writable(path: str | os.PathLike) -> Path:
+    """Checks, before any work starts, that a file can be written at ``path``; returns it absolute.
+
+    The nearest existing folder on the way to ``path`` must be a directory where a file can be
+    created (probed with a temporary file; missing folders below it are created when the file is
+    written), and ``path`` itself must not be a directory. Raises a one-line :class:`EdgeDeeplabError` naming the path otherwise.
+
+    Example:
+        >>> import tempfile, os
+        >>> d = tempfile.mkdtemp()
+        >>> check_writable(os.path.join(d, "new", "report.json")).name
+        'report.json'
+    """
+    p = Path(os.path.abspath(os.fspath(path)))
+    if p.is_dir():
+        raise EdgeDeeplabError(f"cannot write {path}: it is a directory")
+    folder = p.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise EdgeDeeplabError(f"cannot write {path}: {folder} is not a directory")
+    try:  # a real probe: permissions, read-only mounts and ACLs all answer here
+        fd, probe = tempfile.mkstemp(prefix=".edge_deeplab_probe.", dir=folder)
+    except OSError as e:
+        raise EdgeDeeplabError(f"cannot write {path}: directory {folder} is not writable "
+                               f"({e.strerror or e})") from None
+    os.close(fd)
+    os.unlink(probe)
+    return p
 
 
 def require_file(path: str | os.PathLike, what: str = "file") -> Path:
