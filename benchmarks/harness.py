@@ -209,6 +209,21 @@ def _expand_accelerators(accelerators) -> List[str]:
     return out
 
 
+def _user_path(path) -> str:
+    """``path`` as the caller meant it: relative to the caller's working directory (workers run
+    elsewhere), ``~`` expanded."""
+    return os.path.abspath(os.path.expanduser(os.fspath(path)))
+
+
+def _delegate_path(delegate: str) -> str:
+    """A delegate given as a path (``./lib.so``, ``dir/lib.so`` or a file here) is made absolute; a
+    bare library name that is not a file here is left for the loader's search path."""
+    d = os.path.expanduser(str(delegate))
+    if os.sep in d or (os.altsep and os.altsep in d) or os.path.exists(d):
+        return os.path.abspath(d)
+    return d
+
+
 def run_benchmarks(models: Sequence, *, accelerators=("cpu",), threads: Optional[int] = None, warmup: int = 5,
                    runs: int = 50, min_seconds: float = 0.0, rounds: int = 3, dataset: Optional[str] = None,
                    data_dir=None, split: str = "val", max_images: Optional[int] = None, runtime: str = "auto",
@@ -218,7 +233,9 @@ def run_benchmarks(models: Sequence, *, accelerators=("cpu",), threads: Optional
     """Benchmarks every model on every accelerator, each in an isolated worker process.
 
     Args:
-        models: ``.tflite`` paths (bad ones become per-model errors, not exceptions).
+        models: ``.tflite`` paths (bad ones become per-model errors, not exceptions). Relative paths
+            (these, ``data_dir``, ``frame``, ``delegate``) are relative to the caller's working
+            directory, and are reported absolute.
         accelerators: any of ``cpu``, ``gpu``, ``npu`` or ``all`` (list or comma string). With ``all``,
             accelerators that cannot start here are recorded under ``skipped``, not as errors.
         threads: CPU threads (``None``: the runtime's default).
@@ -246,6 +263,19 @@ def run_benchmarks(models: Sequence, *, accelerators=("cpu",), threads: Optional
         >>> [r["fps"] for r in report["results"]]                                   # doctest: +SKIP
     """
     accs = _expand_accelerators(accelerators)
+    # User paths are relative to the caller's directory; workers run from the package root, so
+    # resolve them here, before any worker starts.
+    models = [_user_path(m) for m in models]
+    if data_dir is not None:
+        data_dir = _user_path(data_dir)
+        if dataset and str(dataset).lower() != "synthetic" and not os.path.isdir(data_dir):
+            raise EdgeDeeplabError(f"data directory not found: {data_dir}")
+    if frame is not None:
+        frame = _user_path(frame)
+        if not os.path.isfile(frame):
+            raise EdgeDeeplabError(f"frame image not found: {frame}")
+    if delegate:
+        delegate = _delegate_path(delegate)
     if delegate:
         # The delegate row runs beside a plain-CPU row of the same Interpreter runtime (its reference).
         if runtime in ("auto", "litert"):
@@ -283,7 +313,7 @@ def run_benchmarks(models: Sequence, *, accelerators=("cpu",), threads: Optional
                         say(f"    skipped: {entry['error']}")
                     else:
                         report["errors"].append(entry)
-                        say(f"    error: {entry['error']}")
+                        say("    failed (the error is listed at the end)")
                     if acc == "cpu" and not res.get("unavailable"):
                         # the model itself is bad: the other accelerators would fail the same way
                         for other in accs[1:]:

@@ -399,6 +399,12 @@ def _measure_open(runner, spec: dict, row: dict, init_ms: float, baseline) -> di
     })
     if io:
         row["io_breakdown"] = io
+    outs = list(getattr(runner, "outputs", None) or [info_out])
+    if len(outs) > 1:
+        row["num_outputs"] = len(outs)
+        row["output_note"] = (f"{Path(path).name} has {len(outs)} outputs; measured output 0 "
+                              f"{info_out.name!r} {list(info_out.shape)} (others: "
+                              + ", ".join(f"{o.name!r} {list(o.shape)}" for o in outs[1:]) + ")")
     if model is not None and runner.accelerator == "cpu":
         # The runtime reports CPU as fully accelerated by definition; LiteRT itself says whether every op
         # went to XNNPACK (False: some ops run on the reference TFLite kernels, which matters for speed).

@@ -221,9 +221,35 @@ def plot_report(report: dict, path) -> Path:
     fig.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=110)
+        fig.savefig(tmp, format=path.suffix.lower().lstrip(".") or "png", dpi=110)
     plt.close(fig)
     return path
+
+
+#: Formats :func:`plot_report` can write (matplotlib's Agg backend), by file suffix.
+PLOT_FORMATS = ("png", "pdf", "svg", "svgz", "jpg", "jpeg", "eps", "ps", "tif", "tiff", "webp", "pgf", "raw", "rgba")
+
+
+def check_report_paths(json_path=None, markdown_path=None, plot_path=None) -> None:
+    """Checks every requested report path before any model runs (one-line error naming the path):
+    its folder can be written, it is not a directory, it is not asked twice, and the plot has a
+    format matplotlib writes."""
+    from edge_deeplab.core.atomic_io import check_writable
+    from edge_deeplab.core.errors import EdgeDeeplabError
+
+    seen = {}
+    for flag, path in (("--json", json_path), ("--markdown", markdown_path), ("--plot", plot_path)):
+        if not path:
+            continue
+        full = check_writable(path)
+        if full in seen:
+            raise EdgeDeeplabError(f"{seen[full]} and {flag} both name {path}")
+        seen[full] = flag
+    if plot_path:
+        fmt = Path(plot_path).suffix.lower().lstrip(".")
+        if fmt and fmt not in PLOT_FORMATS:  # no suffix: PNG
+            raise EdgeDeeplabError(f"--plot {plot_path}: unknown image format {fmt!r}; "
+                                   f"use .png, .svg or .pdf")
 
 
 def write_reports(report: dict, json_path=None, markdown_path=None, plot_path=None) -> List[Path]:

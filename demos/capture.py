@@ -93,18 +93,30 @@ class FrameSource:
 
 
 class ImageSource(FrameSource):
-    """One image file or a folder of images (sorted by name)."""
+    """One image file or a folder of images (sorted by name).
+
+    A folder skips images that cannot be read (recorded in :attr:`skipped` as ``(name, reason)``)
+    so one corrupt file does not end the run halfway; a single image raises.
+    """
 
     def __init__(self, paths: List[Path], name: str, kind: str):
         super().__init__(name)
         self.kind = kind
         self.paths = list(paths)
         self.frame_count = len(self.paths)
+        self.skipped: List[tuple] = []
 
     def __iter__(self) -> Iterator[Frame]:
+        self.skipped = []
         for i, p in enumerate(self.paths):
             t0 = time.perf_counter()
-            img = read_image_bgr(p, "image")
+            try:
+                img = read_image_bgr(p, "image")
+            except EdgeDeeplabError as e:
+                if self.kind != "folder":
+                    raise
+                self.skipped.append((p.name, str(e)))
+                continue
             t1 = time.perf_counter()
             yield Frame(i, img, p.name, t1, t1 - t0)
 

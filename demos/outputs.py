@@ -11,11 +11,16 @@ import cv2
 import numpy as np
 
 from demos import capture as capture_lib
+from edge_deeplab.core.atomic_io import apply_umask
 from edge_deeplab.core.errors import EdgeDeeplabError
 
 
 class VideoOutput:
     """Writes frames to a video atomically (``mp4v`` for .mp4/.mov/.m4v/.mkv, ``MJPG`` for .avi).
+
+    Frames go to a hidden temporary file beside ``path`` (``.NAME.XXXX.tmp.mp4``); :meth:`finish`
+    moves it onto ``path`` (with the user's umask), :meth:`abort` deletes it, so an interrupted or
+    failed run leaves an earlier ``path`` exactly as it was.
 
     Args:
         path: the video to write; it appears only once :meth:`finish` succeeds.
@@ -81,6 +86,7 @@ class VideoOutput:
         if self.writer is None:
             self._open(self._measured_fps())
         self.writer.release()
+        apply_umask(self.tmp)  # mkstemp made it 0600; the video gets the user's usual mode
         os.replace(self.tmp, self.path)
         return self.path
 

@@ -129,7 +129,8 @@ def run_demo(model, source="0", effect="blur", person_class: Optional[int] = Non
              output=None, max_frames: Optional[int] = None, overlay: bool = True,
              refine: str = "guided", smoothing: float = 0.5, screenshot_dir=".",
              runtime: str = "auto", camera_size: Optional[tuple] = None,
-             log: Optional[Callable[[str], None]] = print) -> DemoResult:
+             log: Optional[Callable[[str], None]] = print,
+             warn: Optional[Callable[[str], None]] = None) -> DemoResult:
     """Runs the portrait demo.
 
     Args:
@@ -150,6 +151,14 @@ def run_demo(model, source="0", effect="blur", person_class: Optional[int] = Non
         runtime: runtime for :func:`edge_deeplab.runtime.open_runner`.
         camera_size: requested ``(width, height)`` of a camera.
         log: where progress/the report goes (None: silent).
+        warn: where notes and warnings go (default: stderr): which output of a multi-output
+            model is used, images of a folder that could not be read (they are skipped).
+
+    Outputs are replaced only by a finished run: a video is written to a hidden temporary file
+    beside ``output`` and moved onto it at the end, so Ctrl-C (``KeyboardInterrupt``) or SIGTERM
+    (:class:`~edge_deeplab.core.errors.Terminated`) removes the temporary file, leaves an earlier
+    ``output`` as it was and propagates. A headless camera recording therefore needs
+    ``max_frames``; in window mode ``q`` ends a session normally.
 
     Returns:
         :class:`DemoResult`.
@@ -162,6 +171,7 @@ def run_demo(model, source="0", effect="blur", person_class: Optional[int] = Non
     from edge_deeplab.runtime import open_runner
 
     say = log or (lambda s: None)
+    tell = warn or (lambda s: print(s, file=sys.stderr, flush=True))
     if max_frames is not None and max_frames < 1:
         raise EdgeDeeplabError(f"--max-frames must be >= 1, got {max_frames}")
     eff = effect if isinstance(effect, comp.Effect) else comp.parse_effect(effect)
@@ -189,9 +199,17 @@ def run_demo(model, source="0", effect="blur", person_class: Optional[int] = Non
                f" (fully accelerated: {runner.fully_accelerated}"
                + (f"; CPU fallback for {', '.join(runner.unsupported_ops)}" if runner.unsupported_ops else "")
                + ")"))
+        outs = list(getattr(runner, "outputs", None) or [runner.output])
+        if len(outs) > 1:
+            tell(f"note: {Path(model).name} has {len(outs)} outputs; using output 0 "
+                 f"{runner.output.name!r} {list(runner.output.shape)} (others: "
+                 + ", ".join(f"{o.name!r} {list(o.shape)}" for o in outs[1:]) + ")")
         source_obj = capture_lib.open_source(
             source, *(camera_size if camera_size else (None, None)))
         kind = source_obj.kind
+        if headless and out_path is not None and source_obj.is_live and max_frames is None:
+            raise EdgeDeeplabError(f"recording {source_obj.name} headless needs --max-frames N to end it "
+                                   f"(Ctrl-C discards an unfinished recording)")
         if headless and out_path is not None:
             if kind == "folder":
                 if out_path.exists() and not out_path.is_dir():
@@ -216,74 +234,80 @@ def run_demo(model, source="0", effect="blur", person_class: Optional[int] = Non
         still = kind in ("image", "folder")
         shot_n = 0
         quit_ = False
-        try:
-            frame_iter = iter(source_obj)
-            while True:
-                try:
-                    fr = next(frame_iter)
-                except StopIteration:
-                    break
-                img = fr.image
-                times = {"capture": fr.wait_s}
-                if still:
-                    pipe.smoother.reset()
-                while True:  # re-render the same still when the effect is switched
-                    lines = _overlay_lines(fps_ema or 0.0, last_times if frames else times,  # noqa: F821
-                                           effects[eff_i], window) if overlay else None
-                    out, _, t = pipe.process(img, effects[eff_i], lines)
-                    times.update(t)
-                    t_w = time.perf_counter()
-                    if headless and out_path is not None:
-                        if kind in ("image", "folder"):
-                            p = image_output_path(out_path, kind, fr.name)
-                            written.append(write_image(p, out))
-                        else:
-                            if video_out is None:
-                                # a file keeps its own rate; a camera records at the rate we
-                                # actually process (measured), so playback speed is right
-                                fps = None if source_obj.is_live else (source_obj.fps or 30.0)
-                                video_out = VideoOutput(out_path, fps, (img.shape[1], img.shape[0]))
-                            video_out.write(out)
-                    key = -1
-                    if window:
-                        cv2.imshow(WINDOW, out)
-                        key = cv2.waitKey(0 if still else 1) & 0xFF
-                    times["display" if window else "write"] = time.perf_counter() - t_w
-                    if key in (ord("s"), ord("S")):
-                        shot_n += 1
-                        p = Path(screenshot_dir) / f"portrait_{time.strftime('%Y%m%d_%H%M%S')}_{shot_n:03d}.png"
+        # Ctrl-C/SIGTERM propagate: the unfinished video is discarded in `finally`
+        frame_iter = iter(source_obj)
+        while True:
+            try:
+                fr = next(frame_iter)
+            except StopIteration:
+                break
+            img = fr.image
+            times = {"capture": fr.wait_s}
+            if still:
+                pipe.smoother.reset()
+            while True:  # re-render the same still when the effect is switched
+                lines = _overlay_lines(fps_ema or 0.0, last_times if frames else times,  # noqa: F821
+                                       effects[eff_i], window) if overlay else None
+                out, _, t = pipe.process(img, effects[eff_i], lines)
+                times.update(t)
+                t_w = time.perf_counter()
+                if headless and out_path is not None:
+                    if kind in ("image", "folder"):
+                        p = image_output_path(out_path, kind, fr.name)
                         written.append(write_image(p, out))
-                        say(f"screenshot: {p}")
-                    if key in (ord("e"), ord("E")):
-                        eff_i = (eff_i + 1) % len(effects)
-                        say(f"effect: {effects[eff_i].label}")
-                        if still:
-                            continue
-                    if key in (ord("q"), ord("Q"), 27):
-                        quit_ = True
-                    break
+                    else:
+                        if video_out is None:
+                            # a file keeps its own rate; a camera records at the rate we
+                            # actually process (measured), so playback speed is right
+                            fps = None if source_obj.is_live else (source_obj.fps or 30.0)
+                            video_out = VideoOutput(out_path, fps, (img.shape[1], img.shape[0]))
+                        video_out.write(out)
+                key = -1
                 if window:
-                    try:
-                        if cv2.getWindowProperty(WINDOW, cv2.WND_PROP_VISIBLE) < 1:
-                            quit_ = True  # window closed with the mouse
-                    except cv2.error:
-                        quit_ = True
-                for k, v in times.items():
-                    timer.add(k, v)
-                last_times = dict(times)  # noqa: F841 - read on the next frame
-                frames += 1
-                last_size = (img.shape[1], img.shape[0])
-                now = time.perf_counter()
-                inst = 1.0 / max(1e-6, now - t_prev)
-                t_prev = now
-                fps_ema = inst if fps_ema is None else 0.9 * fps_ema + 0.1 * inst
-                if quit_ or (max_frames is not None and frames >= max_frames):
-                    break
-        except KeyboardInterrupt:  # Ctrl-C ends a camera run normally: keep what was recorded
-            say("interrupted")
+                    cv2.imshow(WINDOW, out)
+                    key = cv2.waitKey(0 if still else 1) & 0xFF
+                times["display" if window else "write"] = time.perf_counter() - t_w
+                if key in (ord("s"), ord("S")):
+                    shot_n += 1
+                    p = Path(screenshot_dir) / f"portrait_{time.strftime('%Y%m%d_%H%M%S')}_{shot_n:03d}.png"
+                    written.append(write_image(p, out))
+                    say(f"screenshot: {p}")
+                if key in (ord("e"), ord("E")):
+                    eff_i = (eff_i + 1) % len(effects)
+                    say(f"effect: {effects[eff_i].label}")
+                    if still:
+                        continue
+                if key in (ord("q"), ord("Q"), 27):
+                    quit_ = True
+                break
+            if window:
+                try:
+                    if cv2.getWindowProperty(WINDOW, cv2.WND_PROP_VISIBLE) < 1:
+                        quit_ = True  # window closed with the mouse
+                except cv2.error:
+                    quit_ = True
+            for k, v in times.items():
+                timer.add(k, v)
+            last_times = dict(times)  # noqa: F841 - read on the next frame
+            frames += 1
+            last_size = (img.shape[1], img.shape[0])
+            now = time.perf_counter()
+            inst = 1.0 / max(1e-6, now - t_prev)
+            t_prev = now
+            fps_ema = inst if fps_ema is None else 0.9 * fps_ema + 0.1 * inst
+            if quit_ or (max_frames is not None and frames >= max_frames):
+                break
         seconds = time.perf_counter() - t_start
+        skipped = list(getattr(source_obj, "skipped", None) or [])
         if frames == 0:
+            if skipped:
+                raise EdgeDeeplabError(f"none of the {len(skipped)} images in {source_obj.name} can be read "
+                                       f"(first: {skipped[0][1]})")
             raise EdgeDeeplabError(f"{source_obj.name} delivered no frames")
+        if skipped:
+            tell(f"warning: skipped {len(skipped)} of {len(skipped) + frames} images that cannot be read: "
+                 + ", ".join(name for name, _ in skipped[:5]) + (", ..." if len(skipped) > 5 else "")
+                 + f" (first: {skipped[0][1]})")
         final = None
         if video_out is not None:
             final = video_out.finish()
@@ -301,11 +325,11 @@ def run_demo(model, source="0", effect="blur", person_class: Optional[int] = Non
         say(res.report())
         return res
     except KeyboardInterrupt:
-        # Ctrl-C during processing: keep what was recorded, then let the CLI report it.
-        if video_out is not None and video_out.frames:
-            p = video_out.finish()
-            video_out = None
-            say(f"interrupted after {frames} frames; wrote {p}")
+        # Ctrl-C or SIGTERM: not a finished run. `finally` deletes the temporary video; an earlier
+        # output stays as it was. The CLI exits 130/143.
+        if video_out is not None:
+            say(f"stopped after {frames} frames; {video_out.path} not written"
+                + (" (the earlier file is unchanged)" if video_out.path.exists() else ""))
         raise
     finally:
         if video_out is not None:

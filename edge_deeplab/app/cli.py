@@ -7,7 +7,8 @@ Each subcommand lives in ``edge_deeplab/app/commands/<name>.py`` and exposes:
 * ``run(args) -> int``: a thin wrapper over the library function that does the work.
 
 Errors: an :class:`~edge_deeplab.core.errors.EdgeDeeplabError` (bad input, missing file, delegate that
-cannot start) prints ``edge-deeplab <cmd>: error: <one line>`` and exits with its code. Any other
+cannot start) prints ``edge-deeplab <cmd>: error: <one line>`` and exits with its code; so does a bad
+flag (argparse, without the usage block). Ctrl-C exits 130 and SIGTERM 143, after clean-up. Any other
 exception also prints one line (type and message) and exits 1; set ``EDGE_DEEPLAB_DEBUG=1`` or pass
 ``--debug`` for the full traceback.
 """
@@ -45,7 +46,8 @@ def _load(name):
 
 
 class _Parser(argparse.ArgumentParser):
-    """A subcommand parser whose usage errors (a bad flag value, a missing argument) are one line."""
+    """argparse with one-line errors: ``edge-deeplab bench: error: argument --runs: must be an
+    integer >= 1, got 0`` and a pointer to ``--help`` instead of the whole usage block."""
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -54,7 +56,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     from edge_deeplab import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="edge-deeplab",
         description="DeepLab v3+ / MobileNet-v2 from Keras to phones: train, QAT, export, "
                     "analyze, benchmark, demo.")
@@ -93,6 +95,26 @@ def _silence_stdout() -> None:
         pass
 
 
+def _raise_on_sigterm():
+    """Turns SIGTERM into :class:`Terminated` in the main thread (so temporary files and folders are
+    removed on the way out) unless someone already handles SIGTERM; returns the undo function."""
+    import signal
+    import threading
+
+    from edge_deeplab.core.errors import Terminated
+
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return lambda: None
+
+    def handler(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends it at once
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, handler)
+    return lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -100,12 +122,13 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     debug = getattr(args, "debug", False) or os.environ.get("EDGE_DEEPLAB_DEBUG") == "1"
-    from edge_deeplab.core.errors import EdgeDeeplabError
+    from edge_deeplab.core.errors import EdgeDeeplabError, Terminated
 
     prefix = f"edge-deeplab {args.command}: error:"
     from edge_deeplab.core.native_logs import filtered_stderr, silence_stderr_at_exit
 
     silence_stderr_at_exit()
+    restore_sigterm = _raise_on_sigterm()
 
     try:
         with filtered_stderr():
@@ -127,9 +150,10 @@ def main(argv=None) -> int:
         # SIGPIPE-killed tool would, and keep the interpreter's final flush from failing again.
         _silence_stdout()
         return 141
-    except KeyboardInterrupt:
-        print(f"edge-deeplab {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated): clean-up has run on the way out
+        terminated = isinstance(e, Terminated)
+        print(f"edge-deeplab {args.command}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return Terminated.exit_code if terminated else 130
     except Exception as e:  # noqa: BLE001 - the CLI's promise: one line, never a traceback dump
         if debug:
             raise
@@ -142,6 +166,8 @@ def main(argv=None) -> int:
         msg = _one_line(str(e))
         print(f"{prefix} {type(e).__name__}: {msg} (rerun with --debug for details)", file=sys.stderr)
         return 1
+    finally:
+        restore_sigterm()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -43,13 +43,19 @@ def atomic_path(dest: str | os.PathLike, suffix: str | None = None) -> Iterator[
     try:
         yield tmp
         if tmp.exists():  # mkstemp creates 0600; give the artifact normal permissions
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
+            apply_umask(tmp)
         os.replace(tmp, dest)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def apply_umask(path: str | os.PathLike) -> None:
+    """Gives a file made by :func:`tempfile.mkstemp` (mode 0600) the mode a plain ``open`` would
+    have given it: ``0666`` less the user's umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def write_bytes_atomic(dest: str | os.PathLike, data: bytes) -> Path:
@@ -91,6 +97,8 @@ def json_default(o):
 def check_writable(path: str | os.PathLike, what: str = "output", directory: bool = False) -> Path:
     """Raises a one-line error unless ``path`` can be written (before any long work starts).
 
+    Returns ``path`` made absolute.
+
     ``path`` is a file to be created or replaced (``directory=True``: a folder to be created or
     written into). The nearest existing folder on the way must accept a new file: a temporary file
     is created and removed there, which catches read-only folders and file systems alike.
@@ -100,7 +108,7 @@ def check_writable(path: str | os.PathLike, what: str = "output", directory: boo
         >>> check_writable(os.path.join(tempfile.mkdtemp(), "new", "x.json")).name
         'x.json'
     """
-    p = Path(path)
+    p = Path(os.path.abspath(os.fspath(path)))
     if not directory and p.is_dir():
         raise EdgeDeeplabError(f"{what} {p} is a directory, not a file")
     if directory and p.exists() and not p.is_dir():

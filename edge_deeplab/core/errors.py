@@ -18,6 +18,14 @@ class DelegateUnavailableError(EdgeDeeplabError):
     exit_code = 3
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so ``finally`` blocks run (temporary files are removed,
+    finished outputs are left as they were). A :class:`KeyboardInterrupt`, so every clean-up path
+    for Ctrl-C also covers it; the CLI exits 143 for it (130 for Ctrl-C)."""
+
+    exit_code = 143
+
+
 def explain_missing_kernel(exc: BaseException):
     """One line for TensorFlow's "dilated depthwise kernel missing" error, else ``None``.
 

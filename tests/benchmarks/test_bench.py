@@ -6,6 +6,7 @@ Timing values are never asserted (shared 2-core CI); structure, invariants, isol
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -237,3 +238,155 @@ def test_gpu_row_agreement_and_all_skips_npu(models):
     assert 0.0 <= ag["argmax_agree_pct"] <= 100.0 and ag["max_abs_diff"] >= 0.0
     assert ag["argmax_agree_decidable_pct"] is None or ag["argmax_agree_decidable_pct"] > 95.0
     assert "npu" in [s["accelerator"] for s in rep["skipped"]] or "npu" in accs
+
+
+# ------------------------------------------------------------------ bad input and interruptions (CLI)
+
+REPO = Path(__file__).resolve().parents[2]
+FAST = ["--threads", "1", "--runs", "2", "--warmup", "1", "--rounds", "1", "--e2e-runs", "1"]
+
+
+def _cli(args, cwd, env=None, **kw):
+    """``edge-deeplab ARGS`` as a user runs it: the console script, from ``cwd``."""
+    import subprocess
+
+    exe = Path(sys.executable).with_name("edge-deeplab")
+    full_env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0", "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    return subprocess.run([str(exe), *map(str, args)], cwd=cwd, env=full_env, capture_output=True,
+                          text=True, **kw)
+
+
+def test_relative_paths_are_the_callers_not_the_repositorys(models, tmp_path):
+    """``bench rel/x.tflite --frame rel/f.png --data-dir rel/ds`` from another directory measures the
+    caller's files, even when the repository holds a different file at the same relative path."""
+    import shutil
+
+    import cv2
+
+    from edge_deeplab.data.synthetic import generate_synthetic
+
+    rel = f"bench_trap_{os.getpid()}"
+    mine = tmp_path / rel
+    mine.mkdir()
+    shutil.copy(models["float32"], mine / "x.tflite")
+    cv2.imwrite(str(mine / "f.png"), np.full((48, 80, 3), 90, np.uint8))
+    generate_synthetic(mine / "ds", num_train=1, num_val=2, size=(64, 64))
+    trap = REPO / rel
+    trap.mkdir()
+    try:
+        shutil.copy(models["int8"], trap / "x.tflite")  # another model at the same relative path
+        p = _cli(["bench", f"{rel}/x.tflite", "--frame", f"{rel}/f.png", "--dataset", "folder",
+                  "--data-dir", f"{rel}/ds", *FAST, "--json", "r.json", "--quiet"], cwd=tmp_path)
+    finally:
+        shutil.rmtree(trap)
+    assert p.returncode == 0, p.stderr
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["errors"] == []
+    (row,) = rep["results"]
+    assert row["model"] == str(mine / "x.tflite") and row["variant"] == "float32"
+    assert row["e2e_ms"]["frame"] == [48, 80]  # our frame, not the synthetic 1280x720 one
+    assert row["miou_detail"]["num_images"] == 2 or row["miou_detail"].get("images") == 2
+
+
+def test_missing_relative_model_is_named_from_the_callers_directory(tmp_path):
+    p = _cli(["bench", "nowhere/x.tflite", *FAST, "--quiet"], cwd=tmp_path)
+    assert p.returncode == 1
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(tmp_path / "nowhere" / "x.tflite") in lines[0], lines
+    bad_frame = _cli(["bench", "x.tflite", "--frame", "none.png", "--quiet"], cwd=tmp_path)
+    assert bad_frame.returncode == 2 and str(tmp_path / "none.png") in bad_frame.stderr
+
+
+@pytest.mark.parametrize("flag,value", [
+    ("--runs", "0"), ("--runs", "-5"), ("--rounds", "0"), ("--warmup", "-1"), ("--threads", "0"),
+    ("--threads", "-3"), ("--e2e-runs", "-1"), ("--max-images", "0"), ("--min-seconds", "-1"),
+    ("--timeout", "0"), ("--timeout", "nan"), ("--std", "0"), ("--mean", "1,2"), ("--runs", "many"),
+])
+def test_nonsense_numbers_are_refused_at_parse_time(flag, value, capsys, monkeypatch):
+    from edge_deeplab.app.cli import main
+
+    monkeypatch.setattr(harness, "run_worker", lambda *a, **k: pytest.fail("a worker started"))
+    with pytest.raises(SystemExit) as e:
+        main(["bench", "x.tflite", flag, value])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"edge-deeplab bench: error: argument {flag}:"), err
+
+
+def test_unwritable_report_paths_fail_before_any_model_runs(models, tmp_path, capsys, monkeypatch):
+    from edge_deeplab.app.cli import main
+
+    monkeypatch.setattr(harness, "run_worker", lambda *a, **k: pytest.fail("a worker started"))
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "adir").mkdir()
+    cases = [("--json", tmp_path / "afile" / "sub" / "r.json", "not a directory"),
+             ("--markdown", "/proc/edge_deeplab_nowhere/r.md", "not writable"),
+             ("--json", tmp_path / "adir", "is a directory"),
+             ("--plot", tmp_path / "p.xyz", "unknown image format")]
+    if os.geteuid() != 0:  # root writes into a mode-0555 folder anyway
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o555)
+        cases.append(("--json", ro / "r.json", "not writable"))
+    for flag, path, why in cases:
+        rc = main(["bench", str(models["float32"]), flag, str(path), "--quiet"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and len(err) == 1, (flag, path, err)
+        assert err[0].startswith("edge-deeplab bench: error:") and str(path) in err[0] and why in err[0]
+
+
+def test_when_every_model_fails_one_line_each_and_no_table(tmp_path):
+    garbage = tmp_path / "garbage.tflite"
+    garbage.write_bytes(os.urandom(2048))
+    (tmp_path / "old.json").write_text('{"an": "earlier report"}')
+    p = _cli(["bench", "missing.tflite", "garbage.tflite", "--accelerator", "cpu,gpu", *FAST,
+              "--json", "old.json"], cwd=tmp_path)
+    assert p.returncode == 1
+    assert p.stdout.strip() == ""  # no empty table, no machine line
+    errors = [line for line in p.stderr.splitlines() if line.startswith("edge-deeplab bench:")]
+    assert len(errors) == 2, p.stderr
+    assert errors[0].startswith("edge-deeplab bench: error: missing.tflite [cpu]: model not found: "
+                                f"{tmp_path / 'missing.tflite'}")
+    assert errors[1].startswith("edge-deeplab bench: error: garbage.tflite [cpu]: not a valid TFLite model")
+    assert p.stderr.count("not a valid TFLite model") == 1  # said once, not in progress, table and summary
+    assert (tmp_path / "old.json").read_text() == '{"an": "earlier report"}'  # nothing measured, kept
+
+
+def test_sigterm_leaves_no_temp_dir(models, tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    exe = Path(sys.executable).with_name("edge-deeplab")
+    env = {**os.environ, "TMPDIR": str(tmp), "TF_ENABLE_ONEDNN_OPTS": "0", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    p = subprocess.Popen([str(exe), "bench", str(models["float32"]), "--threads", "1", "--runs", "100000",
+                          "--rounds", "1", "--e2e-runs", "0", "--quiet"], env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while not list(tmp.glob("edge_deeplab_bench_*")) and time.time() < deadline and p.poll() is None:
+            time.sleep(0.1)
+        assert list(tmp.glob("edge_deeplab_bench_*")), "the benchmark never started"
+        time.sleep(1.0)  # the worker is running
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "edge-deeplab bench: terminated"
+    assert list(tmp.iterdir()) == []
+
+
+def test_two_output_model_says_which_output_it_measured(tmp_path, capsys):
+    from edge_deeplab.app.cli import main
+    from tests.support.bench_models import two_output_model
+
+    model = two_output_model(tmp_path / "two.tflite")
+    rc = main(["bench", str(model), *FAST, "--quiet"])
+    assert rc == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if "note:" in line]
+    assert len(notes) == 1
+    assert notes[0].startswith("edge-deeplab bench: note: two.tflite has 2 outputs; measured output 0 ")

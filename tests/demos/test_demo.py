@@ -354,18 +354,20 @@ def _cli_error(capsys, argv):
 
 def test_error_exits(color_models, clip, tmp_path, capsys, monkeypatch):
     model = color_models["sigmoid"]
+    out = ["--headless", "--output", tmp_path / "o.mp4"]
     if not os.path.exists("/dev/video7"):
-        assert "camera 7" in _cli_error(capsys, ["--model", model, "--source", "7", "--headless"])
+        assert "camera 7" in _cli_error(capsys, ["--model", model, "--source", "7", *out])
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(os.urandom(2048))
-    assert "cannot read video" in _cli_error(capsys, ["--model", model, "--source", bad, "--headless"])
-    msg = _cli_error(capsys, ["--model", color_models["classifier"], "--source", clip.path, "--headless"])
+    assert "cannot read video" in _cli_error(capsys, ["--model", model, "--source", bad, *out])
+    msg = _cli_error(capsys, ["--model", color_models["classifier"], "--source", clip.path, *out])
     assert "not" in msg and "segmentation model" in msg and "[1, 10]" in msg
     garbage = tmp_path / "garbage.tflite"
     garbage.write_bytes(b"\x00" * 64)
-    _cli_error(capsys, ["--model", garbage, "--source", clip.path, "--headless"])
-    assert "model not found" in _cli_error(capsys, ["--model", tmp_path / "none.tflite", "--source", clip.path, "--headless"])
-    assert "unknown effect" in _cli_error(capsys, ["--model", model, "--source", clip.path, "--headless", "--effect", "sparkle"])
+    _cli_error(capsys, ["--model", garbage, "--source", clip.path, *out])
+    assert "model not found" in _cli_error(capsys, ["--model", tmp_path / "none.tflite", "--source", clip.path, *out])
+    assert "unknown effect" in _cli_error(capsys, ["--model", model, "--source", clip.path, *out, "--effect", "sparkle"])
+    assert not list(tmp_path.glob("*o.mp4*"))
     assert "video" in _cli_error(capsys, ["--model", model, "--source", clip.path, "--headless", "--output", tmp_path / "x.png"])
     # window mode without a GUI build / display: tells the user what to do
     ok, _ = portrait.gui_available()
@@ -404,3 +406,150 @@ def test_window_mode_keys(color_models, clip, tmp_path, monkeypatch):
     cv2.imwrite(str(img), _red_rect_frame()[0])
     res = portrait.run_demo(color_models["sigmoid"], img, effect="blur", log=None)
     assert res.frames == 1 and len(shown) == 3
+
+
+# --------------------------------------------------------------------------------------------
+# interruptions, bad input, leftovers
+# --------------------------------------------------------------------------------------------
+
+def _demo_process(args, cwd):
+    """``edge-deeplab demo ARGS`` as a real process that turns SIGINT into Ctrl-C (even when this
+    test runs with SIGINT ignored, as background jobs do)."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = Path(sys.executable).with_name("edge-deeplab")
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.Popen([str(exe), "demo", *map(str, args)], cwd=cwd, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+@pytest.mark.parametrize("sig,code,word", [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")])
+def test_interrupted_demo_keeps_the_earlier_output(color_models, tmp_path, sig, code, word):
+    import signal
+    import time
+
+    long_clip = clip_lib.generate_clip(tmp_path / "long.mp4", num_frames=600, width=160, height=120, fps=30)
+    out = tmp_path / "out" / "portrait.mp4"
+    out.parent.mkdir()
+    clip_lib.generate_clip(out, num_frames=5, width=96, height=64)  # an earlier, complete result
+    before = out.read_bytes()
+    p = _demo_process(["--model", color_models["binary"], "--source", long_clip.path, "--headless",
+                       "--output", out, "--threads", "1"], cwd=tmp_path)
+    try:
+        deadline = time.time() + 120
+        while not list(out.parent.glob(".*.tmp*")) and p.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        assert list(out.parent.glob(".*.tmp*")), "the demo never started writing"
+        time.sleep(0.3)  # some frames into the temporary video
+        p.send_signal(getattr(signal, sig))
+        _, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == code, err
+    assert err.strip().splitlines()[-1] == f"edge-deeplab demo: {word}"
+    assert out.read_bytes() == before  # the earlier output is intact
+    assert sorted(x.name for x in out.parent.iterdir()) == ["portrait.mp4"]  # no .portrait.mp4.*.tmp.mp4
+
+
+def test_quit_key_ends_a_window_session_normally(color_models, clip, monkeypatch, capsys):
+    keys = iter([-1, ord("q")])
+    monkeypatch.setattr(portrait, "gui_available", lambda: (True, ""))
+    monkeypatch.setattr(portrait.cv2, "namedWindow", lambda *a, **k: None)
+    monkeypatch.setattr(portrait.cv2, "imshow", lambda name, img: None)
+    monkeypatch.setattr(portrait.cv2, "waitKey", lambda delay=0: next(keys))
+    monkeypatch.setattr(portrait.cv2, "getWindowProperty", lambda *a: 1.0)
+    monkeypatch.setattr(portrait.cv2, "destroyAllWindows", lambda: None)
+    assert cli_main(["demo", "--model", str(color_models["binary"]), "--source", str(clip.path)]) == 0
+    assert "2 frames from video" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flag,value", [
+    ("--max-frames", "0"), ("--max-frames", "-1"), ("--threads", "0"), ("--threads", "-2"),
+    ("--person-class", "-1"), ("--smoothing", "1"), ("--smoothing", "-0.1"), ("--smoothing", "nan"),
+    ("--camera-size", "0x0"), ("--max-frames", "ten"),
+])
+def test_nonsense_numbers_are_refused_at_parse_time(flag, value, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli_main(["demo", "--model", "m.tflite", "--headless", "--output", "o.mp4", flag, value])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"edge-deeplab demo: error: argument {flag}:"), err
+
+
+def test_headless_without_output_and_unending_camera_recording_are_refused(color_models, clip, tmp_path,
+                                                                           capsys, monkeypatch):
+    msg = _cli_error(capsys, ["--model", color_models["binary"], "--source", clip.path, "--headless"])
+    assert "--headless needs --output" in msg
+
+    class FakeCamera(cap_lib.FrameSource):  # a live source that would never end by itself
+        kind, is_live, fps, dropped = "camera", True, 30.0, 0
+
+        def __iter__(self):
+            while True:
+                yield cap_lib.Frame(0, np.zeros((48, 64, 3), np.uint8), "frame", 0.0, 0.0)
+
+    monkeypatch.setattr(cap_lib, "open_source", lambda *a, **k: FakeCamera("camera 0"))
+    msg = _cli_error(capsys, ["--model", color_models["binary"], "--source", "0", "--headless",
+                              "--output", tmp_path / "rec.mp4"])
+    assert "--max-frames" in msg and "camera 0" in msg
+    assert not (tmp_path / "rec.mp4").exists()
+    assert cli_main(["demo", "--model", str(color_models["binary"]), "--source", "0", "--headless",
+                     "--output", str(tmp_path / "rec.mp4"), "--max-frames", "3"]) == 0
+    assert len(_read_video(tmp_path / "rec.mp4")) == 3
+
+
+def test_folder_with_corrupt_images_skips_and_counts_them(color_models, tmp_path, capsys):
+    folder = tmp_path / "photos"
+    clip_lib.generate_images(folder, num_images=4, width=80, height=60)
+    (folder / "frame_001.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")  # a corrupt file in the middle
+    out = tmp_path / "out"
+    rc = cli_main(["demo", "--model", str(color_models["binary"]), "--source", str(folder), "--headless",
+                   "--output", str(out)])
+    assert rc == 0
+    assert sorted(p.name for p in out.iterdir()) == [f"frame_{i:03d}_portrait.png" for i in (0, 2, 3)]
+    captured = capsys.readouterr()
+    warn = [line for line in captured.err.splitlines() if line.startswith("edge-deeplab demo:")]
+    assert len(warn) == 1 and "skipped 1 of 4 images" in warn[0] and "frame_001.png" in warn[0], warn
+    assert "3 frames from folder" in captured.out
+    # nothing readable: one line, nothing written
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for i in range(2):
+        (bad / f"x{i}.jpg").write_bytes(os.urandom(100))
+    msg = _cli_error(capsys, ["--model", color_models["binary"], "--source", bad, "--headless",
+                              "--output", tmp_path / "out2"])
+    assert "none of the 2 images" in msg
+    assert not list((tmp_path / "out2").glob("*"))
+
+
+def test_output_video_gets_the_users_umask(color_models, clip, tmp_path):
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        assert cli_main(["demo", "--model", str(color_models["binary"]), "--source", str(clip.path),
+                         "--headless", "--output", str(tmp_path / "o.mp4"), "--max-frames", "2"]) == 0
+        res = portrait.demo_on_clip(color_models["binary"], tmp_path / "qs", num_frames=3, width=64,
+                                    height=48, log=None)  # what quickstart renders as demo.mp4
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "o.mp4").stat().st_mode) == 0o644
+    assert stat.S_IMODE(res.output.stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "qs" / "clip.mp4").stat().st_mode) == 0o644
+
+
+def test_two_output_model_says_which_output_it_uses(clip, tmp_path, capsys):
+    from tests.support.bench_models import two_output_model
+
+    model = two_output_model(tmp_path / "two.tflite")
+    rc = cli_main(["demo", "--model", str(model), "--source", str(clip.path), "--headless",
+                   "--output", str(tmp_path / "o.mp4"), "--max-frames", "2", "--person-class", "1"])
+    assert rc == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if "note:" in line]
+    assert len(notes) == 1 and notes[0].startswith("edge-deeplab demo: note: two.tflite has 2 outputs; "
+                                                   "using output 0 ")

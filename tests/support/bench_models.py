@@ -94,3 +94,16 @@ def without_metadata(src: Path, dest: Path) -> Path:
     b.Finish(model.Pack(b), file_identifier=b"TFL3")
     dest.write_bytes(bytes(b.Output()))
     return dest
+
+
+def two_output_model(dest: Path, size: int = 32) -> Path:
+    """A real .tflite with two segmentation-shaped outputs (2 and 3 channels, same input): which one
+    a tool uses must be said, not guessed."""
+    from edge_deeplab.core._tf import keras, tf
+    from edge_deeplab.core.atomic_io import write_bytes_atomic
+
+    inp = keras.Input((size, size, 3), name="image")
+    a = keras.layers.Conv2D(2, 1, name="seg_a")(inp)
+    b = keras.layers.Conv2D(3, 1, name="seg_b")(inp)
+    m = keras.Model(inp, [a, b])
+    return write_bytes_atomic(dest, tf.lite.TFLiteConverter.from_keras_model(m).convert())

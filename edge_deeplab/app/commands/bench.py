@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+from edge_deeplab.app.commands.common import non_negative_int, positive_float, positive_int
 
 HELP = "benchmark .tflite models (FPS, latency, memory, delegation, mIoU) locally or on Android via adb"
 DESCRIPTION = (
@@ -12,47 +15,67 @@ DESCRIPTION = (
     "(LiteRT's GPU run call returns early). Exit status is non-zero when any model failed.")
 
 
-def _floats(text):
-    if text is None:
-        return None
-    from edge_deeplab.core.errors import EdgeDeeplabError
+def _floats(text, *, nonzero=False):
+    """``--mean``/``--std``: one number or three comma-separated numbers (argparse ``type``)."""
+    import math
 
     try:
         vals = [float(x) for x in str(text).replace(" ", "").split(",") if x]
     except ValueError:
-        raise EdgeDeeplabError(f"expected a number or comma-separated numbers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a number or comma-separated numbers, got {text!r}") from None
     if len(vals) not in (1, 3):
-        raise EdgeDeeplabError(f"expected 1 or 3 values, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected 1 or 3 values, got {text!r}")
+    if not all(math.isfinite(v) for v in vals) or (nonzero and any(v == 0 for v in vals)):
+        raise argparse.ArgumentTypeError(
+            f"expected {'non-zero ' if nonzero else ''}finite numbers, got {text!r}")
     return vals if len(vals) == 3 else vals[0]
+
+
+def _std(text):
+    return _floats(text, nonzero=True)
+
+
+def _seconds(text):
+    """``--min-seconds``: a number >= 0."""
+    import math
+
+    try:
+        v = float(str(text).strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(v) or v < 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return v
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("models", nargs="+", metavar="MODEL.tflite", help="models to benchmark")
     p.add_argument("--accelerator", default="cpu",
                    help="cpu, gpu, npu, all, or a comma list (all: unavailable ones are skipped, not errors)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: the runtime's)")
-    p.add_argument("--warmup", type=int, default=5, help="untimed warm-up runs (the first is reported)")
-    p.add_argument("--runs", type=int, default=50, help="timed runs in total (split over --rounds)")
-    p.add_argument("--min-seconds", type=float, default=0.0, help="minimum total timed duration")
-    p.add_argument("--rounds", type=int, default=3,
+    p.add_argument("--threads", type=positive_int, default=None, help="CPU threads (default: the runtime's)")
+    p.add_argument("--warmup", type=non_negative_int, default=5,
+                   help="untimed warm-up runs (locally at least one runs: it is reported as the first inference)")
+    p.add_argument("--runs", type=positive_int, default=50, help="timed runs in total (split over --rounds)")
+    p.add_argument("--min-seconds", type=_seconds, default=0.0, help="minimum total timed duration")
+    p.add_argument("--rounds", type=positive_int, default=3,
                    help="repeat the timed block this many times; the spread of the round medians is reported")
     g = p.add_argument_group("accuracy")
     g.add_argument("--dataset", default=None, help="score mIoU on this dataset (voc, cityscapes, folder, synthetic)")
     g.add_argument("--data-dir", default=None, help="dataset root")
     g.add_argument("--split", default="val")
-    g.add_argument("--max-images", type=int, default=None, help="score only the first N images")
+    g.add_argument("--max-images", type=positive_int, default=None, help="score only the first N images")
     g = p.add_argument_group("runtime and input")
     g.add_argument("--runtime", default="auto", choices=("auto", "litert", "interpreter", "tflite_runtime"))
     g.add_argument("--delegate", default=None, metavar="LIB.so",
                    help="external TFLite delegate (Interpreter runtime); benchmarked beside plain CPU")
-    g.add_argument("--mean", default=None, help="input mean (one or 3 values) when the model has no metadata")
-    g.add_argument("--std", default=None, help="input std (one or 3 values) when the model has no metadata")
-    g.add_argument("--e2e-runs", type=int, default=10, help="end-to-end frames to time (0: skip)")
+    g.add_argument("--mean", type=_floats, default=None, help="input mean (one or 3 values) when the model has no metadata")
+    g.add_argument("--std", type=_std, default=None, help="input std (one or 3 values) when the model has no metadata")
+    g.add_argument("--e2e-runs", type=non_negative_int, default=10, help="end-to-end frames to time (0: skip)")
     g.add_argument("--frame", default=None, help="image for the end-to-end timing (default: a synthetic 1280x720)")
     g.add_argument("--cross-check", action="store_true",
                    help="also run litert-benchmark on CPU rows and explain differences beyond 15%%")
     g.add_argument("--no-agreement", action="store_true", help="skip the accelerator-vs-CPU output comparison")
-    g.add_argument("--timeout", type=float, default=1800, help="seconds per model x accelerator")
+    g.add_argument("--timeout", type=positive_float, default=1800, help="seconds per model x accelerator")
     g = p.add_argument_group("android")
     g.add_argument("--adb", action="store_true", help="run on Android devices with benchmark_model instead")
     g.add_argument("--serial", action="append", nargs="+", default=None, metavar="S",
@@ -67,12 +90,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
+def _say(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
 def run(args) -> int:
     from benchmarks.harness import int8_speedup, run_benchmarks
-    from benchmarks.report import to_markdown, write_reports
+    from benchmarks.report import check_report_paths, to_markdown, write_reports
     from edge_deeplab.core.errors import EdgeDeeplabError
 
-    progress = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    progress = None if args.quiet else _say
+    # every output is checked before any model runs
+    check_report_paths(args.json, args.markdown, args.plot)
     if args.adb:
         from benchmarks.adb import device_report
 
@@ -89,17 +118,29 @@ def run(args) -> int:
             args.models, accelerators=args.accelerator, threads=args.threads, warmup=args.warmup, runs=args.runs,
             min_seconds=args.min_seconds, rounds=args.rounds, dataset=args.dataset, data_dir=args.data_dir,
             split=args.split, max_images=args.max_images, runtime=args.runtime, delegate=args.delegate,
-            mean=_floats(args.mean), std=_floats(args.std), e2e_runs=args.e2e_runs, frame=args.frame,
+            mean=args.mean, std=args.std, e2e_runs=args.e2e_runs, frame=args.frame,
             cross_check=args.cross_check, agreement=not args.no_agreement, timeout=args.timeout, progress=progress)
-    speed = int8_speedup(report)
-    if speed:
-        report["int8_speedup"] = speed
-    print(to_markdown(report), end="")
-    write_reports(report, args.json, args.markdown, args.plot)
-    for e in report["errors"]:
-        print(f"edge-deeplab bench: error: {e.get('model')} [{e.get('accelerator')}]: {e.get('error')}",
-              file=sys.stderr)
-    if not report["results"] and not report["errors"]:
-        print("edge-deeplab bench: error: nothing was benchmarked", file=sys.stderr)
-        return 1
+    errors = [e for e in report["errors"] if not str(e.get("error", "")).startswith("not run: ")]
+    if report["results"]:
+        speed = int8_speedup(report)
+        if speed:
+            report["int8_speedup"] = speed
+        print(to_markdown(report), end="")
+        write_reports(report, args.json, args.markdown, args.plot)
+        seen = set()
+        for r in report["results"]:
+            note = r.get("output_note")
+            if note and (r.get("model"), note) not in seen:
+                seen.add((r.get("model"), note))
+                _say(f"edge-deeplab bench: note: {note}")
+    # one line per failed model x accelerator; a model that failed on CPU was not run elsewhere
+    for e in errors:
+        name, msg = Path(str(e.get("model"))).name, str(e.get("error"))
+        if msg.startswith(f"{name}: "):
+            msg = msg[len(name) + 2:]
+        _say(f"edge-deeplab bench: error: {name} [{e.get('accelerator')}]: {msg}")
+    if not report["results"]:
+        if not errors:
+            _say("edge-deeplab bench: error: nothing was benchmarked")
+        return 1  # nothing measured: no table, and earlier reports at --json/--markdown/--plot are kept
     return 1 if report["errors"] else 0

@@ -8,6 +8,42 @@ from edge_deeplab.core.imaging import parse_size
 from edge_deeplab.model.config import ModelConfig, parse_int_list
 
 
+def _int(text) -> int:
+    try:
+        return int(str(text).strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+
+
+def positive_int(text) -> int:
+    """argparse ``type``: an integer >= 1 (``must be an integer >= 1, got -5``)."""
+    v = _int(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {v}")
+    return v
+
+
+def non_negative_int(text) -> int:
+    """argparse ``type``: an integer >= 0 (``must be an integer >= 0, got -1``)."""
+    v = _int(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {v}")
+    return v
+
+
+def positive_float(text) -> float:
+    """argparse ``type``: a finite number > 0 (``must be a number > 0, got 0``)."""
+    import math
+
+    try:
+        v = float(str(text).strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(v) or v <= 0:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
+    return v
+
+
 def add_model_arguments(p: argparse.ArgumentParser, defaults: ModelConfig | None = None) -> None:
     """Adds the flags that define a :class:`ModelConfig`."""
     d = defaults or ModelConfig()
@@ -44,33 +80,9 @@ def _number(text, kind, what):
     try:
         v = kind(text)
     except (TypeError, ValueError):
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
     if kind is float and v != v:  # NaN passes every comparison below
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-    return v
-
-
-def positive_int(text) -> int:
-    """argparse ``type=``: an integer >= 1 (one-line parse error otherwise)."""
-    v = _number(text, int, "a positive integer")
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
-
-
-def non_negative_int(text) -> int:
-    """argparse ``type=``: an integer >= 0."""
-    v = _number(text, int, "an integer >= 0")
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v}")
-    return v
-
-
-def positive_float(text) -> float:
-    """argparse ``type=``: a finite number > 0."""
-    v = _number(text, float, "a number > 0")
-    if not (0 < v < float("inf")):
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
     return v
 
 
@@ -78,7 +90,7 @@ def non_negative_float(text) -> float:
     """argparse ``type=``: a finite number >= 0."""
     v = _number(text, float, "a number >= 0")
     if not (0 <= v < float("inf")):
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
     return v
 
 
@@ -86,5 +98,5 @@ def unit_interval(text) -> float:
     """argparse ``type=``: a number in [0, 1) (momentum-like values)."""
     v = _number(text, float, "a number in [0, 1)")
     if not (0 <= v < 1):
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text}")
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text}")
     return v

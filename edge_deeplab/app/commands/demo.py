@@ -3,30 +3,31 @@
 from __future__ import annotations
 
 import argparse
+import sys
+
+from edge_deeplab.app.commands.common import non_negative_int, positive_int
 
 HELP = "portrait demo: background blur/replace from a webcam, video, image or folder"
 DESCRIPTION = (
     "Runs a .tflite segmentation model on a camera, video file, image or folder and blurs, replaces "
     "or recolours everything that is not a person. Window mode (needs OpenCV's GUI build, "
     "pip install 'edge_deeplab[gui]'): q quits, e switches effect, s saves a screenshot. "
-    "--headless writes OUT (a video for camera/video sources, an image for an image, a directory for "
-    "a folder) and prints per-stage timings and end-to-end FPS.")
+    "--headless writes --output OUT (a video for camera/video sources, an image for an image, a directory "
+    "for a folder; a camera also needs --max-frames) and prints per-stage timings and end-to-end FPS. "
+    "OUT is replaced only when the run finishes: Ctrl-C (exit 130) or SIGTERM (exit 143) leaves an "
+    "earlier OUT as it was. Images of a folder that cannot be read are skipped and counted.")
 
 
-def _nonneg_int(text):
+def _momentum(text):
+    """``--smoothing``: a number in [0, 1)."""
+    import math
+
     try:
-        v = int(text)
+        v = float(str(text).strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {v}")
-    return v
-
-
-def _pos_int(text):
-    v = _nonneg_int(text)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text!r}") from None
+    if not math.isfinite(v) or not 0.0 <= v < 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text}")
     return v
 
 
@@ -37,9 +38,12 @@ def _camera_size(text):
     if "x" not in str(text).lower():
         raise argparse.ArgumentTypeError(f"expected WxH, e.g. 640x480, got {text!r}")
     try:
-        return parse_size(text)  # "WxH" -> (W, H): the two numbers in the order given
+        size = parse_size(text)  # "WxH" -> (W, H): the two numbers in the order given
     except EdgeDeeplabError:
         raise argparse.ArgumentTypeError(f"expected WxH, e.g. 640x480, got {text!r}") from None
+    if min(size) < 1:
+        raise argparse.ArgumentTypeError(f"expected WxH with both >= 1, e.g. 640x480, got {text!r}")
+    return size
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -48,23 +52,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="camera index (0, 1, ...), video file, image file or folder of images")
     p.add_argument("--effect", default="blur",
                    help="blur | blur:STRENGTH | replace:IMAGE | color:R,G,B | mask")
-    p.add_argument("--person-class", type=_nonneg_int, default=None,
+    p.add_argument("--person-class", type=non_negative_int, default=None,
                    help="output channel of 'person' (default: from the model's labels; class 1 of "
                         "a binary model, 15 of a 21-class VOC model, the channel of a 1-channel "
                         "sigmoid model)")
     p.add_argument("--accelerator", default="cpu", choices=("cpu", "gpu"),
                    help="LiteRT accelerator for inference")
-    p.add_argument("--threads", type=_pos_int, default=None, help="CPU inference threads")
+    p.add_argument("--threads", type=positive_int, default=None, help="CPU inference threads")
     p.add_argument("--headless", action="store_true",
                    help="no window: write --output and print timings")
     p.add_argument("--output", default=None,
                    help="headless output: OUT.mp4 for camera/video, an image (or dir) for an image, "
                         "a directory for a folder")
-    p.add_argument("--max-frames", type=_pos_int, default=None,
+    p.add_argument("--max-frames", type=positive_int, default=None,
                    help="stop after N frames (the end of a video also stops)")
     p.add_argument("--refine", default="guided", choices=("guided", "feather", "none"),
                    help="matte edge refinement")
-    p.add_argument("--smoothing", type=float, default=0.5,
+    p.add_argument("--smoothing", type=_momentum, default=0.5,
                    help="temporal EMA momentum of the mask in [0, 1) (0 disables)")
     p.add_argument("--no-overlay", action="store_true", help="do not draw FPS/timings on frames")
     p.add_argument("--camera-size", type=_camera_size, default=None,
@@ -78,9 +82,13 @@ def run(args) -> int:
 
     if args.output and not args.headless:
         raise EdgeDeeplabError("--output is written in --headless mode; add --headless")
+    if args.headless and not args.output:
+        raise EdgeDeeplabError("--headless needs --output OUT (a video for a camera/video, an image "
+                               "or directory for an image, a directory for a folder)")
     run_demo(args.model, source=args.source, effect=args.effect, person_class=args.person_class,
              accelerator=args.accelerator, threads=args.threads, headless=args.headless,
              output=args.output, max_frames=args.max_frames, overlay=not args.no_overlay,
              refine=args.refine, smoothing=args.smoothing, screenshot_dir=args.screenshot_dir,
-             camera_size=args.camera_size)
+             camera_size=args.camera_size,
+             warn=lambda msg: print(f"edge-deeplab demo: {msg}", file=sys.stderr, flush=True))
     return 0

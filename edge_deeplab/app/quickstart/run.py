@@ -317,9 +317,9 @@ def _bench(exported: dict, accuracy: dict, knobs: dict, gpu: Optional[bool], log
     res = run_benchmarks(paths, accelerators=accels, threads=2, warmup=knobs["bench_warmup"],
                          runs=knobs["bench_runs"], rounds=3,
                          progress=lambda s: log(f"    {s}") if isinstance(s, str) else None)
-    by_path = {e["path"]: k for k, e in exported.items()}
+    by_path = {os.path.abspath(e["path"]): k for k, e in exported.items()}  # bench reports absolute paths
     for r in res.get("results", []):
-        key = by_path.get(r.get("model")) or by_path.get(str(r.get("path")))
+        key = by_path.get(os.path.abspath(str(r.get("model"))))
         if key and r.get("miou") is None and key in accuracy:
             r["miou"] = accuracy[key]["miou"]
         if key:
