@@ -185,6 +185,44 @@ def _scope(outputs: Sequence[str]) -> str:
 # Quantization
 # --------------------------------------------------------------------------------------------
 
+def check_prepares(tflite: bytes, scheme: str = "quantized") -> None:
+    """Raises a one-line error naming the layer when TFLite cannot prepare the quantized model.
+
+    TFLite's int16 kernels refuse a requantization multiplier that overflows (``kernel_util.cc:
+    no_integer_overflow_from_quantization``): an activation range calibrated too narrow for its
+    weights, seen on an untrained default model with few generated calibration images. Without
+    this check the export would succeed and every runtime would fail to load the file.
+    """
+    import re
+
+    from ai_edge_litert.interpreter import Interpreter
+
+    try:
+        it = Interpreter(model_content=tflite)
+    except Exception as e:  # noqa: BLE001
+        raise EdgeDeeplabError(f"the {scheme} model does not load in TFLite: "
+                               f"{str(e).strip().splitlines()[0]}") from None
+    try:
+        it.allocate_tensors()
+    except Exception as e:  # noqa: BLE001
+        text = str(e)
+        m = re.search(r"Node number (\d+) \((\w+)\) failed to prepare", text)
+        where = "an op"
+        if m:
+            ops = it._get_ops_details()  # noqa: SLF001 - op outputs are only exposed here
+            idx, name = int(m.group(1)), m.group(2)
+            tensor = it._get_tensor_details(ops[idx]["outputs"][0], 0)["name"] \
+                if idx < len(ops) and ops[idx]["outputs"] else ""
+            where = f"{primary_layer(tensor) or tensor or f'node {idx}'} ({name})"
+        why = ("its requantization overflows: an activation range calibrated too narrow for its "
+               "weights" if "overflow" in text else text.strip().splitlines()[0][:200])
+        layer = where.split(" ")[0]
+        raise EdgeDeeplabError(
+            f"the {scheme} model does not prepare in TFLite at {where}: {why}; calibrate on real "
+            f"images (--calibration-dataset, more --calibration-steps) or keep that layer float "
+            f"(--keep-float '{layer}')") from None
+
+
 def quantize_tflite(float_tflite: Union[bytes, str, Path], scheme: str,
                     calibration: Iterable[np.ndarray], *, keep_float: Sequence[str] = (),
                     io_type: Optional[str] = None, calibration_steps: int = 100) -> tuple:
@@ -288,6 +326,7 @@ def quantize_tflite(float_tflite: Union[bytes, str, Path], scheme: str,
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise EdgeDeeplabError(f"litert-quantizer ({scheme}) failed: {msg}") from None
     out = bytes(res.quantized_model)
+    check_prepares(out, scheme)
 
     from converters.analyze import float_compute_ops
 

@@ -69,3 +69,20 @@ def test_w8a16_keeps_accuracy_and_has_int16_activations(trained, capsys):
     rep = json.loads((d / "r.json").read_text())
     assert {e["dtype"] for e in rep["layers"]} == {"int16"}
     assert rep["output"]["snr_db"] > 20
+
+
+def test_w8a16_that_tflite_cannot_prepare_is_one_line_naming_the_layer(tmp_path, capsys):
+    """An untrained default model calibrated on a few generated images gets an int16 activation
+    range too narrow for its weights: TFLite then refuses to prepare that op. The export says where
+    and what to do, and writes nothing (found exporting the default 512x512 model for a benchmark;
+    64x64 shows it too)."""
+    model, out = tmp_path / "m.keras", tmp_path / "w8a16.tflite"
+    assert main(["build", "--out", str(model), "--input-size", "64", "--num-classes", "21"]) == 0
+    capsys.readouterr()
+    rc = main(["export", str(model), "--variant", "w8a16", "--calibration-steps", "8",
+               "--out", str(out)])
+    err = [l for l in capsys.readouterr().err.splitlines() if l.strip()]
+    assert rc != 0
+    assert len(err) == 1, err
+    assert "does not prepare in TFLite at block_" in err[0] and "--keep-float '" in err[0], err
+    assert not out.exists() and not out.with_suffix(".json").exists()
