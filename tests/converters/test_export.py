@@ -501,7 +501,7 @@ def test_cli_export_checks_out_and_calibration_before_converting(case, tmp_path,
                  str(tmp_path / "nope")]
         expect = "not found"
     else:
-        extra, expect = ["--calibration-dataset", "synthetic"], "--variant int8"
+        extra, expect = ["--calibration-dataset", "synthetic"], "calibrated variants (int8, w8a16)"
     rc = main(["export", str(model), "--out", str(out), *extra])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and expect in err[0], err
