@@ -543,16 +543,6 @@ def format_report(r: dict) -> str:
         rp = ex.get("raw_pixels")
         if rp:
             lines.append(f"    {rp['note']}")
-    c = r.get("cpu")
-    if c is not None:
-        if c.get("error"):
-            lines.append(f"  CPU (XNNPACK): not measured: {c['error']}")
-        elif c["fully_delegated"]:
-            lines.append(f"  CPU: runs whole on XNNPACK ({c['num_ops']} ops)")
-        else:
-            fb = ", ".join(f"{n} x{k}" for n, k in sorted(c["fallback_ops"].items()))
-            lines.append(f"  CPU: NOT whole on XNNPACK ({c['delegated_ops']}/{c['num_ops']} ops); "
-                         f"reference kernels run: {fb}")
     lines.extend(_format_standard(r))
     g = r.get("gpu")
     if g is not None:
