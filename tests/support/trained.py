@@ -69,18 +69,15 @@ def export_all(model, run_dir, out_dir: Path, cfg, data_dir) -> dict:
     from converters.export import export_tflite
     from edge_deeplab.core.contract.semantics import VARIANTS
 
-    import time
 
     paths = {}
     for v in VARIANTS:
-        t0 = time.time()
         kw = {}
         if v in ("int8", "w8a16"):
             kw = dict(calibration_dataset="folder", data_dir=str(data_dir),
                       calibration_steps=CALIBRATION_STEPS)
         src = run_dir if v == "qat-int8" else model
         paths[v] = export_tflite(src, out_dir / f"trained_{v}.tflite", v, config=cfg, **kw)["path"]
-        print(f"export {v}: {time.time() - t0:.1f}s")
     return paths
 
 
