@@ -69,7 +69,6 @@ def export_all(model, run_dir, out_dir: Path, cfg, data_dir) -> dict:
     from converters.export import export_tflite
     from edge_deeplab.core.contract.semantics import VARIANTS
 
-
     paths = {}
     for v in VARIANTS:
         kw = {}
