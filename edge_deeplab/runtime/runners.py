@@ -364,6 +364,23 @@ def needs_isolation(accelerator: str, runtime: str) -> bool:
     return accelerator in ("gpu", "npu") and runtime == "litert" and "tensorflow" in sys.modules
 
 
+def refuse_int16_on_gpu(path) -> None:
+    """Raises :class:`DelegateUnavailableError` for a model with int16 activations (``w8a16``) on GPU.
+
+    The LiteRT GPU accelerator refuses most int16-activation ops but claims a few (ADD,
+    CONCATENATION), and that mix computed wrong outputs: 86.6% argmax agreement with the CPU on a
+    trained w8a16 model (``tests/contract``). No wrong numbers: such models run on the CPU.
+    """
+    try:
+        dtypes = contract.tensor_dtypes(path)
+    except Exception:  # noqa: BLE001 - unreadable models fail with their own error later
+        return
+    if "int16" in dtypes:
+        raise DelegateUnavailableError(
+            f"{Path(path).name} has int16 activations (w8a16): the LiteRT GPU accelerator does not "
+            f"run them and its partial CPU fallback gives wrong outputs; use --accelerator cpu")
+
+
 def open_runner(path, accelerator: str = "cpu", threads: Optional[int] = None, runtime: str = "auto",
                 delegate: Optional[str] = None, allow_fallback: bool = True,
                 isolate: Optional[bool] = None) -> Runner:
@@ -402,6 +419,8 @@ def open_runner(path, accelerator: str = "cpu", threads: Optional[int] = None, r
             runtime = "litert" if "litert" in have else "tflite_runtime"
     if runtime not in have:
         raise EdgeDeeplabError(f"runtime {runtime} is not installed (have: {', '.join(have) or 'none'})")
+    if accelerator == "gpu" and not delegate:
+        refuse_int16_on_gpu(path)
     if isolate is None:
         isolate = needs_isolation(accelerator, runtime)
     if isolate:

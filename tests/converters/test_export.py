@@ -150,10 +150,7 @@ def test_int8_is_full_integer_with_quantize_only_at_io(small, exported):
     rp = meta["export"]["raw_pixels"]
     assert rp["raw_pixels_ok"] and rp["max_error"] <= r["inputs"][0]["scale"]
     assert "raw 0..255 pixels can be fed" in rp["note"]
-    # and it still segments like the float model on most pixels (random weights: loose bound)
-    ref = keras_logits(model, image).argmax(-1)
-    got = predict(info["path"], image, "cpu").argmax(-1)
-    assert (got == ref).mean() > 0.7
+    # its argmax vs Keras is bounded on the trained model: tests/contract (int8 >= 97%)
 
 
 def test_metadata_embedded_and_sidecar(small, exported):
@@ -350,34 +347,16 @@ def test_cli_subprocess_export_and_analyze(small, tmp_path):
 # LiteRT GPU accelerator (lavapipe Vulkan here)
 # ---------------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def gpu_available(exported):
-    from edge_deeplab.runtime import probe_accelerator
-
-    probe = probe_accelerator(exported["float32"]["path"], "gpu", timeout=300)
-    if not probe.get("available"):
-        pytest.skip(f"LiteRT GPU accelerator unavailable: {probe.get('error')}")
-    return True
-
-
 @pytest.mark.gpu
 @pytest.mark.parametrize("variant", ["float16", "int8"])
-def test_gpu_full_delegation_and_argmax_agreement(small, exported, gpu_available, variant):
+def test_gpu_full_delegation(exported, variant):
+    """The dilated (OS 8) exports run whole on the GPU. GPU vs CPU argmax agreement (>= 99.5%) is
+    enforced on the trained model in tests/contract, where the bound means something."""
     from converters.analyze import analyze_tflite
 
-    image = small[3]
-    path = exported[variant]["path"]
-    r = analyze_tflite(path)
+    r = analyze_tflite(exported[variant]["path"])
     assert r["gpu"]["method"] == "litert-gpu"
     assert r["gpu"]["fully_accelerated"] is True and r["gpu"]["unsupported_ops"] == []
-    cpu = predict(path, image, "cpu").argmax(-1)
-    gpu = predict(path, image, "gpu").argmax(-1)
-    agree = float((cpu == gpu).mean())
-    assert agree >= 0.9  # the GPU computes the same function (a broken kernel scores ~1/3)
-    if agree < 0.995:
-        pytest.xfail(f"untrained random-weight model: GPU/CPU argmax agreement {agree:.4f}; fp16 "
-                     "GPU rounding flips near-tied logits of an untrained net (99.5% needs a "
-                     "trained model; see test_full_size_gpu)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -445,23 +424,18 @@ def test_full_size_int8_quantize_only_at_io(full):
 @pytest.mark.parametrize("variant", ["float16", "int8"])
 def test_full_size_gpu(full, variant):
     from converters.analyze import analyze_tflite
-    from edge_deeplab.runtime import probe_accelerator
 
     _, _, image, _, paths, _ = full
-    probe = probe_accelerator(paths[variant], "gpu", timeout=600)
-    if not probe.get("available"):
-        pytest.skip(f"LiteRT GPU accelerator unavailable: {probe.get('error')}")
     r = analyze_tflite(paths[variant])
     assert r["gpu"]["method"] == "litert-gpu" and r["gpu"]["fully_accelerated"] is True
     cpu = predict(paths[variant], image, "cpu").argmax(-1)
     gpu = predict(paths[variant], image, "gpu").argmax(-1)
     agree = float((cpu == gpu).mean())
     print(f"{variant}: GPU/CPU argmax agreement {agree:.5f}")
-    if agree < 0.995 and not full[5]:
-        pytest.xfail(f"untrained random-weight model: GPU/CPU argmax agreement {agree:.4f}; fp16 "
-                     "GPU rounding flips the argmax of an untrained net's near-tied logits. The "
-                     "99.5% bound is checked with a trained model: set EDGE_DEEPLAB_TRAINED_MODEL")
-    assert agree >= 0.995
+    # 99.5% holds for a trained model (EDGE_DEEPLAB_TRAINED_MODEL; tests/contract enforces it on
+    # the small trained one). A random 512x512 net's near-ties only support "the same function":
+    # a broken kernel scores ~1/21.
+    assert agree >= (0.995 if full[5] else 0.9)
 
 
 # ----------------------------------------- issue 12: outputs and arguments checked before work

@@ -35,3 +35,11 @@ def test_variant_from_metadata(tmp_path):
     assert contract.variant(None, {"quantization": "qat-int8"}) == "qat-int8"
     assert contract.variant(tmp_path / "missing.tflite") == "unknown"
     assert contract.sidecar_path("a/m.tflite").name == "m.json"
+
+
+def test_variant_from_exporter_metadata_is_the_vocabulary():
+    """Our exporter writes ``export.variant``; it wins over the tensor-type guess (a dynamic export
+    was reported as ``dynamic-range`` by the benchmarks, outside :data:`VARIANTS`)."""
+    for v in contract.VARIANTS:
+        assert contract.variant(None, {"export": {"variant": v}}) == v
+    assert contract.variant(None, {"export": {"variant": "bogus"}}) == "unknown"

@@ -263,7 +263,9 @@ def test_headless_video_through_tiny_deeplab(deeplab_tflite, clip, tmp_path, cap
     assert set(res.stages) >= {"capture", "preprocess", "inference", "mask", "composite", "write"}
     assert res.fps > 0 and res.frame_size == (clip.width, clip.height)
     m = _read_video(res.output)[2]
-    assert m.std() > 0 or m.mean() in (0, 255)  # a matte image, no overlay
+    # The matte itself, no overlay: the untrained 21-class net gives p(person) ~ 1/21 < 0.1 (the
+    # low matte level) everywhere, so the matte is 0: a black frame (white overlay text would show)
+    assert m.shape == (clip.height, clip.width, 3) and int(m.max()) <= 8, int(m.max())
 
 
 def test_video_output_measures_live_rate(tmp_path):

@@ -312,16 +312,11 @@ def test_int8_and_classmap_exports_score_like_keras(tmp_path, tiny_models):
 
 @pytest.mark.gpu
 def test_tflite_gpu_accelerator_matches_cpu(tmp_path, tiny_models):
-    """GPU eval in a subprocess (the accelerator is probed first, isolated, like the runtime does)."""
+    """GPU eval through the CLI (the runtime isolates the GPU in a TF-free child); a crash fails."""
     import subprocess
     import sys
 
-    from edge_deeplab.runtime import probe_accelerator
-
     d, _, _ = tiny_models
-    probe = probe_accelerator(d / "model.tflite", "gpu", timeout=300)
-    if not probe["available"]:
-        pytest.skip(f"GPU accelerator unavailable: {probe['error']}")
     rng = np.random.default_rng(11)
     root, _ = make_folder_tree(tmp_path / "data", rng, n=2, num_classes=3, split_files=False)
     outs = {}
@@ -330,8 +325,6 @@ def test_tflite_gpu_accelerator_matches_cpu(tmp_path, tiny_models):
         proc = subprocess.run([sys.executable, "-m", "edge_deeplab.app.cli", "eval", str(d / "model.tflite"),
                                "--dataset", "folder", "--data-dir", str(root), "--accelerator", acc,
                                "--json", str(out), "--quiet"], capture_output=True, text=True, timeout=600)
-        if acc == "gpu" and proc.returncode < 0:
-            pytest.skip(f"GPU accelerator crashed (signal {-proc.returncode})")
         assert proc.returncode == 0, proc.stderr[-2000:]
         outs[acc] = json.loads(out.read_text())
     assert outs["gpu"]["accelerator"] == "gpu"

@@ -37,13 +37,6 @@ def tiny_models(tmp_path_factory):
     return d / "clean.tflite", d / "naive.tflite", m, x
 
 
-def _gpu_or_skip(path):
-    try:
-        return open_runner(path, "gpu")
-    except DelegateUnavailableError as e:
-        pytest.skip(f"GPU accelerator unavailable: {e}")
-
-
 def test_cpu_runner_matches_keras(tiny_models):
     clean, _, model, x = tiny_models
     r = open_runner(clean, "cpu", threads=2)
@@ -62,13 +55,18 @@ def test_interpreter_runtime_agrees_with_compiled_model(tiny_models):
 
 
 @pytest.mark.gpu
-def test_gpu_reports_full_and_partial_delegation(tiny_models):
+def test_gpu_reports_full_and_partial_delegation(tiny_models, trained):
     clean, naive, _, x = tiny_models
-    r = _gpu_or_skip(clean)
+    r = open_runner(clean, "gpu")
     assert r.fully_accelerated is True and r.unsupported_ops == []
-    y_gpu, y_cpu = r.run(x), open_runner(clean, "cpu").run(x)
-    assert y_gpu.shape == y_cpu.shape
-    n = _gpu_or_skip(naive)
+    # Values, on the trained model (the untrained one's ~1e-6 logits are below fp16 resolution):
+    # the GPU computes the same function in fp16, within 1% of the logit range (measured 0.55%).
+    f32 = trained["exports"]["float32"]
+    with open_runner(f32, "gpu") as g, open_runner(f32, "cpu") as c:
+        y_gpu, y_cpu = g.run(x), c.run(x)
+    span = float(y_cpu.max() - y_cpu.min())
+    assert span > 1.0 and np.abs(y_gpu - y_cpu).max() <= 1e-2 * span
+    n = open_runner(naive, "gpu")
     assert n.fully_accelerated is False
     assert {"SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND"} <= set(n.unsupported_ops)
     with pytest.raises(DelegateUnavailableError, match="SPACE_TO_BATCH_ND"):
@@ -79,8 +77,7 @@ def test_gpu_reports_full_and_partial_delegation(tiny_models):
 def test_probe_runs_isolated(tiny_models):
     clean, naive, _, _ = tiny_models
     p = probe_accelerator(naive, "gpu")
-    if not p["available"]:
-        pytest.skip(p["error"])
+    assert p["available"] is True and p["error"] is None
     assert p["fully_accelerated"] is False and "SPACE_TO_BATCH_ND" in p["unsupported_ops"]
     assert p["cpu_ops"] > 0
     assert probe_accelerator(clean, "gpu", run=True)["fully_accelerated"] is True

@@ -48,6 +48,7 @@ def calibrated_random_model(config, seed: int = 0, n_images: int = 4, var_floor:
     from edge_deeplab.core._tf import keras
     from edge_deeplab.model.deeplab import build_model
 
+    keras.utils.set_random_seed(seed)  # deterministic: an unseeded build made the checks flaky
     model = build_model(config)
     rng = np.random.default_rng(seed)
     bns = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
@@ -125,24 +126,14 @@ def op_counts(path) -> dict:
 def predict(path, image: np.ndarray, accelerator: str = "cpu") -> np.ndarray:
     """Float logits (h, w, C) or class map of one uint8 image through the shared runtime.
 
-    GPU runs are retried once if the invocation itself fails: lavapipe (the software Vulkan
-    driver the LiteRT GPU accelerator uses here) occasionally fails an invocation when the
-    machine's CPUs are saturated; the same model then runs fine (seen ~2 times in 30 runs).
+    No retry: a failed GPU invocation fails the test.
     """
-    from edge_deeplab.core.errors import EdgeDeeplabError
     from edge_deeplab.runtime import open_runner
 
-    for attempt in range(2 if accelerator == "gpu" else 1):
-        r = open_runner(str(path), accelerator=accelerator)
-        try:
-            if accelerator == "gpu" and r.fully_accelerated is False:
-                raise AssertionError(f"GPU did not take the whole graph: {r.unsupported_ops}")
-            return r.predict(image)
-        except EdgeDeeplabError as e:
-            if attempt or "Failed to invoke" not in str(e):
-                raise
-        finally:
-            r.close()
+    with open_runner(str(path), accelerator=accelerator) as r:
+        if accelerator == "gpu" and r.fully_accelerated is False:
+            raise AssertionError(f"GPU did not take the whole graph: {r.unsupported_ops}")
+        return r.predict(image)
 
 
 def keras_logits(model, image: np.ndarray) -> np.ndarray:

@@ -150,12 +150,16 @@ def tensor_dtypes(path_or_bytes) -> List[str]:
 def variant(path_or_bytes=None, metadata: Optional[dict] = None) -> str:
     """The model's variant.
 
-    Metadata written by our exporter (``variant`` / ``quantization``) wins when present; otherwise
+    Metadata written by our exporter (``export.variant``, else a top-level ``variant`` /
+    ``quantization``) wins when present; otherwise
     it is read from the tensor types: ``float16``, ``w8a16`` (int16 activations), ``int8`` /
     ``uint8`` (mostly integer tensors),
     ``dynamic-range`` (some integer weights) or ``float32``; ``unknown`` when unreadable.
     """
     meta = metadata or {}
+    export = meta.get("export")
+    if isinstance(export, dict) and export.get("variant") in VARIANTS:  # what our exporter writes
+        return export["variant"]
     for key in ("variant", "quantization"):
         v = meta.get(key)
         if isinstance(v, str) and v:
