@@ -48,6 +48,12 @@ def make_strategy(name: str):
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
+        # All local GPUs; without one, every logical CPU device (one unless configured with
+        # tf.config.set_logical_device_configuration), where MirroredStrategy alone takes CPU:0 only.
+        if not tf.config.list_logical_devices("GPU"):
+            cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
+            if len(cpus) > 1:
+                return tf.distribute.MirroredStrategy(cpus)
         return tf.distribute.MirroredStrategy()
     if name == "multiworker":
         if "TF_CONFIG" in os.environ:

@@ -20,12 +20,26 @@ def add_arguments(p):
 
 
 def run(args) -> int:
+    import sys
+
     from edge_deeplab.app.quickstart.run import run_quickstart
 
     report = run_quickstart(args.out, fast=args.fast, gpu=args.gpu)
+    return report_checks(report, file=sys.stderr)
+
+
+def report_checks(report: dict, file=None) -> int:
+    """Prints the mIoU line and, last, one line per failed check; the exit status (1: a check failed).
+
+    The report is written before this runs, so a failed check never loses it.
+    """
+    import sys
+
+    from edge_deeplab.app.quickstart.run import failed_checks
+
     acc = report["accuracy"]
     print("mIoU: " + ", ".join(f"{k} {100 * v:.2f}" for k, v in acc.items()))
-    failed = [k for k, v in report["checks"].items() if v is False]
-    if failed:
-        print("checks that did not hold: " + ", ".join(failed))
-    return 0
+    failed = failed_checks(report)
+    for line in failed:
+        print(f"edge-deeplab quickstart: check failed: {line}", file=file or sys.stderr)
+    return 1 if failed else 0
