@@ -179,3 +179,22 @@ def test_fast_and_full_runs_do_not_mix(fast_run):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     assert "--fast" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.beyond_ci
+def test_full_quickstart_checks_hold(tmp_path):
+    """The README's main job as users run it (about 10-15 min on 2 cores): exit 0 means every check
+    held with the full thresholds (float >= 0.80, QAT within 0.5 points of float, QAT >= PTQ, every
+    export but w8a16 fully on the GPU where one starts)."""
+    out = tmp_path / "quickstart"
+    proc = subprocess.run([sys.executable, "-m", "edge_deeplab.app.cli", "quickstart", "--out", str(out)],
+                          capture_output=True, text=True, timeout=3600)
+    report = json.loads((out / "report.json").read_text())
+    assert proc.returncode == 0, (failed_checks(report), proc.stderr[-2000:])
+    assert report["thresholds"]["float_miou"] == FULL_THRESHOLDS["float_miou"]
+    assert report["accuracy"]["keras_float"] >= 0.80
+    assert all(v is not False for v in report["checks"].values())
+    assert report["accuracy"]["w8a16"] >= report["accuracy"]["int8_ptq"] - 0.005
+    for key in QUANT_REPORTED:
+        assert (out / report["quant_report"][key]["plot"]).is_file()
