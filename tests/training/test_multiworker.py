@@ -119,7 +119,7 @@ def test_resume_after_a_worker_is_killed(data, tmp_path):
     from edge_deeplab.core._tf import tf
 
     run = tmp_path / "mw"
-    procs = _start_workers(data, run, 40, tmp_path)
+    procs = _start_workers(data, run, 12, tmp_path, "--val-split", "none")
     try:
         deadline = time.time() + 600
         while time.time() < deadline and all(p.poll() is None for p in procs):
@@ -139,15 +139,15 @@ def test_resume_after_a_worker_is_killed(data, tmp_path):
         _wait_all(procs, timeout=30)
     latest = tf.train.latest_checkpoint(str(run / "checkpoints"))
     saved = int(latest.rsplit("-", 1)[1])
-    assert 2 <= saved < 40 and not (run / "train_result.json").exists()
+    assert 2 <= saved < 12 and not (run / "train_result.json").exists()
 
-    procs = _start_workers(data, run, 40, tmp_path, "--resume")
+    procs = _start_workers(data, run, 12, tmp_path, "--val-split", "none", "--resume")
     rcs = _wait_all(procs, timeout=900)
     logs = [(tmp_path / f"worker{i}.log").read_text() for i in range(2)]
     assert rcs == [0, 0], "\n".join(l[-3000:] for l in logs)
     for log in logs:  # both restored the chief's checkpoint, so they stay in step
-        assert f"at step {saved}/40" in log, log[-2000:]
+        assert f"at step {saved}/12" in log, log[-2000:]
     result = json.loads((run / "train_result.json").read_text())
     assert result["start_step"] == saved and result["resumed"] and result["num_replicas"] == 2
-    assert result["final_step"] == result["total_steps"] == 40
+    assert result["final_step"] == result["total_steps"] == 12
     assert [s for s, _ in result["loss_history"]][0] == saved + 1
