@@ -18,8 +18,6 @@ import pytest
 from edge_deeplab import __version__
 from edge_deeplab.app.cli import main
 
-pytestmark = pytest.mark.kernels  # exports and QAT: CI runs these again with oneDNN on
-
 EXE = str(Path(sys.executable).parent / "edge-deeplab")
 HEADS = ["--aspp-filters", "16", "--decoder-filters", "16", "--low-level-filters", "8"]
 
@@ -99,22 +97,11 @@ def test_train_epochs_sets_the_step_count(run):
     assert [s for s, _ in result["loss_history"]] == [1, 2, 3, 4]
 
 
-def test_train_classes_keeps_only_those(data, tmp_path):
-    out = tmp_path / "run"
-    assert main(_train_args(data, out, "--steps", "1", "--classes", "background,person")) == 0
-    saved = json.loads((out / "train_config.json").read_text())
-    assert saved["model"]["num_classes"] == 2
-    assert saved["model"]["labels"] == ["background", "person"]
-    from edge_deeplab.model.model_io import load_model
-
-    model, cfg, _ = load_model(out / "model.keras")
-    assert model.output_shape[-1] == 2 and cfg.labels == ("background", "person")
-
-
-def test_train_backbone_weights_from_a_local_h5(data, tmp_path):
-    """Offline: a MobileNetV2 .h5 saved here is loaded by layer name (lr 1e-9: one step moves
-    nothing measurable)."""
+def test_train_classes_and_backbone_weights_from_a_local_h5(data, tmp_path):
+    """--classes keeps only the named classes; --backbone-weights loads a MobileNetV2 .h5 saved
+    here (offline) by layer name (lr 1e-9: the one step moves nothing measurable). One run, both."""
     from edge_deeplab.core._tf import keras
+    from edge_deeplab.model.model_io import load_model
 
     keras.utils.set_random_seed(123)
     mnv2 = keras.applications.MobileNetV2(input_shape=(64, 64, 3), alpha=0.35, include_top=False,
@@ -123,19 +110,21 @@ def test_train_backbone_weights_from_a_local_h5(data, tmp_path):
     mnv2.save_weights(str(h5))
     out = tmp_path / "run"
     assert main(_train_args(data, out, "--steps", "1", "--lr", "1e-9", "--val-split", "none",
-                            "--backbone-weights", str(h5))) == 0
-    from edge_deeplab.model.model_io import load_model
-
-    model, _, _ = load_model(out / "model.keras")
-    for name in ("Conv1", "block_6_project", "Conv_1"):
-        if name not in [l.name for l in model.layers]:
-            continue
+                            "--classes", "background,person", "--backbone-weights", str(h5))) == 0
+    saved = json.loads((out / "train_config.json").read_text())
+    assert saved["model"]["num_classes"] == 2 and saved["model"]["labels"] == ["background", "person"]
+    assert saved["train"]["backbone_weights"] == str(h5)
+    model, cfg, _ = load_model(out / "model.keras")
+    assert model.output_shape[-1] == 2 and cfg.labels == ("background", "person")
+    names = {l.name for l in model.layers}
+    checked = [n for n in ("Conv1", "block_3_expand", "block_6_project") if n in names]
+    assert checked
+    for name in checked:
         np.testing.assert_allclose(model.get_layer(name).get_weights()[0],
                                    mnv2.get_layer(name).get_weights()[0], atol=1e-6)
-    assert json.loads((out / "train_config.json").read_text())["train"]["backbone_weights"] == str(h5)
 
 
-def test_train_skip_bad(tmp_path):
+def test_train_skip_bad(tmp_path, capsys):
     from tests.support.data_trees import random_scene, save_palette_png
 
     root = tmp_path / "folder"
@@ -151,15 +140,14 @@ def test_train_skip_bad(tmp_path):
     args = ["train", "--dataset", "folder", "--data-dir", str(root), "--split", "all",
             "--val-split", "none", "--num-classes", "3", "--steps", "1", "--batch-size", "2",
             "--preset", "fast", *HEADS]
-    p = subprocess.run([EXE, *args, "--out", str(tmp_path / "a")], capture_output=True, text=True,
-                       timeout=300)
-    assert p.returncode != 0 and "5.png" in p.stderr and len(p.stderr.strip().splitlines()) == 1
-    p = subprocess.run([EXE, *args, "--out", str(tmp_path / "b"), "--skip-bad"], capture_output=True,
-                       text=True, timeout=300)
-    assert p.returncode == 0, p.stderr[-2000:]
-    summary = json.loads(next(l for l in p.stdout.splitlines() if l.startswith("{")))
+    assert main([*args, "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "5.png" in err[0]
+    assert main([*args, "--out", str(tmp_path / "b"), "--skip-bad"]) == 0
+    out, err = capsys.readouterr()
+    summary = json.loads(next(l for l in out.splitlines() if l.startswith("{")))
     assert summary["final_step"] == 1
-    assert "skipped" in p.stderr + p.stdout and "5" in p.stderr + p.stdout
+    assert "skipped 1 bad item(s)" in err and "5.png" in err, err
 
 
 # ---------------------------------------------------------------------------------------- qat
@@ -255,14 +243,27 @@ def test_bench_runtime_frame_plot_and_timeout(exports, tmp_path, capsys):
     js, png = tmp_path / "b.json", tmp_path / "b.png"
     rc = main(["bench", str(exports["float32"]), "--runtime", "interpreter", "--frame", str(frame),
                "--plot", str(png), "--json", str(js), "--runs", "3", "--warmup", "1", "--rounds", "1",
-               "--e2e-runs", "2", "--mean", "127.5", "--std", "127.5", "--quiet"])
+               "--e2e-runs", "2", "--quiet"])
     assert rc == 0
-    rep = json.loads(js.read_text())
-    row = rep["results"][0]
+    row = json.loads(js.read_text())["results"][0]
     assert "interpreter" in row["runtime"].lower(), row["runtime"]
     assert row["e2e_ms"]["frame"] == [90, 160] and row["e2e_ms"]["n"] == 2
-    assert rep["settings"]["mean"] == rep["settings"]["std"] == 127.5
+    assert row["normalization"]["source"] == "metadata"
     assert cv2.imread(str(png)) is not None
+    # --mean/--std apply to a model without normalization metadata.
+    from edge_deeplab.core._tf import keras, tf
+
+    inp = keras.Input((32, 32, 3))
+    bare = tmp_path / "bare.tflite"
+    bare.write_bytes(tf.lite.TFLiteConverter.from_keras_model(
+        keras.Model(inp, keras.layers.Conv2D(2, 1)(inp))).convert())
+    for flags, want in (([], "default"), (["--mean", "10,20,30", "--std", "2"], "flags")):
+        assert main(["bench", str(bare), "--json", str(js), "--runs", "2", "--warmup", "1",
+                     "--rounds", "1", "--e2e-runs", "0", "--quiet", *flags]) == 0
+        norm = json.loads(js.read_text())["results"][0]["normalization"]
+        assert norm["source"] == want
+        if want == "flags":
+            assert norm["mean"] == [10.0, 20.0, 30.0] and norm["std"] == [2.0, 2.0, 2.0]
     capsys.readouterr()
     rc = main(["bench", str(exports["float32"]), "--timeout", "0.01", "--runs", "2", "--quiet"])
     err = capsys.readouterr().err
@@ -280,44 +281,65 @@ def test_eval_qat_scores_the_qat_keras_model(run, data, exports, tmp_path, capsy
     assert q["miou"] == pytest.approx(t["miou"], abs=0.03)  # Keras QAT vs its int8 export
 
 
+COLOURS = {0: (20, 20, 20), 1: (200, 30, 30), 2: (30, 30, 200)}  # background, person, sky (RGB)
+
+
+def _colour_scene(rng, n_rects=3, size=64):
+    mask = np.zeros((size, size), np.uint8)
+    for _ in range(n_rects):
+        y, x = rng.integers(0, size - 16, 2)
+        h, w = rng.integers(10, 28, 2)
+        mask[y:y + h, x:x + w] = rng.integers(1, 3)
+    img = np.zeros((size, size, 3), np.uint8)
+    for c, rgb in COLOURS.items():
+        img[mask == c] = rgb
+    return img, mask
+
+
 @pytest.fixture(scope="module")
-def varied_tflite(tmp_path_factory):
-    """A 5-class tiny DeepLab whose predictions vary over the image (random BatchNorm shifts: a
-    few training steps leave a model that says background everywhere), exported to float32."""
+def colour(tmp_path_factory):
+    """A DeepLab whose classes follow the colours (tests.support.segmentation_models), exported to
+    float32 with metadata, and a 3-class folder dataset of coloured rectangles it segments well."""
+    from PIL import Image
+
     from converters.export import export_tflite
-    from edge_deeplab.core._tf import keras
-    from edge_deeplab.model.config import ModelConfig
-    from edge_deeplab.model.deeplab import build_model
+    from tests.support.data_trees import save_palette_png
+    from tests.support.segmentation_models import colour_decided_deeplab, colour_rule
 
-    cfg = ModelConfig(input_size=(64, 64), num_classes=5, alpha=0.35, aspp_filters=16,
-                      low_level_filters=8, decoder_filters=16)
-    keras.utils.set_random_seed(0)
-    model = build_model(cfg)
-    rng = np.random.default_rng(0)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            g, b, mean, var = layer.get_weights()
-            layer.set_weights([g, rng.normal(0, 0.2, b.shape).astype(np.float32),
-                               rng.normal(0, 0.1, mean.shape).astype(np.float32), var])
-    path = tmp_path_factory.mktemp("varied") / "varied.tflite"
+    d = tmp_path_factory.mktemp("colour")
+    model, cfg = colour_decided_deeplab((64, 64))
+    path = d / "colour.tflite"
     export_tflite(model, path, "float32", config=cfg)
-    return path
+    root = d / "data"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rng = np.random.default_rng(3)
+    frames = []
+    for i in range(6):
+        img, mask = _colour_scene(rng)
+        assert (colour_rule(img) == mask).mean() > 0.99
+        Image.fromarray(img).save(root / "images" / f"{i}.png")
+        save_palette_png(root / "masks" / f"{i}.png", mask)
+        frames.append(img)
+    return path, root, frames
 
 
-def test_eval_multiscale_flip_crf_on_tflite(varied_tflite, data, tmp_path):
+def test_eval_multiscale_flip_crf_on_tflite(colour, tmp_path):
+    path, root, _ = colour
     j1, j2 = tmp_path / "s.json", tmp_path / "m.json"
-    base = ["eval", str(varied_tflite), "--dataset", "synthetic", "--data-dir", str(data), "--quiet"]
+    base = ["eval", str(path), "--dataset", "folder", "--data-dir", str(root), "--num-classes", "3",
+            "--quiet"]
     assert main([*base, "--json", str(j1), "--save-predictions", str(tmp_path / "p1")]) == 0
     assert main([*base, "--json", str(j2), "--scales", "0.75,1.0,1.25", "--flip", "--crf",
                  "--crf-backend", "builtin", "--save-predictions", str(tmp_path / "p2")]) == 0
     s, m = json.loads(j1.read_text()), json.loads(j2.read_text())
-    # Same images scored; refinement moves the number by a little, not by a collapse.
+    # A confident model: single-scale is near perfect, and averaging scales and flips plus the CRF
+    # moves boundary pixels without costing more than a point or two.
     assert s["num_images"] == m["num_images"] == 6
-    assert abs(m["miou"] - s["miou"]) < 0.15, (s["miou"], m["miou"])
+    assert s["miou"] > 0.9 and m["miou"] >= s["miou"] - 0.03, (s["miou"], m["miou"])
     diff = [np.any(np.asarray(_png(a)) != np.asarray(_png(tmp_path / "p2" / a.name)))
             for a in sorted((tmp_path / "p1").glob("*.png"))]
     assert len(diff) == 6 and any(diff)  # multi-scale + flip + CRF really changed predictions
-    assert len({len(np.unique(np.asarray(_png(a)))) > 1 for a in (tmp_path / "p1").glob("*.png")}) >= 1
 
 
 def _png(p):
@@ -327,17 +349,12 @@ def _png(p):
 
 
 # --------------------------------------------------------------------------------------- demo
-def _val_images(data, n=2):
-    from edge_deeplab.data import load_dataset
-
-    ds = load_dataset("synthetic", str(data), "val")
-    return [ds.read(i)[0] for i in range(n)]  # RGB uint8, the model's 64x64
-
-
 def _person_prob(path, rgb, channel):
+    """The demo's matte, computed here: softmax of the channel, levels 0.1..0.9 stretched to 0..1."""
     logits = _invoke(path, rgb[None].astype(np.float32) / 127.5 - 1.0).astype(np.float64)
     e = np.exp(logits - logits.max(-1, keepdims=True))
-    return (e / e.sum(-1, keepdims=True))[..., channel]
+    p = (e / e.sum(-1, keepdims=True))[..., channel]
+    return np.clip((p - 0.1) / 0.8, 0, 1)
 
 
 def _demo_image(model, rgb, out, *extra):
@@ -350,18 +367,20 @@ def _demo_image(model, rgb, out, *extra):
     return cv2.imread(str(out), cv2.IMREAD_GRAYSCALE).astype(np.float64) / 255.0
 
 
-def test_demo_person_class_and_refine(exports, data, tmp_path, capsys):
-    rgb = _val_images(data, 1)[0]
-    m = exports["float32"]
+def test_demo_person_class_and_refine(colour, tmp_path, capsys):
+    m, _, frames = colour
+    rgb = frames[0]
+    default = _demo_image(m, rgb, tmp_path / "d.png", "--refine", "none")
     got = {c: _demo_image(m, rgb, tmp_path / f"c{c}.png", "--person-class", str(c), "--refine", "none")
            for c in (1, 2)}
-    for c, matte in got.items():  # the matte is the softmax probability of the chosen channel
+    for c, matte in got.items():  # the matte of the chosen channel
         want = _person_prob(m, rgb, c)
-        assert matte.shape == want.shape and np.abs(matte - want).max() <= 1.5 / 255, c
-    assert np.abs(got[1] - got[2]).mean() > 0.01  # the two classes give different mattes
-    guided = _demo_image(m, rgb, tmp_path / "g.png", "--person-class", "1", "--refine", "guided")
+        assert matte.shape == want.shape and np.abs(matte - want).max() <= 2 / 255, c
+    np.testing.assert_array_equal(default, got[1])  # the labels say class 1 is "person"
+    assert np.abs(got[1] - got[2]).mean() > 0.1  # person (red) and sky (blue) differ
+    guided = _demo_image(m, rgb, tmp_path / "g.png", "--refine", "guided")
     d = np.abs(guided - got[1])
-    assert d.max() > 2 / 255 and d.mean() < 0.1  # edges refined, the matte kept
+    assert d.max() > 0.05 and d.mean() < 0.1  # edges refined, the matte kept
     capsys.readouterr()
     assert main(["demo", "--model", str(m), "--source", str(tmp_path / "c1_in.png"), "--headless",
                  "--output", str(tmp_path / "x.png"), "--person-class", "7"]) != 0
@@ -369,15 +388,15 @@ def test_demo_person_class_and_refine(exports, data, tmp_path, capsys):
     assert len(err) == 1 and "7" in err[0]
 
 
-def test_demo_smoothing_carries_the_matte_across_frames(exports, data, tmp_path):
+def test_demo_smoothing_carries_the_matte_across_frames(colour, tmp_path):
     """Video A, A, B, B: without smoothing the last frame's matte is B's; with momentum 0.9 it is
     still mostly A's (0.81 A + 0.19 B)."""
     import cv2
 
-    a, b = _val_images(data, 2)
-    m = exports["float32"]
+    m, _, frames = colour
+    a, b = frames[0], frames[1]
     pa, pb = _person_prob(m, a, 1), _person_prob(m, b, 1)
-    assert np.abs(pa - pb).mean() > 0.02
+    assert np.abs(pa - pb).mean() > 0.05
     src = tmp_path / "ab.avi"
     w = cv2.VideoWriter(str(src), cv2.VideoWriter_fourcc(*"MJPG"), 5, (64, 64))
     for f in (a, a, b, b):
@@ -387,31 +406,31 @@ def test_demo_smoothing_carries_the_matte_across_frames(exports, data, tmp_path)
     def last_matte(smoothing):
         out = tmp_path / f"s{smoothing}.mp4"
         assert main(["demo", "--model", str(m), "--source", str(src), "--headless", "--output", str(out),
-                     "--effect", "mask", "--no-overlay", "--refine", "none", "--person-class", "1",
+                     "--effect", "mask", "--no-overlay", "--refine", "none",
                      "--smoothing", str(smoothing)]) == 0
         cap = cv2.VideoCapture(str(out))
-        frames = []
+        got = []
         ok, f = cap.read()
         while ok:
-            frames.append(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY).astype(np.float64) / 255.0)
+            got.append(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY).astype(np.float64) / 255.0)
             ok, f = cap.read()
-        assert len(frames) == 4
-        return frames[-1]
+        assert len(got) == 4
+        return got[-1]
 
-    d = lambda x, y: np.abs(x - y).mean()  # noqa: E731
+    def d(x, y):
+        return np.abs(x - y).mean()
+
     m0, m9 = last_matte(0), last_matte(0.9)
-    assert d(m0, pb) < d(m0, pa)
+    assert d(m0, pb) < d(m0, pa) / 3
     assert d(m9, pa) < d(m9, pb)
-    assert d(m9, 0.81 * pa + 0.19 * pb) < d(m9, pb) / 2
 
 
 @pytest.mark.gpu
-def test_demo_on_the_gpu_accelerator_matches_cpu(exports, data, tmp_path):
+def test_demo_on_the_gpu_accelerator_matches_cpu(colour, tmp_path):
     from tests.support.vulkan_devices import require_vulkan_device
 
     require_vulkan_device()
-    rgb = _val_images(data, 1)[0]
-    cpu = _demo_image(exports["float32"], rgb, tmp_path / "cpu.png", "--refine", "none")
-    gpu = _demo_image(exports["float32"], rgb, tmp_path / "gpu.png", "--refine", "none",
-                      "--accelerator", "gpu")
+    m, _, frames = colour
+    cpu = _demo_image(m, frames[0], tmp_path / "cpu.png", "--refine", "none")
+    gpu = _demo_image(m, frames[0], tmp_path / "gpu.png", "--refine", "none", "--accelerator", "gpu")
     assert np.abs(gpu - cpu).max() <= 3 / 255  # same matte within GPU float rounding
