@@ -17,6 +17,12 @@ native dilated op (see :mod:`edge_deeplab.model.layers`). The loop runs under a 
 strategy (default / mirrored / multiworker); a killed run continues from its last checkpoint with
 ``resume=True`` and stops at the same total step count.
 
+Multi-worker (``multiworker``, one process per worker, ``TF_CONFIG`` naming the cluster): the global
+batch is split over the workers' replicas; the chief (worker 0, or ``chief``) alone writes RUN, the
+others write their share of each save into a scratch directory that is deleted at the end. RUN must
+be on a file system every worker sees, as ``--resume`` restores the chief's checkpoint everywhere.
+``mirrored`` without a GPU mirrors over every logical CPU device.
+
 Example:
     >>> from edge_deeplab.model.presets import FAST_MODEL, FAST_TRAIN               # doctest: +SKIP
     >>> from edge_deeplab.training.train import train                          # doctest: +SKIP
