@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 from typing import Iterable, List, Optional
 
@@ -140,6 +141,18 @@ def _interpreter(data: bytes, threads: Optional[int]):
                                           preserve_all_tensors=True)
 
 
+def match_key(tensor_name: str) -> str:
+    """The name a tensor is matched by across the two graphs: tfmot's QAT wrappers add ``quant_``
+    to every Keras layer name (``m/quant_block_1_expand/Conv2D``), which the float reference
+    does not have (``m/block_1_expand/Conv2D``).
+
+    Example:
+        >>> match_key("m/quant_b1_relu/Relu6;m/quant_b1/Conv2D")
+        'm/b1_relu/Relu6;m/b1/Conv2D'
+    """
+    return re.sub(r"(^|;)([^/;]+)/quant_", r"\1\2/", str(tensor_name))
+
+
 def _graph_order(it) -> List[dict]:
     details = {d["index"]: d for d in it.get_tensor_details()}
     ops = []
@@ -192,14 +205,14 @@ def quant_report(quant_path, reference_path, images: Iterable[np.ndarray], *,
     qnorm, rnorm = _normalization(qdata), _normalization(rdata)
     h, w = (int(s) for s in qin["shape"][1:3])
     qops = _graph_order(qit)
-    rnames = {d["name"]: d for d in rit.get_tensor_details()}
+    rnames = {match_key(d["name"]): d for d in rit.get_tensor_details()}
 
     # Candidate (op, tensor) pairs: same name and shape in both graphs, values that mean something.
     pairs = []
     # QUANTIZE/DEQUANTIZE outputs are measured against the reference tensor they convert (the
     # graph input, or a matched tensor) so that the input's own quantization counts as an input
     # error of the first layer, not as error the layer adds; they are not listed as layers.
-    qnames = {d["index"]: d["name"] for d in qit.get_tensor_details()}
+    qnames = {d["index"]: match_key(d["name"]) for d in qit.get_tensor_details()}
     hidden = []
     for op in qops:
         if op["op"] in _SKIP_OPS:
@@ -211,7 +224,7 @@ def quant_report(quant_path, reference_path, images: Iterable[np.ndarray], *,
                     hidden.append((op, qd, rd))
             continue
         for qd in op["outputs"]:
-            rd = rnames.get(qd["name"])
+            rd = rnames.get(match_key(qd["name"]))
             if rd is None or list(rd["shape"]) != list(qd["shape"]) or not np.all(qd["shape"]):
                 continue
             if np.dtype(rd["dtype"]).kind not in "f":  # e.g. an int32 class map
@@ -285,7 +298,8 @@ def quant_report(quant_path, reference_path, images: Iterable[np.ndarray], *,
     for k, (op, qd, _) in enumerate(pairs):
         entry = {
             "depth": len(layers), "op_index": op["index"], "op": op["op"], "tensor": qd["name"],
-            "layer": (keras_layers(qd["name"]) or [None])[0], "layers": keras_layers(qd["name"]),
+            "layer": (keras_layers(match_key(qd["name"])) or [None])[0],
+            "layers": keras_layers(match_key(qd["name"])),
             "dtype": np.dtype(qd["dtype"]).name, **metrics(k), "snr_drop_db": None,
         }
         # SNR lost at this op: worst matched input's SNR minus its own (None = exact = 200 dB).

@@ -481,7 +481,10 @@ def _load_keras(path, qat: bool = False):
         from edge_deeplab.training.qat import load_qat_model
 
         model, _cfg, meta = load_qat_model(path)
-        return model, str(path), meta
+        # Name the file scored (RUN/qat/model.h5), not the run directory it was found in.
+        p = Path(path)
+        named = resolve_model_path(p, prefer_qat=True) if p.is_dir() else p
+        return model, str(named), meta
     p = resolve_model_path(path)
     try:
         model, _cfg, meta = load_model(p)

@@ -216,6 +216,8 @@ class TrainConfig:
             raise EdgeDeeplabError(f"weight decay must be >= 0, got {self.weight_decay}")
         if self.checkpoint_every < 1:
             raise EdgeDeeplabError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
+        if self.log_every < 1:
+            raise EdgeDeeplabError(f"log_every must be >= 1, got {self.log_every}")
         if self.bn_momentum is not None and not (0 <= self.bn_momentum < 1):
             raise EdgeDeeplabError(f"bn_momentum must be in [0, 1), got {self.bn_momentum}")
         if not (0 < self.min_scale <= self.max_scale):

@@ -37,7 +37,8 @@ PRESETS = {
         "model": _QUICKSTART_MODEL,
         "train": _QUICKSTART_TRAIN,
         "quickstart": dict(qat_steps=None, eval_images=None, bench_runs=30, bench_warmup=5,
-                           demo_frames=48, calib_steps=100, num_train=None, num_val=None),
+                           demo_frames=48, calib_steps=100, num_train=None, num_val=None,
+                           quant_report_images=8),
     },
     "fast": {
         "model": {**_QUICKSTART_MODEL, "input_size": (64, 64), "aspp_filters": 32,
@@ -46,7 +47,8 @@ PRESETS = {
                   "min_scale": 0.4, "max_scale": 0.6, "warmup_steps": 10, "val_max_images": 64,
                   "bn_momentum": 0.9, "recalibrate_batches": 4},
         "quickstart": dict(qat_steps=40, eval_images=48, bench_runs=10, bench_warmup=2,
-                           demo_frames=16, calib_steps=16, num_train=160, num_val=48),
+                           demo_frames=16, calib_steps=16, num_train=160, num_val=48,
+                           quant_report_images=2),
     },
     "paper": {
         "model": {**_QUICKSTART_MODEL, "aspp_filters": 256, "low_level_filters": 48,

@@ -17,6 +17,12 @@ native dilated op (see :mod:`edge_deeplab.model.layers`). The loop runs under a 
 strategy (default / mirrored / multiworker); a killed run continues from its last checkpoint with
 ``resume=True`` and stops at the same total step count.
 
+Multi-worker (``multiworker``, one process per worker, ``TF_CONFIG`` naming the cluster): the global
+batch is split over the workers' replicas; the chief (worker 0, or ``chief``) alone writes RUN, the
+others write their share of each save into a scratch directory that is deleted at the end. RUN must
+be on a file system every worker sees, as ``--resume`` restores the chief's checkpoint everywhere.
+``mirrored`` without a GPU mirrors over every logical CPU device.
+
 Example:
     >>> from edge_deeplab.model.presets import FAST_MODEL, FAST_TRAIN               # doctest: +SKIP
     >>> from edge_deeplab.training.train import train                          # doctest: +SKIP
@@ -48,6 +54,12 @@ def make_strategy(name: str):
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
+        # All local GPUs; without one, every logical CPU device (one unless configured with
+        # tf.config.set_logical_device_configuration), where MirroredStrategy alone takes CPU:0 only.
+        if not tf.config.list_logical_devices("GPU"):
+            cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
+            if len(cpus) > 1:
+                return tf.distribute.MirroredStrategy(cpus)
         return tf.distribute.MirroredStrategy()
     if name == "multiworker":
         if "TF_CONFIG" in os.environ:
@@ -224,12 +236,17 @@ def total_steps_for(tc: TrainConfig, num_items: int) -> int:
     return int(epochs) * max(1, num_items // tc.batch_size)
 
 
-def _write_model(model, path: Path, config: ModelConfig, chief: bool, **extra):
-    if not chief:
-        return
+def _write_model(model, path: Path, config: ModelConfig, scratch: Optional[Path], **extra):
+    """Saves the model at ``path`` on the chief; elsewhere (``scratch`` given) into ``scratch``,
+    which is thrown away.
+
+    Every worker of a ``multiworker`` run must save: reading BatchNorm's moving statistics
+    (sync-on-read variables) is an all-reduce over the workers, so a save on the chief alone
+    waits for a collective the other workers never join (they fail with a shape mismatch).
+    """
     from edge_deeplab.model.model_io import save_model
 
-    save_model(model, path, config, **extra)
+    save_model(model, path if scratch is None else scratch / path.name, config, **extra)
 
 
 
@@ -321,10 +338,7 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out_dir, *,
     Raises:
         EdgeDeeplabError: bad dataset, config mismatch, existing checkpoints without ``resume``.
     """
-    from edge_deeplab.core._tf import keras, tf
-    from edge_deeplab.data.pipeline import make_train_dataset
-    from edge_deeplab.model.deeplab import build_model
-    from edge_deeplab.training.schedules import PolyDecay
+    from edge_deeplab.core._tf import keras
 
     tc = _with_absolute_data_dir(train_config)
     out = Path(out_dir)
@@ -348,11 +362,39 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out_dir, *,
             f"{train_ds.num_classes}; pass --num-classes {train_ds.num_classes}")
     model_config = _with_labels(model_config, train_ds.labels)
     total = total_steps_for(tc, len(train_ds))
-    out.mkdir(parents=True, exist_ok=True)
 
     keras.utils.set_random_seed(int(tc.seed))
     strategy = make_strategy(tc.strategy)
     chief = _is_chief(strategy)
+    # The chief alone writes RUN; the other workers of a multiworker run save what every worker
+    # must save (checkpoints, models: see _write_model) into a private scratch directory that is
+    # deleted at the end. They read the chief's checkpoints on --resume (RUN on a shared file
+    # system, as tf.distribute's multi-worker checkpointing assumes).
+    scratch = None
+    if chief:
+        out.mkdir(parents=True, exist_ok=True)
+    else:
+        import tempfile
+
+        scratch = Path(tempfile.mkdtemp(prefix="edge_deeplab_worker_"))
+    try:
+        return _train_loop(model_config, tc, out, total, strategy, chief, scratch, train_ds, val_ds,
+                           resume, verbose)
+    finally:
+        if scratch is not None:
+            import shutil
+
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _train_loop(model_config, tc, out, total, strategy, chief, scratch, train_ds, val_ds, resume,
+                verbose) -> dict:
+    from edge_deeplab.core._tf import keras, tf
+    from edge_deeplab.data.pipeline import make_train_dataset
+    from edge_deeplab.model.deeplab import build_model
+    from edge_deeplab.training.schedules import PolyDecay
+
+    ckpt_dir = out / "checkpoints"
     n_rep = strategy.num_replicas_in_sync
     if tc.batch_size % n_rep:
         raise EdgeDeeplabError(
@@ -380,9 +422,9 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out_dir, *,
         optimizer.build(model.trainable_variables)
     ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step_var,
                                best_miou=best_miou, best_step=best_step)
-    ckpt_path = ckpt_dir if chief else out / f".worker_tmp_{os.getpid()}" / "checkpoints"
+    ckpt_path = ckpt_dir if chief else scratch / "checkpoints"
     start = 0
-    if resume:
+    if resume:  # every worker restores the chief's newest loadable checkpoint (others' are scratch)
         used = restore_newest_loadable(ckpt, ckpt_dir)
         start = int(step_var.numpy())
         if verbose:
@@ -416,6 +458,7 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out_dir, *,
     last_eval_step = -1
     final_metrics = None
     loss_ema = None
+    loss_history = []  # [step, loss] at the TensorBoard points, also in train_result.json
     step = start
 
     def validate(step_now):
@@ -432,7 +475,7 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out_dir, *,
         if res["miou"] > float(best_miou.numpy()):
             best_miou.assign(res["miou"])
             best_step.assign(step_now)
-            _write_model(model, out / "model.keras", model_config, chief,
+            _write_model(model, out / "model.keras", model_config, scratch,
                          val_miou=res["miou"], step=step_now)
         return res
 
@@ -445,6 +488,7 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out_dir, *,
         loss_ema = loss if loss_ema is None else 0.95 * loss_ema + 0.05 * loss
         values = [("loss", loss_ema), ("lr", float(schedule(step)))]
         if step % tc.log_every == 0 or step == total:
+            loss_history.append([step, loss])
             with writer.as_default():
                 summary_scalar("train/loss", loss, step)
                 summary_scalar("train/lr", float(schedule(step)), step)
@@ -466,9 +510,9 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out_dir, *,
 
     if val_ds is not None and last_eval_step != step:
         validate(step)
-    _write_model(model, out / "last.keras", model_config, chief, step=step)
+    _write_model(model, out / "last.keras", model_config, scratch, step=step)
     if val_ds is None or float(best_miou.numpy()) < 0 or not (out / "model.keras").is_file():
-        _write_model(model, out / "model.keras", model_config, chief, step=step)
+        _write_model(model, out / "model.keras", model_config, scratch, step=step)
     if float(best_miou.numpy()) >= 0:
         manager.save(checkpoint_number=step)  # persists best_miou for a later --resume
 
@@ -486,6 +530,8 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out_dir, *,
         "train_seconds": round(train_seconds, 2),
         "steps_per_second": round((step - start) / train_seconds, 3) if train_seconds > 0 else None,
         "num_replicas": n_rep,
+        "final_loss": loss_history[-1][1] if loss_history else None,
+        "loss_history": loss_history,
         "strategy": tc.strategy,
         "model_path": str(out / "model.keras"),
         "last_path": str(out / "last.keras"),

@@ -16,6 +16,7 @@ from edge_deeplab.core.errors import EdgeDeeplabError
 from edge_deeplab.model.config import ModelConfig, TrainConfig
 from edge_deeplab.model.presets import FAST_MODEL, FAST_TRAIN, QUICKSTART_MODEL, QUICKSTART_TRAIN
 from edge_deeplab.training.train import decay_variables, masked_cross_entropy, train
+from tests.support.training_evidence import first_step_losses
 
 pytestmark = pytest.mark.kernels  # CI runs these again with oneDNN on
 
@@ -141,13 +142,47 @@ def test_class_count_mismatch_is_a_clear_error(tiny_data, tmp_path):
               tmp_path / "r", verbose=0)
 
 
-def test_sgd_and_mirrored_strategy(tiny_data, tmp_path):
-    result = train(TINY_MODEL, tiny_train(tiny_data, optimizer="sgd", strategy="mirrored",
-                                          steps=2, checkpoint_every=2, lr=0.01,
-                                          val_max_images=2, recalibrate_batches=1),
-                   tmp_path / "run", verbose=0)
-    assert result["num_replicas"] >= 1 and result["final_step"] == 2
-    assert result["best_miou"] is not None and (tmp_path / "run" / "model.keras").is_file()
+_MIRRORED_2_CPUS = """
+import json, sys
+from edge_deeplab.core._tf import tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from edge_deeplab.model.config import ModelConfig, TrainConfig
+from edge_deeplab.training.train import train
+mc, tc = ModelConfig.from_dict(json.loads(sys.argv[1])), TrainConfig.from_dict(json.loads(sys.argv[2]))
+print("RESULT " + json.dumps(train(mc, tc, sys.argv[3], verbose=0)))
+"""
+
+
+def test_sgd_and_mirrored_strategy_on_two_cpu_replicas(tiny_data, tmp_path):
+    """Mirrored over 2 logical CPU devices: 2 replicas, each on half of the global batch of 4.
+
+    Evidence it ran that way: step 1's logged loss equals the mean of the two halves' losses of the
+    initial model on the first global batch (recomputed here, 1e-4), not the pooled 4-image loss;
+    SGD evidence: the checkpoint holds SGD's momentum slots and no Adam moments."""
+    from edge_deeplab.core._tf import tf
+
+    run = tmp_path / "run"
+    tc = tiny_train(tiny_data, optimizer="sgd", strategy="mirrored", steps=2, checkpoint_every=2,
+                    lr=0.01, val_max_images=2, recalibrate_batches=1, log_every=1)
+    p = subprocess.run([sys.executable, "-c", _MIRRORED_2_CPUS, json.dumps(TINY_MODEL.to_dict()),
+                        json.dumps(tc.to_dict()), str(run)], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    result = json.loads(next(l for l in p.stdout.splitlines() if l.startswith("RESULT "))[7:])
+    assert result["num_replicas"] == 2 and result["final_step"] == 2
+    step1 = first_step_losses(run, tiny_data)
+    loss1 = dict(map(tuple, result["loss_history"]))[1]
+    assert loss1 == pytest.approx(step1[2], rel=1e-4), (loss1, step1)
+    assert abs(step1[1] - step1[2]) > 1e-3 * step1[1]  # the pooled loss would be told apart
+    slots = [n for n, _ in tf.train.list_variables(tf.train.latest_checkpoint(str(run / "checkpoints")))
+             if n.startswith("optimizer/")]
+    # SGD with momentum keeps one slot per trainable weight (Adam would keep two: m and v).
+    from edge_deeplab.model.deeplab import build_model
+
+    n_weights = len(build_model(TINY_MODEL).trainable_variables)
+    n_slots = len({n.split("/")[2] for n in slots if n.startswith("optimizer/_variables/")})
+    assert n_slots in (n_weights, n_weights + 1), (n_slots, n_weights)
+    assert result["best_miou"] is not None and (run / "model.keras").is_file()
 
 
 def _cli(*args):

@@ -57,6 +57,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--max-scale", type=positive_float, default=None)
     t.add_argument("--bn-momentum", type=unit_interval, default=None)
     t.add_argument("--checkpoint-every", type=positive_int, default=None, help="steps between checkpoints + val")
+    t.add_argument("--log-every", type=positive_int, default=10,
+                   help="steps between TensorBoard loss points (also RUN/train_result.json's loss_history)")
     t.add_argument("--seed", type=non_negative_int, default=0)
     t.add_argument("--resume", action="store_true", help="continue RUN from its last checkpoint")
     t.add_argument("--strategy", default="default", choices=STRATEGIES,
@@ -92,7 +94,8 @@ def build_configs(args):
         steps=steps, epochs=epochs, seed=args.seed, strategy=args.strategy,
         classes=args.classes, binary=args.binary, skip_bad=args.skip_bad,
         num_classes=args.num_classes if args.dataset == "folder" else None,
-        backbone_weights=args.backbone_weights, val_max_images=pt.val_max_images, **tfields)
+        backbone_weights=args.backbone_weights, val_max_images=pt.val_max_images,
+        log_every=args.log_every, **tfields)
 
     ns = argparse.Namespace(**vars(args))
     if ns.input_size is None:
