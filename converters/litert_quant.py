@@ -168,12 +168,9 @@ def resolve_keep_float(tflite: Union[bytes, str, Path], patterns: Sequence[str])
 
 
 def _read(tflite) -> bytes:
-    if isinstance(tflite, (bytes, bytearray, memoryview)):
-        return bytes(tflite)
-    p = Path(tflite)
-    if not p.is_file():
-        raise EdgeDeeplabError(f"model not found: {p}")
-    return p.read_bytes()
+    from edge_deeplab.core.contract.metadata import load_tflite_bytes
+
+    return load_tflite_bytes(tflite)
 
 
 def _scope(outputs: Sequence[str]) -> str:

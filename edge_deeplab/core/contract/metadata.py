@@ -157,6 +157,26 @@ def list_metadata_names(path_or_bytes) -> list:
             for i in range(model.MetadataLength())]
 
 
+def set_metadata_entry(model, name: str, payload: bytes) -> None:
+    """Sets the metadata entry ``name`` of an object-API ``ModelT`` to ``payload`` (a new buffer).
+
+    The one place a .tflite metadata entry is written: our JSON (:func:`embed_metadata`) and the
+    standard ``TFLITE_METADATA`` flatbuffer (``tflite_metadata.writer``) both go through it.
+    """
+    import numpy as np
+    from ai_edge_litert import schema_py_generated as schema
+
+    entries = [m for m in (model.metadata or []) if _name(m.name) != name]
+    buf = schema.BufferT()
+    buf.data = np.frombuffer(payload, dtype=np.uint8)
+    model.buffers.append(buf)
+    entry = schema.MetadataT()
+    entry.name = name
+    entry.buffer = len(model.buffers) - 1
+    entries.append(entry)
+    model.metadata = entries
+
+
 def embed_metadata(tflite: bytes, meta: dict, name: str = METADATA_NAME,
                    input_name: str = "image", output_name: Optional[str] = None) -> bytes:
     """Returns ``tflite`` with ``meta`` embedded as JSON and a ``serving_default`` signature.
@@ -172,7 +192,6 @@ def embed_metadata(tflite: bytes, meta: dict, name: str = METADATA_NAME,
     Returns:
         New flatbuffer bytes (the model's ops and weights are untouched).
     """
-    import numpy as np
     from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.tools import flatbuffer_utils as fbu
 
@@ -182,15 +201,7 @@ def embed_metadata(tflite: bytes, meta: dict, name: str = METADATA_NAME,
     model = fbu.read_model_from_bytearray(bytearray(tflite))
     payload = json.dumps(meta, sort_keys=False, default=json_default).encode("utf-8")
 
-    entries = [m for m in (model.metadata or []) if _name(m.name) != name]
-    buf = schema.BufferT()
-    buf.data = np.frombuffer(payload, dtype=np.uint8)
-    model.buffers.append(buf)
-    md = schema.MetadataT()
-    md.name = name
-    md.buffer = len(model.buffers) - 1
-    entries.append(md)
-    model.metadata = entries
+    set_metadata_entry(model, name, payload)
 
     sg = model.subgraphs[0]
     if len(sg.inputs) == 1 and len(sg.outputs) == 1:

@@ -163,23 +163,12 @@ def build_metadata_buffer(*, name, description, version, author, labels, mean, s
 
 def replace_metadata_entry(tflite: bytes, payload: bytes) -> bytes:
     """``tflite`` (any appended zip dropped) with its ``TFLITE_METADATA`` entry set to ``payload``."""
-    from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.tools import flatbuffer_utils as fbu
 
+    from edge_deeplab.core.contract.metadata import set_metadata_entry
+
     model = fbu.read_model_from_bytearray(bytearray(tflite))
-
-    def _nm(v):
-        return v.decode("utf-8", "replace") if isinstance(v, (bytes, bytearray)) else str(v or "")
-
-    entries = [m for m in (model.metadata or []) if _nm(m.name) != METADATA_BUFFER_NAME]
-    buf = schema.BufferT()
-    buf.data = np.frombuffer(payload, dtype=np.uint8)
-    model.buffers.append(buf)
-    entry = schema.MetadataT()
-    entry.name = METADATA_BUFFER_NAME
-    entry.buffer = len(model.buffers) - 1
-    entries.append(entry)
-    model.metadata = entries
+    set_metadata_entry(model, METADATA_BUFFER_NAME, payload)
     return bytes(fbu.convert_object_to_bytearray(model))
 
 
