@@ -115,6 +115,47 @@ def _raise_on_sigterm():
     return lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+#: Seconds a Ctrl-C'd command may take to unwind before it is ended with exit 130 anyway.
+INTERRUPT_GRACE_S = 30.0
+
+
+def _exit_promptly_on_interrupt(command: str):
+    """Arms, on the first Ctrl-C, a watchdog that ends the process with 130 after a grace period.
+
+    Ctrl-C raises :class:`KeyboardInterrupt` as usual, and the clean-up on the way out runs. But a
+    native call (a TensorFlow op or input-pipeline thread) can hold the main thread or interpreter
+    shutdown long after it; the watchdog makes "interrupted, exit 130" hold anyway. Finished
+    artifacts are written atomically, so ending the process never leaves a partial one. Returns
+    the undo function.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return lambda: None
+
+    def hard_exit():
+        try:
+            sys.stderr.write(f"edge-deeplab {command}: interrupted\n")
+            sys.stderr.flush()
+        finally:
+            os._exit(130)
+
+    armed = []
+
+    def handler(signum, frame):
+        if not armed:
+            timer = threading.Timer(INTERRUPT_GRACE_S, hard_exit)
+            timer.daemon = True
+            timer.start()
+            armed.append(timer)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)
+    return lambda: signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -129,6 +170,7 @@ def main(argv=None) -> int:
 
     silence_stderr_at_exit()
     restore_sigterm = _raise_on_sigterm()
+    restore_sigint = _exit_promptly_on_interrupt(args.command)
 
     try:
         with filtered_stderr():
@@ -168,6 +210,7 @@ def main(argv=None) -> int:
         return 1
     finally:
         restore_sigterm()
+        restore_sigint()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -179,3 +179,28 @@ def test_undeserializable_keras_file_error_has_no_config_dump(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "cannot load Keras model" in err[0], err
     assert "'filters': 8" not in err[0] and len(err[0]) < 500, err
+
+
+_HANGS_AFTER_CTRL_C = r"""
+import os, signal, sys, time
+import edge_deeplab.app.cli as cli
+cli.INTERRUPT_GRACE_S = 1.0
+undo = cli._exit_promptly_on_interrupt("train")
+try:
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(30)
+except KeyboardInterrupt:
+    time.sleep(30)  # clean-up stuck in a native call: the watchdog ends the process
+print("not reached")
+"""
+
+
+def test_ctrl_c_ends_the_command_even_when_clean_up_hangs():
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-c", _HANGS_AFTER_CTRL_C], capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 130, p.stderr[-2000:]
+    assert p.stderr.strip().splitlines()[-1] == "edge-deeplab train: interrupted"
+    assert "not reached" not in p.stdout
