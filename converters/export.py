@@ -389,10 +389,9 @@ def raw_pixel_check(input_info: dict, mean=NORM_MEAN, std=NORM_STD) -> dict:
     if input_info.get("dtype") != "uint8" or not scale:
         return {"raw_pixels_ok": False, "max_error": None,
                 "note": "input is not uint8-quantized; feed normalized values"}
-    p = np.arange(256, dtype=np.float64)[:, None]
-    mean = np.asarray(mean, np.float64)[None]
-    std = np.asarray(std, np.float64)[None]
-    err = float(np.max(np.abs(scale * (p - zp) - (p - mean) / std)))
+    from edge_deeplab.core.contract.tflite_metadata.compatibility import raw_pixel_error
+
+    err = raw_pixel_error(scale, zp, mean, std) * scale  # in normalized units
     ok = err <= scale  # within one quantization step
     note = (f"uint8 input: real = {scale:.8g} * (q - {zp}); raw 0..255 pixels can be fed directly "
             f"(max deviation from (p - mean)/std: {err:.3g}, {err / scale:.2f} quantization steps)"

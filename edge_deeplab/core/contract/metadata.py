@@ -96,7 +96,11 @@ def parse_model(data: bytes, what: str = ""):
     return model
 
 
-def _metadata_bytes(model, data: bytes, name: str) -> Optional[bytes]:
+def metadata_entry_bytes(model, data: bytes, name: str) -> Optional[bytes]:
+    """The bytes of metadata entry ``name`` of a parsed ``Model`` (``data``: its file bytes), or None.
+
+    The one reader of a metadata buffer: our JSON entry and the standard ``TFLITE_METADATA``.
+    """
     for i in range(model.MetadataLength()):
         md = model.Metadata(i)
         if (md.Name() or b"").decode("utf-8", "replace") != name:
@@ -133,7 +137,7 @@ def read_tflite_metadata(path_or_bytes: Union[str, os.PathLike, bytes], name: st
     data = load_tflite_bytes(path_or_bytes)
     what = "" if isinstance(path_or_bytes, (bytes, bytearray, memoryview)) else str(path_or_bytes)
     model = parse_model(data, what)
-    raw = _metadata_bytes(model, data, name)
+    raw = metadata_entry_bytes(model, data, name)
     if raw is not None:
         try:
             return json.loads(raw.decode("utf-8"))

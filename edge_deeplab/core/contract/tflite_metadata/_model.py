@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Optional, Tuple, Union
 
+from edge_deeplab.core.contract.metadata import metadata_entry_bytes
 from edge_deeplab.core.errors import EdgeDeeplabError
 
 #: Name of the standard metadata entry in the model's ``metadata`` table.
@@ -75,16 +76,7 @@ def model_facts(data: bytes, what: str = "model") -> ModelFacts:
         sg = model.Subgraphs(0)
         inputs = tuple(_tensor(sg, int(i)) for i in sg.InputsAsNumpy())
         outputs = tuple(_tensor(sg, int(i)) for i in sg.OutputsAsNumpy())
-        raw = None
-        for i in range(model.MetadataLength()):
-            md = model.Metadata(i)
-            if (md.Name() or b"").decode("utf-8", "replace") != METADATA_BUFFER_NAME:
-                continue
-            buf = model.Buffers(md.Buffer())
-            if buf.Offset() > 1:  # large models keep buffers after the flatbuffer
-                raw = bytes(data[buf.Offset(): buf.Offset() + buf.Size()])
-            else:
-                raw = buf.DataAsNumpy().tobytes() if buf.DataLength() else b""
+        raw = metadata_entry_bytes(model, data, METADATA_BUFFER_NAME)
         n_sub = model.SubgraphsLength()
     except EdgeDeeplabError:
         raise
