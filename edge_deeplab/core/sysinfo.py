@@ -49,18 +49,21 @@ ARM_FEATURES = {
 INT8_DOT = ("AVX-512 VNNI", "AVX-VNNI", "AMX-INT8", "dotprod", "i8mm")
 
 
-def _cpuinfo_flags() -> set:
-    flags: set = set()
+def _proc_field(path: str, keys) -> Optional[str]:
+    """The value of the first ``key: value`` line of a /proc file whose key is in ``keys``, or None."""
     try:
-        with open("/proc/cpuinfo") as f:
+        with open(path) as f:
             for line in f:
-                key = line.split(":", 1)[0].strip().lower()
-                if key in ("flags", "features"):
-                    flags.update(line.split(":", 1)[1].split())
-                    break
+                key, _, value = line.partition(":")
+                if key.strip().lower() in keys:
+                    return value.strip()
     except OSError:
         pass
-    return flags
+    return None
+
+
+def _cpuinfo_flags() -> set:
+    return set((_proc_field("/proc/cpuinfo", ("flags", "features")) or "").split())
 
 
 def _macos_arm_flags() -> set:
@@ -179,22 +182,12 @@ def machine_info() -> dict:
         info["usable_cpus"] = len(os.sched_getaffinity(0))
     except AttributeError:
         pass
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    info["cpu"] = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemTotal"):
-                    info["memory_gb"] = round(int(line.split()[1]) / 1024 / 1024, 1)
-                    break
-    except OSError:
-        pass
+    cpu = _proc_field("/proc/cpuinfo", ("model name",))
+    if cpu:
+        info["cpu"] = cpu
+    mem = _proc_field("/proc/meminfo", ("memtotal",))
+    if mem:
+        info["memory_gb"] = round(int(mem.split()[0]) / 1024 / 1024, 1)
     try:
         info["loadavg"] = [round(x, 2) for x in os.getloadavg()]
     except OSError:
