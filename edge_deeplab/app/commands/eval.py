@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from edge_deeplab.app.commands.common import positive_int
+
 HELP = "mIoU of a Keras/.tflite model or a folder of predicted masks on a dataset split"
 DESCRIPTION = (
     "Scores MODEL (a .keras file, a training run directory or a .tflite file) on a dataset split, "
@@ -25,8 +27,6 @@ def _scales(text):
     return vals
 
 
-from edge_deeplab.app.commands.common import positive_int as _pos_int  # noqa: E402
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", nargs="?", default=None,
@@ -39,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="dataset root (VOCdevkit/VOC2012 or its parent; Cityscapes root; a folder "
                         "with images/ and masks/); synthetic: its cache directory")
     g.add_argument("--split", default="val", help="split to score (train, val, trainval, train_aug ...)")
-    g.add_argument("--num-classes", type=_pos_int, default=None,
+    g.add_argument("--num-classes", type=positive_int, default=None,
                    help="folder datasets without labels.txt (else inferred from the masks)")
     g.add_argument("--binary", action="store_true",
                    help="folder masks are 0/255 (or 0/1): background 0, foreground 1")
@@ -47,7 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="comma-separated class subset, e.g. background,person (others -> background)")
     g.add_argument("--skip-bad", action="store_true",
                    help="skip unreadable/mismatched/invalid items (reports a count) instead of failing")
-    g.add_argument("--max-images", type=_pos_int, default=None, help="score only the first N images")
+    g.add_argument("--max-images", type=positive_int, default=None, help="score only the first N images")
     g = p.add_argument_group("inference")
     g.add_argument("--input-size", default=None,
                    help="model input N or HxW (Keras models with a dynamic input only)")
@@ -62,10 +62,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="dense-CRF refinement (pydensecrf if installed, else a built-in mean-field "
                         "approximation)")
     g.add_argument("--crf-backend", default="auto", choices=("auto", "pydensecrf", "builtin"))
-    g.add_argument("--batch-size", type=_pos_int, default=4, help="windows per forward pass (Keras)")
+    g.add_argument("--batch-size", type=positive_int, default=4, help="windows per forward pass (Keras)")
     g.add_argument("--accelerator", default="cpu", choices=("cpu", "gpu", "npu"),
                    help=".tflite: LiteRT accelerator")
-    g.add_argument("--threads", type=_pos_int, default=None, help=".tflite: CPU threads")
+    g.add_argument("--threads", type=positive_int, default=None, help=".tflite: CPU threads")
     g.add_argument("--runtime", default="auto",
                    choices=("auto", "litert", "interpreter", "tflite_runtime"), help=".tflite runtime")
     g.add_argument("--qat", action="store_true",
