@@ -19,7 +19,9 @@ matched op is handed to it as an exact, escaped scope so that one pattern never 
 :func:`resolve_keep_float` reported.
 
 Calibration runs the float model on real images (a dataset when given, else the project's generated
-scenes), fed exactly as the exporter's int8 calibration feeds them.
+scenes), fed exactly as the exporter's int8 calibration feeds them, and takes each activation's
+global min/max over them, as the TFLite converter does for int8 (see
+:func:`calibrate_global_min_max`: the library's own merge is a moving average that clips).
 
 Limits of litert-quantizer 0.11.0 (see :data:`LIMITS`): no uint8 model I/O (its ``static_wi8_au8``
 policy entry exists only for INPUT/OUTPUT and its kernels' path is untested here); ops outside its
@@ -48,6 +50,8 @@ NATIVE_IO = {"w8a8": "int8", "w8a16": "int16"}
 #: What litert-quantizer 0.11.0 cannot do for us, stated once (the export errors quote it).
 LIMITS = {
     "uint8_io": "litert-quantizer 0.11.0 produces int8/int16 (or float32) model I/O, not uint8",
+    "calibration_merge": "Quantizer.calibrate merges per-image ranges by a moving average (0.95) and "
+                         "takes no update function; calibrate_global_min_max works around it",
 }
 _GLOB_CHARS = set("*?[")
 
@@ -220,6 +224,35 @@ def check_prepares(tflite: bytes, scheme: str = "quantized") -> None:
             f"(--keep-float '{layer}')") from None
 
 
+def calibrate_global_min_max(quantizer, signature: str, batches: Sequence[dict]) -> dict:
+    """Activation ranges over *all* calibration images: the global min and max of every tensor.
+
+    ``Quantizer.calibrate`` (litert-quantizer 0.11.0) merges the per-image ranges with an
+    exponential moving average (``qsv_utils.moving_average_update``, smoothing 0.95, fixed: the
+    method takes no update function). With one image per step the result is close to the *mean*
+    image's range, narrower than the data's: every image with a larger activation is clipped. On
+    the trained test model that clipping made w8a16 (int16 activations) agree with Keras on 97.1%
+    of pixels, worse than int8 PTQ's 98.2% (whose TFLite calibrator takes the global min/max);
+    with the global range here it agrees on 99.3%. Each image is calibrated on its own through the
+    public method and the results are merged with ``qsv_utils.min_max_update``.
+
+    Args:
+        quantizer: a ``litert_quantizer.Quantizer`` with its recipe set.
+        signature: the model's signature key.
+        batches: ``[{input_name: (1, H, W, C) float32}, ...]``.
+
+    Returns:
+        The calibration result ``{tensor_name: {"min": ..., "max": ...}}`` for ``quantize``.
+    """
+    from litert_quantizer.utils import qsv_utils
+
+    merged: dict = {}
+    for batch in batches:
+        for name, qsv in quantizer.calibrate({signature: [batch]}, num_threads=1).items():
+            merged[name] = qsv_utils.min_max_update(merged.get(name, {}), qsv)
+    return merged
+
+
 def quantize_tflite(float_tflite: Union[bytes, str, Path], scheme: str,
                     calibration: Iterable[np.ndarray], *, keep_float: Sequence[str] = (),
                     io_type: Optional[str] = None, calibration_steps: int = 100) -> tuple:
@@ -315,7 +348,7 @@ def quantize_tflite(float_tflite: Union[bytes, str, Path], scheme: str,
 
         logging.getLogger("absl").setLevel(logging.ERROR)
         with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
-            qsv = q.calibrate({sig: batches}, num_threads=1)
+            qsv = calibrate_global_min_max(q, sig, batches)
             res = q.quantize(qsv, enable_progress_bar=False, enable_progress_report=False)
     except EdgeDeeplabError:
         raise
