@@ -229,7 +229,8 @@ def run_benchmarks(models: Sequence, *, accelerators=("cpu",), threads: Optional
                    data_dir=None, split: str = "val", max_images: Optional[int] = None, runtime: str = "auto",
                    delegate: Optional[str] = None, mean=None, std=None, e2e_runs: int = 10, frame=None,
                    frame_size=DEFAULT_FRAME, cross_check: bool = False, agreement: bool = True,
-                   timeout: float = 1800, progress: Optional[ProgressFn] = None) -> dict:
+                   timeout: float = 1800, progress: Optional[ProgressFn] = None,
+                   gpu_precision: str = "fp16") -> dict:
     """Benchmarks every model on every accelerator, each in an isolated worker process.
 
     Args:
@@ -254,6 +255,8 @@ def run_benchmarks(models: Sequence, *, accelerators=("cpu",), threads: Optional
         agreement: compare each accelerator's output with the CPU's on the same frame.
         timeout: seconds per worker.
         progress: callable receiving one-line status messages.
+        gpu_precision: ``fp16`` (default, as phones run) or ``fp32`` for GPU rows (see
+            :data:`edge_deeplab.runtime.GPU_PRECISIONS`).
 
     Returns:
         ``{"results": [...], "errors": [...], "skipped": [...], "machine": {...}, "settings": {...}}``.
@@ -287,7 +290,8 @@ def run_benchmarks(models: Sequence, *, accelerators=("cpu",), threads: Optional
               "settings": {"accelerators": accs, "threads": threads, "warmup": warmup, "runs": runs,
                            "min_seconds": min_seconds, "rounds": rounds, "runtime": runtime, "delegate": delegate,
                            "e2e_runs": e2e_runs, "dataset": dataset, "split": split if dataset else None,
-                           "max_images": max_images, "cross_check": cross_check}}
+                           "max_images": max_images, "cross_check": cross_check,
+                           "gpu_precision": gpu_precision}}
     t_start = time.time()
     with tempfile.TemporaryDirectory(prefix="edge_deeplab_bench_") as tmp:
         for i, model in enumerate(models):
@@ -301,6 +305,7 @@ def run_benchmarks(models: Sequence, *, accelerators=("cpu",), threads: Optional
                         "min_seconds": min_seconds, "rounds": rounds, "runtime": runtime, "delegate": delegate,
                         "mean": mean, "std": std, "e2e_runs": e2e_runs, "frame_path": str(frame) if frame else None,
                         "frame_size": list(frame_size), "dump_output": dump, "io_breakdown": cross_check,
+                        "gpu_precision": gpu_precision,
                         "dataset": ({"name": dataset, "data_dir": str(data_dir) if data_dir else None,
                                      "split": split, "max_images": max_images} if dataset else None)}
                 res = run_worker(spec, timeout=timeout)

@@ -237,7 +237,8 @@ def measure_model(spec: dict) -> dict:
         try:
             runner = open_runner(path, accelerator="cpu" if acc == "delegate" else acc,
                                  threads=spec.get("threads"), runtime=spec.get("runtime") or "auto",
-                                 delegate=spec.get("delegate") if acc == "delegate" else None)
+                                 delegate=spec.get("delegate") if acc == "delegate" else None,
+                                 gpu_precision=spec.get("gpu_precision") or "fp16")
         except DelegateUnavailableError as e:
             return {**row, "error": str(e), "unavailable": True}
         except EdgeDeeplabError as e:
@@ -374,6 +375,7 @@ def _measure_open(runner, spec: dict, row: dict, init_ms: float, baseline) -> di
         "ok": True,
         "runtime": runner.runtime_name,
         "runtime_version": runner.runtime_version,
+        "gpu_precision": runner.gpu_precision,
         "delegate": spec.get("delegate") if row["accelerator"] == "delegate" else None,
         "threads": spec.get("threads"),
         "variant": variant,
@@ -428,7 +430,8 @@ def measure_miou(spec: dict) -> dict:
     if d.get("max_images"):
         ds = ds.subset(int(d["max_images"]))
     r = evaluate_tflite(spec["model"], ds, accelerator=spec.get("accelerator", "cpu"), threads=spec.get("threads"),
-                        runtime=spec.get("runtime") or "auto", progress=lambda done, total: None)
+                        runtime=spec.get("runtime") or "auto", progress=lambda done, total: None,
+                        gpu_precision=spec.get("gpu_precision") or "fp16")
     keep = {k: r.get(k) for k in ("miou", "pixel_accuracy", "dataset", "split", "images", "num_images", "skipped",
                                   "seconds")}
     keep["per_class_iou"] = r.get("per_class_iou") or r.get("iou")

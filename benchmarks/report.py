@@ -44,6 +44,12 @@ def _runtime(r: dict) -> str:
     return f"{rt} {v}" if v else rt
 
 
+def _accelerator(r: dict) -> str:
+    """``cpu``, or ``gpu (fp16)`` / ``gpu (fp32)``: the GPU's arithmetic is part of what was measured."""
+    acc = str(r.get("accelerator", "?"))
+    return f"{acc} ({r['gpu_precision']})" if r.get("gpu_precision") else acc
+
+
 def _label(r: dict) -> str:
     name = Path(r.get("model", "?")).name
     dev = (r.get("device") or {}).get("model")
@@ -65,7 +71,7 @@ def to_markdown(report: dict, title: Optional[str] = None) -> str:
         if dev:
             name += f" @ {dev}"
         lines.append("| " + " | ".join([
-            name, r.get("variant") or "-", _f(r.get("size_mb")), r.get("accelerator", "?"), _runtime(r),
+            name, r.get("variant") or "-", _f(r.get("size_mb")), _accelerator(r), _runtime(r),
             _delegation(r), _f(lat.get("p50")), _f(r.get("fps"), "{:.1f}"), _f(r.get("miou"), "{:.4f}")]) + " |")
 
     detail = [r for r in results if r.get("spread") or r.get("e2e_ms")]

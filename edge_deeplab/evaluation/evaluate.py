@@ -541,7 +541,8 @@ def evaluate_keras(model, dataset, *, input_size=None, scales=(1.0,), flip: bool
 def evaluate_tflite(path, dataset, *, accelerator: str = "cpu", threads: Optional[int] = None,
                     runtime: str = "auto", scales=(1.0,), flip: bool = False, crf: bool = False,
                     save_dir=None, progress: Optional[ProgressFn] = None,
-                    crf_backend: str = "auto", allow_invalid: bool = False) -> Dict:
+                    crf_backend: str = "auto", allow_invalid: bool = False,
+                    gpu_precision: str = "fp16") -> Dict:
     """Scores a ``.tflite`` model through :func:`edge_deeplab.runtime.open_runner`.
 
     Same letterbox/resize/argmax path and metric as :func:`evaluate_keras`; input quantization
@@ -553,12 +554,13 @@ def evaluate_tflite(path, dataset, *, accelerator: str = "cpu", threads: Optiona
         dataset: a :class:`~edge_deeplab.data.SegmentationDataset`.
         accelerator: ``cpu``, ``gpu`` or ``npu``.
         threads: CPU threads.
-        runtime: see :func:`~edge_deeplab.runtime.open_runner`.
+        runtime, gpu_precision: see :func:`~edge_deeplab.runtime.open_runner`.
         scales, flip, crf, save_dir, progress: as in :func:`evaluate_keras`.
     """
     from edge_deeplab.runtime import open_runner
 
-    runner = open_runner(path, accelerator=accelerator, threads=threads, runtime=runtime)
+    runner = open_runner(path, accelerator=accelerator, threads=threads, runtime=runtime,
+                         gpu_precision=gpu_precision)
     try:
         pred = TFLitePredictor(runner)
         r = evaluate_predictor(pred, dataset, scales=scales, flip=flip, crf=crf, save_dir=save_dir,
@@ -648,7 +650,8 @@ def evaluate_predictions(pred_dir, dataset, *, resize: bool = False,
 
 def evaluate(model, dataset, *, predictions: bool = False, input_size=None, qat: bool = False,
              batch_size: int = 4, accelerator: str = "cpu", threads: Optional[int] = None,
-             runtime: str = "auto", resize_predictions: bool = False, **kw) -> Dict:
+             runtime: str = "auto", resize_predictions: bool = False, gpu_precision: str = "fp16",
+             **kw) -> Dict:
     """Scores ``model`` on ``dataset`` by what it is: a folder of predicted masks
     (``predictions=True``), a ``.tflite`` (:func:`evaluate_tflite`) or a Keras model / run
     directory (:func:`evaluate_keras`). ``kw``: ``scales``, ``flip``, ``crf``, ``crf_backend``,
@@ -661,6 +664,6 @@ def evaluate(model, dataset, *, predictions: bool = False, input_size=None, qat:
         if input_size:
             raise EdgeDeeplabError("--input-size applies to Keras models; a .tflite has a fixed input")
         return evaluate_tflite(Path(model), dataset, accelerator=accelerator, threads=threads,
-                               runtime=runtime, **kw)
+                               runtime=runtime, gpu_precision=gpu_precision, **kw)
     return evaluate_keras(Path(model), dataset, qat=qat, input_size=input_size,
                           batch_size=batch_size, **kw)

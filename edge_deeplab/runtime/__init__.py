@@ -23,6 +23,7 @@ from edge_deeplab.runtime.isolated import IsolatedRunner
 from edge_deeplab.runtime.probe import probe_accelerator
 from edge_deeplab.runtime.runners import (
                                           ACCELERATORS,
+                                          GPU_PRECISIONS,
                                           RUNTIMES,
                                           CompiledModelRunner,
                                           InterpreterRunner,
@@ -32,7 +33,7 @@ from edge_deeplab.runtime.runners import (
 )
 from edge_deeplab.runtime.tensors import TensorInfo, dequantize, image_to_input, quantize
 
-__all__ = ["ACCELERATORS", "RUNTIMES", "CompiledModelRunner", "InterpreterRunner", "IsolatedRunner",
+__all__ = ["ACCELERATORS", "GPU_PRECISIONS", "RUNTIMES", "CompiledModelRunner", "InterpreterRunner", "IsolatedRunner",
            "Runner", "TensorInfo", "available_runtimes", "capture_native_stderr", "dequantize",
            "inspect_model", "native_error_line", "open_runner", "parse_delegate_log",
            "image_to_input", "probe_accelerator", "quantize"]

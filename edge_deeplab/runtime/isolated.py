@@ -30,14 +30,15 @@ class IsolatedRunner(Runner):
     """
 
     def __init__(self, path, accelerator, threads=None, runtime="litert", delegate=None,
-                 allow_fallback=True):
+                 allow_fallback=True, gpu_precision="fp16"):
         self.path, self.accelerator = str(path), accelerator
         self._stderr = tempfile.TemporaryFile()
         self._proc = subprocess.Popen([sys.executable, "-m", "edge_deeplab.runtime", "serve"],
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       stderr=self._stderr)
         self._send(("open", dict(path=str(path), accelerator=accelerator, threads=threads,
-                                 runtime=runtime, delegate=delegate, allow_fallback=allow_fallback)))
+                                 runtime=runtime, delegate=delegate, allow_fallback=allow_fallback,
+                                 gpu_precision=gpu_precision)))
         kind, payload = self._recv()
         if kind == "error":
             self.close()
@@ -50,6 +51,7 @@ class IsolatedRunner(Runner):
         self.runtime_version = d["runtime_version"]
         self.fully_accelerated = d["fully_accelerated"]
         self.unsupported_ops = d["unsupported_ops"]
+        self.gpu_precision = d.get("gpu_precision")
         self.log = d.get("log", "")
         self.isolated = True
 

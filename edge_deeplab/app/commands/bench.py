@@ -66,6 +66,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-images", type=positive_int, default=None, help="score only the first N images")
     g = p.add_argument_group("runtime and input")
     g.add_argument("--runtime", default="auto", choices=("auto", "litert", "interpreter", "tflite_runtime"))
+    g.add_argument("--gpu-precision", default="fp16", choices=("fp16", "fp32"),
+                   help="arithmetic of the LiteRT GPU accelerator's rows: fp16 (its default, as on "
+                        "phones) or fp32 (slower; an int8 model's emulated quantization then "
+                        "follows the CPU's integer kernels more closely)")
     g.add_argument("--delegate", default=None, metavar="LIB.so",
                    help="external TFLite delegate (Interpreter runtime); benchmarked beside plain CPU")
     g.add_argument("--mean", type=_floats, default=None, help="input mean (one or 3 values) when the model has no metadata")
@@ -119,7 +123,8 @@ def run(args) -> int:
             min_seconds=args.min_seconds, rounds=args.rounds, dataset=args.dataset, data_dir=args.data_dir,
             split=args.split, max_images=args.max_images, runtime=args.runtime, delegate=args.delegate,
             mean=args.mean, std=args.std, e2e_runs=args.e2e_runs, frame=args.frame,
-            cross_check=args.cross_check, agreement=not args.no_agreement, timeout=args.timeout, progress=progress)
+            cross_check=args.cross_check, agreement=not args.no_agreement, timeout=args.timeout, progress=progress,
+            gpu_precision=args.gpu_precision)
     errors = [e for e in report["errors"] if not str(e.get("error", "")).startswith("not run: ")]
     if report["results"]:
         speed = int8_speedup(report)

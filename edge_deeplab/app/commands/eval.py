@@ -66,6 +66,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--accelerator", default="cpu", choices=("cpu", "gpu", "npu"),
                    help=".tflite: LiteRT accelerator")
     g.add_argument("--threads", type=positive_int, default=None, help=".tflite: CPU threads")
+    g.add_argument("--gpu-precision", default="fp16", choices=("fp16", "fp32"),
+                   help=".tflite on --accelerator gpu: fp16 (the accelerator's default, as on "
+                        "phones) or fp32")
     g.add_argument("--runtime", default="auto",
                    choices=("auto", "litert", "interpreter", "tflite_runtime"), help=".tflite runtime")
     g.add_argument("--qat", action="store_true",
@@ -115,7 +118,8 @@ def run(args) -> int:
     result = evaluate(args.predictions or args.model, ds, predictions=bool(args.predictions),
                       resize_predictions=args.resize_predictions, input_size=args.input_size,
                       qat=args.qat, batch_size=args.batch_size, accelerator=args.accelerator,
-                      threads=args.threads, runtime=args.runtime, scales=args.scales,
+                      threads=args.threads, runtime=args.runtime, gpu_precision=args.gpu_precision,
+                      scales=args.scales,
                       flip=args.flip, crf=args.crf, save_dir=args.save_predictions,
                       progress=progress, crf_backend=args.crf_backend,
                       allow_invalid=args.allow_invalid_predictions)
