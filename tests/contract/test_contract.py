@@ -1,13 +1,14 @@
 """The contract tester: every export variant x runtime x accelerator x consumer against Keras.
 
 One small *trained* model (``trained`` fixture, :mod:`tests.support.trained`: 64x64, alpha 0.35,
-5 synthetic classes, 150 Adam steps + 10 QAT steps, built once per session and cached by the code
+5 synthetic classes, 600 Adam steps + 20 QAT steps, built once per session and cached by the code
 that makes it) is exported as every variant of the one vocabulary,
 :data:`edge_deeplab.core.contract.semantics.VARIANTS`, and each export is consumed the four ways
 users consume it:
 
 * **predict**: :func:`edge_deeplab.runtime.open_runner` on the LiteRT CompiledModel (CPU, and GPU
-  where the accelerator starts; GPU runs go to a TF-free child process automatically), the LiteRT
+  in fp16 and fp32 where the accelerator starts; GPU runs go to a TF-free child process
+  automatically), the LiteRT
   Interpreter (CPU) and ``tflite_runtime`` (CPU, where installable: a capability skip otherwise);
 * **eval**: :func:`edge_deeplab.evaluation.evaluate_tflite` on the held-out split, against
   :func:`~edge_deeplab.evaluation.evaluate_keras` of the Keras model on the same split;
@@ -16,17 +17,21 @@ users consume it:
 * **demo**: ``edge-deeplab demo --headless`` on a tiny clip (frames in a folder), whose person
   matte is compared with the matte computed from the Keras model's logits.
 
-Bounds (measured on this model, 24 val images x 64x64, CPU; see :data:`BOUNDS`):
+Bounds (measured on this model, 24 val images x 64x64; see :data:`BOUNDS`):
 
-* float32: logits within 1e-4 of the logit range of Keras (every runtime);
+* float32: logits within 1e-4 of the logit range of Keras (every CPU runtime);
 * float16 / dynamic / int8 / qat-int8 / w8a16: argmax agreement with Keras and mIoU drop below
   the bounds in :data:`BOUNDS` (measured value in the comment beside each);
-* GPU vs CPU of the same export: >= 99.5% argmax agreement (enforced), except int8 / qat-int8,
-  which the GPU runs dequantized (>= 98%, see :data:`GPU_DEQUANTIZED`). w8a16 (int16
-  activations) is refused: the LiteRT GPU accelerator claimed a few of its ops, refused the rest, and
-  that mix agreed with the CPU on only 86.6% of pixels here, so ``open_runner`` refuses the GPU for
-  int16-activation models with one line (:func:`edge_deeplab.runtime.runners.refuse_int16_on_gpu`),
-  and every consumer checks that refusal instead of wrong numbers.
+* GPU vs CPU of the same export: >= 99.5% argmax agreement, enforced for every export the GPU
+  runs, with the accelerator in fp32 (``gpu_precision="fp32"``). In its default fp16 the float
+  exports hold 99.5% too; int8 / qat-int8 do not (:data:`GPU_FP16_INTEGER`): the GPU emulates
+  their quantization in float, and fp16 rounding moves some activations into the neighbouring
+  quantization step, which flips about 1% of pixels (measured 98.9% / 99.3%; 99.6% / 99.8% in
+  fp32). w8a16 (int16 activations) is refused: the LiteRT GPU accelerator claimed a few of its
+  ops, refused the rest, and that mix agreed with the CPU on only 86.6% of pixels, so
+  ``open_runner`` refuses the GPU for int16-activation models with one line
+  (:func:`edge_deeplab.runtime.runners.refuse_int16_on_gpu`), and every consumer checks that
+  refusal instead of wrong numbers.
 """
 
 from __future__ import annotations
@@ -41,14 +46,17 @@ pytestmark = pytest.mark.kernels
 
 #: ``{variant: (min argmax agreement with Keras, max mIoU drop vs Keras)}``, measured (see module doc).
 BOUNDS = {
-    "float32": (0.999, 0.001),   # measured: 1.00000, drop 0.0000 (logits within 1.1e-6 of the range)
-    "float16": (0.998, 0.002),   # measured: 0.99927, drop 0.0000 (GPU 0.0001)
-    "dynamic": (0.995, 0.003),   # measured: 0.99739, drop 0.0004 (GPU 0.0003)
-    "int8": (0.97, 0.01),        # measured: 0.98073, drop 0.0018 (GPU 0.0060)
-    "qat-int8": (0.965, 0.015),  # measured vs the QAT Keras model: 0.97774; demo vs float 0.976
-    "w8a16": (0.96, 0.02),       # measured: 0.97075, drop 0.0027 (GPU with CPU fallback 0.0154)
+    "float32": (0.999, 0.001),   # measured: 1.00000, drop 0.0000 (logits within 1e-6 of the range)
+    "float16": (0.998, 0.002),   # measured: 0.99974
+    "dynamic": (0.995, 0.003),   # measured: 0.99906
+    "int8": (0.975, 0.01),       # measured: 0.98578
+    "qat-int8": (0.98, 0.01),    # measured vs the QAT Keras model: 0.99048
+    "w8a16": (0.99, 0.005),      # measured: 0.99509 (int16 activations: only the int8 weights' error)
 }
 GPU_AGREEMENT = 0.995
+#: GPU vs CPU of int8 / qat-int8 with the accelerator in fp16 (see the module doc): measured
+#: 0.98888 / 0.99278 here. In fp32 they are held to :data:`GPU_AGREEMENT` like every export.
+GPU_FP16_INTEGER = {"int8": 0.98, "qat-int8": 0.985}
 
 
 #: Variants the LiteRT GPU accelerator takes whole (it refuses every op of a w8a16 graph: int16
@@ -63,20 +71,18 @@ def path_variant(path):
     return semantics.variant(path, read_tflite_metadata(path))
 
 
-#: GPU vs CPU of the integer exports the GPU takes whole: the GPU runs them in float (dequantized
-#: weights, fp16 activations), so the gap to the CPU's integer kernels is the quantization error
-#: itself (measured: int8 GPU vs CPU 0.98439 while GPU vs Keras 0.98132 = CPU vs Keras 0.98073;
-#: qat-int8 0.98377, GPU vs QAT Keras 0.97871 = CPU 0.97774). The GPU must then also agree with
-#: Keras as well as the CPU does (BOUNDS). Every other variant: 99.5%.
-GPU_DEQUANTIZED = {"int8": 0.98, "qat-int8": 0.98}
+def gpu_bound(variant, precision):
+    """GPU vs CPU argmax agreement an export must reach with the accelerator in ``precision``."""
+    return GPU_FP16_INTEGER.get(variant, GPU_AGREEMENT) if precision == "fp16" else GPU_AGREEMENT
 
 
-def gpu_bound(variant):
-    return GPU_DEQUANTIZED.get(variant, GPU_AGREEMENT)
-#: The runtime x accelerator combinations: GPU runs on the CompiledModel (the Interpreter and
-#: tflite_runtime take the GPU only through a user ``--delegate`` library).
-PLACES = [("litert", "cpu"), ("interpreter", "cpu"), ("tflite_runtime", "cpu"),
-          pytest.param("litert", "gpu", marks=pytest.mark.gpu, id="litert-gpu")]
+#: The runtime x accelerator (x GPU precision) combinations: GPU runs on the CompiledModel (the
+#: Interpreter and tflite_runtime take the GPU only through a user ``--delegate`` library).
+PLACES = [("litert", "cpu", None), ("interpreter", "cpu", None), ("tflite_runtime", "cpu", None),
+          pytest.param("litert", "gpu", "fp16", marks=pytest.mark.gpu, id="litert-gpu-fp16"),
+          pytest.param("litert", "gpu", "fp32", marks=pytest.mark.gpu, id="litert-gpu-fp32")]
+GPU = [pytest.param("gpu", "fp16", marks=pytest.mark.gpu, id="gpu-fp16"),
+       pytest.param("gpu", "fp32", marks=pytest.mark.gpu, id="gpu-fp32")]
 
 
 def test_bounds_cover_the_vocabulary():
@@ -105,7 +111,7 @@ def reference(trained):
     ev = evaluate_keras(model, ds)
     qat = load_qat_model(trained["run"])[0]
     return {"model": model, "config": cfg, "dataset": ds, "images": images, "logits": logits,
-            "miou": ev["miou"], "qat_logits": qat.predict(x, batch_size=8, verbose=0),
+            "miou": ev["miou"], "qat_model": qat, "qat_logits": qat.predict(x, batch_size=8, verbose=0),
             "qat_miou": evaluate_keras(qat, ds)["miou"]}
 
 
@@ -117,12 +123,14 @@ def keras_of(reference, variant):
     return reference["logits"], reference["miou"]
 
 
-def _predict_all(path, images, runtime, accelerator):
+def _predict_all(path, images, runtime, accelerator, precision=None):
     from edge_deeplab.runtime import open_runner
 
-    with open_runner(path, accelerator=accelerator, runtime=runtime) as r:
+    with open_runner(path, accelerator=accelerator, runtime=runtime,
+                     gpu_precision=precision or "fp16") as r:
         if accelerator == "gpu":
             assert r.fully_accelerated is (path_variant(path) in GPU_FULL), r.unsupported_ops
+            assert r.gpu_precision == precision
         return np.stack([r.predict(i) for i in images])
 
 
@@ -149,26 +157,26 @@ def test_keras_reference_is_decisive(reference):
     assert reference["miou"] > 0.3
 
 
-@pytest.mark.parametrize("runtime,accelerator", PLACES)
+@pytest.mark.parametrize("runtime,accelerator,precision", PLACES)
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_predict(trained, reference, variant, runtime, accelerator):
+def test_predict(trained, reference, variant, runtime, accelerator, precision):
     _need_runtime(runtime)
     path = trained["exports"][variant]
     if _gpu_refuses(path, variant, accelerator):
         return
-    got = _predict_all(path, reference["images"], runtime, accelerator)
+    got = _predict_all(path, reference["images"], runtime, accelerator, precision)
     ref = keras_of(reference, variant)[0]
     assert got.shape == ref.shape
     agree = float((got.argmax(-1) == ref.argmax(-1)).mean())
     span = float(ref.max() - ref.min())
     diff = float(np.abs(got - ref).max())
-    print(f"{variant} {runtime} {accelerator}: argmax agreement with Keras {agree:.5f}, "
+    print(f"{variant} {runtime} {accelerator} {precision or ''}: argmax agreement with Keras {agree:.5f}, "
           f"max |logit diff| / range {diff / span:.3g}")
     if accelerator == "gpu":
         cpu = _predict_all(path, reference["images"], runtime, "cpu")
         gpu_cpu = float((got.argmax(-1) == cpu.argmax(-1)).mean())
-        print(f"{variant}: GPU vs CPU argmax agreement {gpu_cpu:.5f}")
-        assert gpu_cpu >= gpu_bound(variant)
+        print(f"{variant}: GPU ({precision}) vs CPU argmax agreement {gpu_cpu:.5f}")
+        assert gpu_cpu >= gpu_bound(variant, precision)
         # the GPU computes in fp16: float32 is held to float16's bound against Keras
         assert agree >= BOUNDS["float16" if variant == "float32" else variant][0]
         return
@@ -187,18 +195,19 @@ def tflite_eval(trained, reference):
     return {}
 
 
-@pytest.mark.parametrize("accelerator", ["cpu", pytest.param("gpu", marks=pytest.mark.gpu)])
+@pytest.mark.parametrize("accelerator,precision", [("cpu", None), *GPU])
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_eval(trained, reference, tflite_eval, variant, accelerator):
+def test_eval(trained, reference, tflite_eval, variant, accelerator, precision):
     from edge_deeplab.evaluation.evaluate import evaluate_tflite
 
     if _gpu_refuses(trained["exports"][variant], variant, accelerator):
         return
-    r = evaluate_tflite(trained["exports"][variant], reference["dataset"], accelerator=accelerator)
-    tflite_eval[(variant, accelerator)] = r
+    r = evaluate_tflite(trained["exports"][variant], reference["dataset"], accelerator=accelerator,
+                        gpu_precision=precision or "fp16")
+    tflite_eval[(variant, "gpu-fp32" if precision == "fp32" else accelerator)] = r
     keras_miou = keras_of(reference, variant)[1]
     drop = keras_miou - r["miou"]
-    print(f"{variant} {accelerator}: eval mIoU {r['miou']:.4f} (Keras {keras_miou:.4f}, "
+    print(f"{variant} {accelerator} {precision or ''}: eval mIoU {r['miou']:.4f} (Keras {keras_miou:.4f}, "
           f"drop {drop:+.4f})")
     assert r["num_images"] == len(reference["images"]) and r["skipped"] == 0
     assert abs(drop) <= BOUNDS[variant][1]
@@ -259,8 +268,38 @@ def test_bench_gpu_rows_agree_with_cpu(trained, reference, tflite_eval):
         ev = _eval_miou(trained, reference, tflite_eval, v, "gpu")
         print(f"{v}: bench GPU vs CPU agreement {agree:.5f}, GPU mIoU {gpu['miou']:.5f} "
               f"(eval on GPU {ev:.5f})")
-        assert agree >= gpu_bound(v)
+        assert agree >= gpu_bound(v, "fp16")
         assert gpu["miou"] == pytest.approx(ev, abs=1e-6)
+
+
+@pytest.mark.gpu
+def test_cli_gpu_precision_fp32(trained, reference, tflite_eval, tmp_path, capsys):
+    """``bench``/``eval --gpu-precision fp32`` through the CLI: the GPU rows say which arithmetic
+    ran, bench and eval score the same mIoU, and the int8 export's GPU argmax then follows the
+    CPU's integer kernels (>= 99.5% of the held-out pixels, see :func:`test_predict`)."""
+    import json
+
+    from edge_deeplab.app.cli import main
+
+    path = trained["exports"]["int8"]
+    data = ["--dataset", "folder", "--data-dir", trained["data"], "--split", "val"]
+    rc = main(["bench", path, "--accelerator", "cpu,gpu", "--gpu-precision", "fp32", "--runs", "2",
+               "--warmup", "1", "--rounds", "1", "--e2e-runs", "0", *data,
+               "--json", str(tmp_path / "b.json"), "--markdown", str(tmp_path / "b.md"), "--quiet"])
+    assert rc == 0, capsys.readouterr().err
+    assert "| gpu (fp32) |" in (tmp_path / "b.md").read_text()
+    rows = {r["accelerator"]: r for r in json.loads((tmp_path / "b.json").read_text())["results"]}
+    assert rows["gpu"]["gpu_precision"] == "fp32" and rows["cpu"]["gpu_precision"] is None
+    assert json.loads((tmp_path / "b.json").read_text())["settings"]["gpu_precision"] == "fp32"
+    assert rows["gpu"]["fully_accelerated"] is True
+    rc = main(["eval", path, "--accelerator", "gpu", "--gpu-precision", "fp32", *data,
+               "--json", str(tmp_path / "e.json"), "--quiet"])
+    assert rc == 0, capsys.readouterr().err
+    ev = json.loads((tmp_path / "e.json").read_text())["miou"]
+    print(f"int8 GPU fp32: bench mIoU {rows['gpu']['miou']:.6f}, eval mIoU {ev:.6f}, "
+          f"CPU {rows['cpu']['miou']:.6f}")
+    assert rows["gpu"]["miou"] == pytest.approx(ev, abs=1e-6)
+    assert abs(ev - rows["cpu"]["miou"]) <= 0.002
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,7 +308,8 @@ def test_bench_gpu_rows_agree_with_cpu(trained, reference, tflite_eval):
 
 @pytest.fixture(scope="module")
 def clip_frames(tmp_path_factory, reference):
-    """Four frames of the demo's procedural clip, at the model's input size, as PNGs."""
+    """Four frames of the demo's procedural clip, at the model's input size, as PNGs, and the
+    person matte of the float and of the QAT Keras model (``{"float": ..., "qat": ...}``)."""
     import cv2
 
     from demos.clip import generate_images
@@ -279,12 +319,14 @@ def clip_frames(tmp_path_factory, reference):
     paths = generate_images(folder, num_images=4, width=w, height=h)
     rgb = [cv2.imread(str(p))[..., ::-1] for p in paths]
     x = np.stack(rgb).astype(np.float32) / 127.5 - 1.0
-    logits = reference["model"].predict(x, verbose=0)
-    e = np.exp(logits - logits.max(-1, keepdims=True))
     person = reference["config"].resolved_labels().index("person")
-    p = e[..., person] / e.sum(-1)
-    matte = np.clip((p - 0.1) / 0.8, 0.0, 1.0)  # the demo's default matte levels (0.1, 0.9)
-    return folder, paths, matte
+    mattes = {}
+    for key, model in (("float", reference["model"]), ("qat", reference["qat_model"])):
+        logits = model.predict(x, verbose=0)
+        e = np.exp(logits - logits.max(-1, keepdims=True))
+        p = e[..., person] / e.sum(-1)
+        mattes[key] = np.clip((p - 0.1) / 0.8, 0.0, 1.0)  # the demo's matte levels (0.1, 0.9)
+    return folder, paths, mattes
 
 
 @pytest.mark.parametrize("accelerator", ["cpu", pytest.param("gpu", marks=pytest.mark.gpu)])
@@ -294,7 +336,8 @@ def test_demo(trained, clip_frames, variant, accelerator, tmp_path, capsys):
 
     from edge_deeplab.app.cli import main
 
-    folder, paths, matte = clip_frames
+    folder, paths, mattes = clip_frames
+    matte = mattes["qat" if variant == "qat-int8" else "float"]  # as keras_of(): its own Keras model
     if _gpu_refuses(trained["exports"][variant], variant, accelerator):
         return
     out = tmp_path / "out"
