@@ -12,6 +12,8 @@ INSTALL_REQUIRES = [
     # int16 activations and selective precision (converters/litert_quant.py); installs beside
     # ai-edge-litert 2.3.0 and TF 2.21 without changing them.
     "litert-quantizer==0.11.0",
+    # the model contract reads .tflite flatbuffers with it (edge_deeplab/core/contract/tflite_reader.py)
+    "flatbuffers>=23.5",
     "opencv-python-headless>=4.9",
     "numpy>=1.26",
     "pillow>=10",

@@ -1,8 +1,9 @@
 """What is inside a ``.tflite``, and will the mobile GPU run all of it?
 
-:func:`analyze_tflite` parses the flatbuffer (``ai_edge_litert.schema_py_generated``; no TensorFlow)
-and reports size, I/O tensors with quantization, the op histogram, the kind of quantization, float
-islands in quantized models, and GPU coverage.
+:func:`analyze_tflite` parses the flatbuffer (the contract's reader,
+:mod:`edge_deeplab.core.contract.tflite_reader`; op names from ``ai_edge_litert.schema_py_generated``;
+no TensorFlow) and reports size, I/O tensors with quantization, the op histogram, the kind of
+quantization, float islands in quantized models, and GPU coverage.
 
 GPU coverage is measured with the real LiteRT GPU accelerator (``CompiledModel`` with
 ``HardwareAccelerator.GPU``, ``is_fully_accelerated()`` and the ops it leaves to the CPU) through
@@ -78,49 +79,37 @@ class Graph:
 
         model = parse_model(data, what)
         op_names = _enum_names(schema.BuiltinOperator)
-        type_names = _enum_names(schema.TensorType)
         try:
             self.opcodes = []
-            for i in range(model.OperatorCodesLength()):
-                oc = model.OperatorCodes(i)
-                code = max(int(oc.BuiltinCode()), int(oc.DeprecatedBuiltinCode()))
-                name = op_names.get(code, f"UNKNOWN_{code}")
+            for oc in model.operator_codes:
+                name = op_names.get(oc.code, f"UNKNOWN_{oc.code}")
                 if name == "CUSTOM":
-                    cc = oc.CustomCode()
-                    name = f"CUSTOM:{cc.decode('utf-8', 'replace')}" if cc else "CUSTOM"
+                    name = f"CUSTOM:{oc.custom_code}" if oc.custom_code else "CUSTOM"
                 self.opcodes.append(name)
-            buffers_with_data = set()
-            for i in range(model.BuffersLength()):
-                b = model.Buffers(i)
-                if b.DataLength() > 0 or b.Size() > 0:
-                    buffers_with_data.add(i)
-            self.num_subgraphs = model.SubgraphsLength()
-            sg = model.Subgraphs(0)
+            buffers_with_data = {i for i, b in enumerate(model.buffers) if b.has_data}
+            self.num_subgraphs = len(model.subgraphs)
+            sg = model.subgraphs[0]
             self.tensors = []
-            for i in range(sg.TensorsLength()):
-                t = sg.Tensors(i)
-                q = t.Quantization()
-                scales = q.ScaleAsNumpy() if q is not None and q.ScaleLength() else np.zeros(0)
-                zps = q.ZeroPointAsNumpy() if q is not None and q.ZeroPointLength() else np.zeros(0)
+            for t in sg.tensors:
+                q = t.quantization
                 self.tensors.append({
-                    "name": (t.Name() or b"").decode("utf-8", "replace"),
-                    "shape": [int(s) for s in (t.ShapeAsNumpy() if t.ShapeLength() else [])],
-                    "dtype": type_names.get(t.Type(), f"TYPE_{t.Type()}"),
-                    "const": t.Buffer() in buffers_with_data,
-                    "variable": bool(t.IsVariable()),
-                    "scales": np.asarray(scales, np.float64).ravel(),
-                    "zero_points": np.asarray(zps, np.int64).ravel(),
+                    "name": t.name,
+                    "shape": [int(s) for s in t.shape],
+                    "dtype": t.dtype.upper(),
+                    "const": t.buffer in buffers_with_data,
+                    "variable": t.is_variable,
+                    "scales": np.asarray(q.scale if q else (), np.float64).ravel(),
+                    "zero_points": np.asarray(q.zero_point if q else (), np.int64).ravel(),
                 })
-            self.inputs = [int(i) for i in (sg.InputsAsNumpy() if sg.InputsLength() else [])]
-            self.outputs = [int(i) for i in (sg.OutputsAsNumpy() if sg.OutputsLength() else [])]
+            self.inputs = [int(i) for i in sg.inputs]
+            self.outputs = [int(i) for i in sg.outputs]
             self.ops = []
-            for i in range(sg.OperatorsLength()):
-                op = sg.Operators(i)
-                idx = op.OpcodeIndex()
+            for i, op in enumerate(sg.operators):
+                idx = op.opcode_index
                 if idx >= len(self.opcodes):
                     raise ValueError(f"operator {i} has opcode index {idx} out of range")
-                ins = [int(x) for x in (op.InputsAsNumpy() if op.InputsLength() else []) if x >= 0]
-                outs = [int(x) for x in (op.OutputsAsNumpy() if op.OutputsLength() else []) if x >= 0]
+                ins = [int(x) for x in op.inputs if x >= 0]
+                outs = [int(x) for x in op.outputs if x >= 0]
                 for t in ins + outs:
                     if t >= len(self.tensors):
                         raise ValueError(f"operator {i} refers to tensor {t} out of range")

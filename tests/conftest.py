@@ -6,6 +6,8 @@
   skip that names it; a probe that crashes or hangs is an error, never a skip.
 * ``trained``: the small trained model and its exports of every variant
   (:mod:`tests.support.trained`), built once per session and cached by the code that makes them.
+* ``board_python``: the python of the tflite_runtime-only "board" venv
+  (:mod:`tests.support.board`, ``scripts/tflite_runtime_venv.sh``), made once and cached.
 """
 
 import os
@@ -36,3 +38,12 @@ def trained(pytestconfig):
     from tests.support.trained import trained_artifacts
 
     return trained_artifacts(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def board_python():
+    """The board venv's python (tflite_runtime 2.14, NumPy 1, no TensorFlow/LiteRT); see
+    :mod:`tests.support.board` for when it skips and when it fails."""
+    from tests.support.board import board_python as make
+
+    return make()

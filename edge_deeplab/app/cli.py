@@ -8,9 +8,10 @@ Each subcommand lives in ``edge_deeplab/app/commands/<name>.py`` and exposes:
 
 Errors: an :class:`~edge_deeplab.core.errors.EdgeDeeplabError` (bad input, missing file, delegate that
 cannot start) prints ``edge-deeplab <cmd>: error: <one line>`` and exits with its code; so does a bad
-flag (argparse, without the usage block). Ctrl-C exits 130 and SIGTERM 143, after clean-up. Any other
-exception also prints one line (type and message) and exits 1; set ``EDGE_DEEPLAB_DEBUG=1`` or pass
-``--debug`` for the full traceback.
+flag (argparse, without the usage block). Ctrl-C exits 130 and SIGTERM 143, after clean-up. A missing
+dependency (LiteRT or TensorFlow on a tflite_runtime-only board) prints what to install and exits 2.
+Any other exception also prints one line (type and message) and exits 1; set ``EDGE_DEEPLAB_DEBUG=1``
+or pass ``--debug`` for the full traceback.
 """
 
 from __future__ import annotations
@@ -199,8 +200,12 @@ def main(argv=None) -> int:
     except Exception as e:  # noqa: BLE001 - the CLI's promise: one line, never a traceback dump
         if debug:
             raise
-        from edge_deeplab.core.errors import explain_missing_kernel
+        from edge_deeplab.core.errors import explain_missing_kernel, explain_missing_module
 
+        hint = explain_missing_module(e)
+        if hint:  # e.g. analyze on a board that has only tflite_runtime
+            print(f"{prefix} {hint}", file=sys.stderr)
+            return 2
         hint = explain_missing_kernel(e)
         if hint:
             print(f"{prefix} {hint} (rerun with --debug for details)", file=sys.stderr)

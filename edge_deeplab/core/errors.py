@@ -51,3 +51,39 @@ def explain_missing_kernel(exc: BaseException):
             f"in oneDNN CPU builds, not on this device; run the stock DepthwiseConv2D path "
             f"(call models outside edge_deeplab.model.layers.native_dilated_depthwise(), which is for "
             f"tracing a TFLite conversion only)")
+
+
+#: Top-level module -> (what it is, how to install it), for :func:`explain_missing_module`.
+_INSTALL_HINTS = {
+    "ai_edge_litert": ("LiteRT (ai-edge-litert)", "pip install ai-edge-litert==2.3.0"),
+    "tensorflow": ("TensorFlow", "pip install tensorflow-cpu==2.21.0"),
+    "tf_keras": ("tf-keras", "pip install tf-keras==2.21.0"),
+    "tensorflow_model_optimization": ("the TensorFlow Model Optimization toolkit",
+                                      "pip install tensorflow-model-optimization==0.8.1"),
+    "litert_quantizer": ("litert-quantizer", "pip install litert-quantizer==0.11.0"),
+    "matplotlib": ("Matplotlib", "pip install matplotlib"),
+}
+
+
+def explain_missing_module(exc: BaseException):
+    """One line naming what to install for a ``ModuleNotFoundError`` of a known dependency, else None.
+
+    The full stack (``scripts/install.sh``) has every dependency; a board with only the classic
+    ``tflite_runtime`` wheel (``scripts/tflite_runtime_venv.sh``) runs ``bench``, ``eval`` and
+    ``demo`` with ``--runtime tflite_runtime`` and gets this line from commands that need LiteRT
+    or TensorFlow (``analyze``, ``export``, ``quant-report``, training).
+
+    Example:
+        >>> explain_missing_module(ModuleNotFoundError("No module named 'ai_edge_litert'",
+        ...                                            name="ai_edge_litert"))  # doctest: +ELLIPSIS
+        'this needs LiteRT (ai-edge-litert), which is not installed here: pip install ai-edge-litert==2.3.0 ...'
+    """
+    if not isinstance(exc, ModuleNotFoundError) or not exc.name:
+        return None
+    top = exc.name.split(".")[0]
+    if top not in _INSTALL_HINTS:
+        return None
+    what, how = _INSTALL_HINTS[top]
+    return (f"this needs {what}, which is not installed here: {how} (or scripts/install.sh for "
+            f"the whole stack); on a tflite_runtime-only board, bench, eval (of a .tflite) and demo "
+            f"run with --runtime tflite_runtime")

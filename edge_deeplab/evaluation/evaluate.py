@@ -570,6 +570,7 @@ def evaluate_tflite(path, dataset, *, accelerator: str = "cpu", threads: Optiona
         runner.close()
     r["model"] = str(path)
     r["format"] = "tflite"
+    r["runtime"], r["runtime_version"] = runner.runtime_name, runner.runtime_version
     return r
 
 

@@ -356,7 +356,9 @@ class InterpreterRunner(Runner):
         if delegate:
             self.fully_accelerated = not self.unsupported_ops and not parsed["cpu_ops"]
         else:
-            self.fully_accelerated = True
+            # As the CompiledModel reports on CPU: did the default XNNPACK delegate take every op?
+            # (tflite_runtime 2.14's XNNPACK takes no int8 op and not a 5-input CONCATENATION.)
+            self.fully_accelerated = xnnpack_runs_whole_graph(self._it)
         self._in_idx = [d["index"] for d in self._it.get_input_details()]
         self._out_idx = [d["index"] for d in self._it.get_output_details()]
 
@@ -371,6 +373,29 @@ class InterpreterRunner(Runner):
 
     def close(self):
         self._it = None
+
+
+def xnnpack_runs_whole_graph(interpreter) -> Optional[bool]:
+    """Whether an allocated Interpreter's default XNNPACK delegate runs the whole graph.
+
+    True when there is exactly one delegate partition, fed only by graph inputs and constants and
+    producing every graph output (no op before, between or after it on TFLite's own kernels);
+    False otherwise (also when XNNPACK took nothing); None when the interpreter cannot tell.
+    """
+    try:
+        it = interpreter._interpreter  # noqa: SLF001 - node inputs/outputs are only exposed here
+        parts = [i for i in range(it.NumNodes()) if it.NodeName(i) == "DELEGATE"]
+        if len(parts) != 1:
+            return False
+        produced = {int(t) for d in interpreter._get_ops_details()  # noqa: SLF001
+                    if d["op_name"] != "DELEGATE" for t in d["outputs"]}
+        graph_in = {int(d["index"]) for d in interpreter.get_input_details()}
+        graph_out = {int(d["index"]) for d in interpreter.get_output_details()}
+        ins = {int(t) for t in it.NodeInputs(parts[0])}
+        outs = {int(t) for t in it.NodeOutputs(parts[0])}
+    except Exception:  # noqa: BLE001 - a runtime without these internals: unknown, not a guess
+        return None
+    return graph_out <= outs and all(t in graph_in or t not in produced for t in ins)
 
 
 def needs_isolation(accelerator: str, runtime: str) -> bool:

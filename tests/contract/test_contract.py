@@ -8,8 +8,9 @@ users consume it:
 
 * **predict**: :func:`edge_deeplab.runtime.open_runner` on the LiteRT CompiledModel (CPU, and GPU
   in fp16 and fp32 where the accelerator starts; GPU runs go to a TF-free child process
-  automatically), the LiteRT
-  Interpreter (CPU) and ``tflite_runtime`` (CPU, where installable: a capability skip otherwise);
+  automatically), the LiteRT Interpreter (CPU) and ``tflite_runtime`` (CPU; where this venv lacks
+  it, as here, in the board venv of ``scripts/tflite_runtime_venv.sh``: tflite_runtime 2.14 on
+  NumPy 1, no TensorFlow, no LiteRT, through :mod:`tests.support.tflite_runtime_predict`);
 * **eval**: :func:`edge_deeplab.evaluation.evaluate_tflite` on the held-out split, against
   :func:`~edge_deeplab.evaluation.evaluate_keras` of the Keras model on the same split;
 * **bench**: :func:`benchmarks.harness.run_benchmarks` with the same split: its mIoU must be the
@@ -78,7 +79,8 @@ def gpu_bound(variant, precision):
 
 #: The runtime x accelerator (x GPU precision) combinations: GPU runs on the CompiledModel (the
 #: Interpreter and tflite_runtime take the GPU only through a user ``--delegate`` library).
-PLACES = [("litert", "cpu", None), ("interpreter", "cpu", None), ("tflite_runtime", "cpu", None),
+PLACES = [("litert", "cpu", None), ("interpreter", "cpu", None),
+          pytest.param("tflite_runtime", "cpu", None, marks=pytest.mark.board, id="tflite_runtime-cpu"),
           pytest.param("litert", "gpu", "fp16", marks=pytest.mark.gpu, id="litert-gpu-fp16"),
           pytest.param("litert", "gpu", "fp32", marks=pytest.mark.gpu, id="litert-gpu-fp32")]
 GPU = [pytest.param("gpu", "fp16", marks=pytest.mark.gpu, id="gpu-fp16"),
@@ -89,9 +91,13 @@ def test_bounds_cover_the_vocabulary():
     assert set(BOUNDS) == set(VARIANTS)
 
 
-def _need_runtime(runtime):
-    if runtime not in available_runtimes():
-        pytest.skip(f"{runtime} is not installed here (no wheel for this Python/platform)")
+def _in_board_venv(runtime) -> bool:
+    """True when ``runtime`` must run in the board venv: tflite_runtime where this venv lacks it
+    (it needs NumPy 1; this venv has NumPy 2). Any other runtime must be installed here."""
+    if runtime in available_runtimes():
+        return False
+    assert runtime == "tflite_runtime", f"{runtime} is not installed in this venv"
+    return True
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +129,11 @@ def keras_of(reference, variant):
     return reference["logits"], reference["miou"]
 
 
-def _predict_all(path, images, runtime, accelerator, precision=None):
+def _predict_all(path, images, runtime, accelerator, precision=None, request=None, tmp_path=None):
+    if _in_board_venv(runtime):
+        from tests.support.board import board_predict
+
+        return board_predict(request.getfixturevalue("board_python"), path, images, tmp_path)
     from edge_deeplab.runtime import open_runner
 
     with open_runner(path, accelerator=accelerator, runtime=runtime,
@@ -159,12 +169,11 @@ def test_keras_reference_is_decisive(reference):
 
 @pytest.mark.parametrize("runtime,accelerator,precision", PLACES)
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_predict(trained, reference, variant, runtime, accelerator, precision):
-    _need_runtime(runtime)
+def test_predict(request, tmp_path, trained, reference, variant, runtime, accelerator, precision):
     path = trained["exports"][variant]
     if _gpu_refuses(path, variant, accelerator):
         return
-    got = _predict_all(path, reference["images"], runtime, accelerator, precision)
+    got = _predict_all(path, reference["images"], runtime, accelerator, precision, request, tmp_path)
     ref = keras_of(reference, variant)[0]
     assert got.shape == ref.shape
     agree = float((got.argmax(-1) == ref.argmax(-1)).mean())

@@ -59,6 +59,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--accelerator", default="cpu", choices=("cpu", "gpu"),
                    help="LiteRT accelerator for inference")
     p.add_argument("--threads", type=positive_int, default=None, help="CPU inference threads")
+    p.add_argument("--runtime", default="auto",
+                   choices=("auto", "litert", "interpreter", "tflite_runtime"),
+                   help="TFLite runtime (auto: LiteRT, else tflite_runtime)")
     p.add_argument("--headless", action="store_true",
                    help="no window: write --output and print timings")
     p.add_argument("--output", default=None,
@@ -89,6 +92,6 @@ def run(args) -> int:
              accelerator=args.accelerator, threads=args.threads, headless=args.headless,
              output=args.output, max_frames=args.max_frames, overlay=not args.no_overlay,
              refine=args.refine, smoothing=args.smoothing, screenshot_dir=args.screenshot_dir,
-             camera_size=args.camera_size,
+             camera_size=args.camera_size, runtime=args.runtime,
              warn=lambda msg: print(f"edge-deeplab demo: {msg}", file=sys.stderr, flush=True))
     return 0

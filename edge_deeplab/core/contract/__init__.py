@@ -3,7 +3,10 @@
 * :mod:`~edge_deeplab.core.contract.metadata`: reading/embedding the JSON metadata entry of a
   ``.tflite`` flatbuffer (and its ``X.json`` sidecar), validating flatbuffer bytes;
 * :mod:`~edge_deeplab.core.contract.semantics`: labels, normalization, output kind, variant and
-  person class, answered for every consumer.
+  person class, answered for every consumer;
+* :mod:`~edge_deeplab.core.contract.tflite_reader`: the read-only flatbuffer reader all of the
+  above read models with (``flatbuffers`` only: no TensorFlow, no LiteRT, so it works beside
+  ``tflite_runtime`` on boards).
 """
 
 from edge_deeplab.core.contract.metadata import (

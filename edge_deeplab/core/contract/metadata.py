@@ -12,8 +12,9 @@ normalization, output kind, quantization notes) in two places:
 The same pass gives the graph a ``serving_default`` signature (input ``image``, output ``logits``
 or ``classmap``), which the LiteRT ``CompiledModel`` API looks up by name.
 
-Only ``ai_edge_litert.schema_py_generated`` and ``flatbuffers`` are needed (both ship with
-ai-edge-litert); TensorFlow is never imported here.
+Reading needs only ``flatbuffers`` (:mod:`~edge_deeplab.core.contract.tflite_reader`), so it works
+beside ``tflite_runtime`` alone; writing (export time) uses ``ai_edge_litert``'s object API.
+TensorFlow is never imported here.
 
 What the entries *mean* (labels, normalization, output kind, variant, person class) is answered by
 :mod:`edge_deeplab.core.contract.semantics`.
@@ -66,51 +67,52 @@ def check_tflite_bytes(data: bytes, what: str = "") -> None:
 
 
 def parse_model(data: bytes, what: str = ""):
-    """Parses flatbuffer bytes into ``schema_py_generated.Model`` (read-only view).
+    """Parses flatbuffer bytes into a read-only :class:`~edge_deeplab.core.contract.tflite_reader.Model`.
 
-    Raises :class:`EdgeDeeplabError` for empty, truncated or garbage input.
+    The contract's own reader (no TensorFlow, no LiteRT: it works beside ``tflite_runtime`` alone)
+    parses every table up front, so truncation surfaces here, not later.
+
+    Raises:
+        EdgeDeeplabError: for empty, truncated or garbage input.
     """
-    from ai_edge_litert import schema_py_generated as schema
+    from edge_deeplab.core.contract.tflite_reader import FlatbufferError, read_model
 
     check_tflite_bytes(data, what)
     where = f" {what}" if what else ""
     try:
-        model = schema.Model.GetRootAs(data, 0)
-        # Touch the tables we rely on so that truncation surfaces here, not later.
-        n_sub = model.SubgraphsLength()
-        if n_sub < 1:
-            raise ValueError("no subgraphs")
-        sg = model.Subgraphs(0)
-        for i in range(sg.TensorsLength()):
-            sg.Tensors(i).ShapeAsNumpy()
-        for i in range(sg.OperatorsLength()):
-            sg.Operators(i).OpcodeIndex()
-        for i in range(model.OperatorCodesLength()):
-            model.OperatorCodes(i).BuiltinCode()
-        model.BuffersLength()
-    except EdgeDeeplabError:
-        raise
-    except Exception as e:  # struct.error, IndexError, ValueError on truncated buffers
+        model = read_model(data)
+        if not model.subgraphs:
+            raise FlatbufferError("no subgraphs")
+    except FlatbufferError as e:
         raise EdgeDeeplabError(f"corrupt or truncated TFLite model{where} ({len(data)} bytes: "
-                               f"{type(e).__name__})") from None
+                               f"{_first_words(e)})") from None
     return model
 
 
-def metadata_entry_bytes(model, data: bytes, name: str) -> Optional[bytes]:
-    """The bytes of metadata entry ``name`` of a parsed ``Model`` (``data``: its file bytes), or None.
+def _first_words(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def metadata_entry_bytes(model, name: str, what: str = "") -> Optional[bytes]:
+    """The bytes of metadata entry ``name`` of a :func:`parse_model` ``Model``, or None.
 
     The one reader of a metadata buffer: our JSON entry and the standard ``TFLITE_METADATA``.
+
+    Raises:
+        EdgeDeeplabError: the entry names a buffer that is not in the file.
     """
-    for i in range(model.MetadataLength()):
-        md = model.Metadata(i)
-        if (md.Name() or b"").decode("utf-8", "replace") != name:
+    from edge_deeplab.core.contract.tflite_reader import FlatbufferError
+
+    for md in model.metadata:
+        if md.name != name:
             continue
-        buf = model.Buffers(md.Buffer())
-        if buf.Offset() > 1:  # large models keep buffers after the flatbuffer
-            return bytes(data[buf.Offset(): buf.Offset() + buf.Size()])
-        if buf.DataLength() == 0:
-            return b""
-        return buf.DataAsNumpy().tobytes()
+        try:
+            return model.buffer_bytes(md.buffer)
+        except FlatbufferError as e:
+            where = f" {what}" if what else ""
+            raise EdgeDeeplabError(f"corrupt or truncated TFLite model{where}: metadata entry "
+                                   f"{name}: {_first_words(e)}") from None
     return None
 
 
@@ -137,7 +139,7 @@ def read_tflite_metadata(path_or_bytes: Union[str, os.PathLike, bytes], name: st
     data = load_tflite_bytes(path_or_bytes)
     what = "" if isinstance(path_or_bytes, (bytes, bytearray, memoryview)) else str(path_or_bytes)
     model = parse_model(data, what)
-    raw = metadata_entry_bytes(model, data, name)
+    raw = metadata_entry_bytes(model, name, what)
     if raw is not None:
         try:
             return json.loads(raw.decode("utf-8"))
@@ -156,9 +158,7 @@ def read_tflite_metadata(path_or_bytes: Union[str, os.PathLike, bytes], name: st
 def list_metadata_names(path_or_bytes) -> list:
     """Names of all entries in the model's metadata table (e.g. ``min_runtime_version``)."""
     data = load_tflite_bytes(path_or_bytes)
-    model = parse_model(data)
-    return [(model.Metadata(i).Name() or b"").decode("utf-8", "replace")
-            for i in range(model.MetadataLength())]
+    return [md.name for md in parse_model(data).metadata]
 
 
 def set_metadata_entry(model, name: str, payload: bytes) -> None:

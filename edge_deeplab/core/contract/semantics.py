@@ -134,17 +134,11 @@ def person_class(label_names: Optional[Sequence[str]], num_classes: Optional[int
     return None
 
 
-_TENSOR_TYPE_NAMES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 5: "string",
-                      6: "bool", 7: "int16", 8: "complex64", 9: "int8", 10: "float64"}
-
-
 def tensor_dtypes(path_or_bytes) -> List[str]:
     """numpy dtype names of every tensor of a ``.tflite``'s main graph (flatbuffer read, no runtime)."""
     from edge_deeplab.core.contract.metadata import load_tflite_bytes, parse_model
 
-    model = parse_model(load_tflite_bytes(path_or_bytes))
-    sg = model.Subgraphs(0)
-    return [_TENSOR_TYPE_NAMES.get(sg.Tensors(i).Type(), "other") for i in range(sg.TensorsLength())]
+    return [t.dtype for t in parse_model(load_tflite_bytes(path_or_bytes)).subgraphs[0].tensors]
 
 
 def variant(path_or_bytes=None, metadata: Optional[dict] = None) -> str:

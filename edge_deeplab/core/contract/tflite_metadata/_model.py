@@ -1,6 +1,6 @@
 """The few facts about a ``.tflite`` flatbuffer the metadata reader/writer need (no TensorFlow).
 
-Uses ``ai_edge_litert.schema_py_generated`` (the TFLite model schema that ships with LiteRT).
+Reads the flatbuffer with the contract's own reader (:mod:`edge_deeplab.core.contract.tflite_reader`).
 """
 
 from __future__ import annotations
@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import Optional, Tuple, Union
 
 from edge_deeplab.core.contract.metadata import metadata_entry_bytes
+from edge_deeplab.core.contract.tflite_reader import FlatbufferError, read_model
 from edge_deeplab.core.errors import EdgeDeeplabError
 
 #: Name of the standard metadata entry in the model's ``metadata`` table.
 METADATA_BUFFER_NAME = "TFLITE_METADATA"
-_TENSOR_TYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 6: "bool",
-                 7: "int16", 9: "int8", 10: "float64"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,35 +51,30 @@ def load_bytes(path_or_bytes: Union[str, os.PathLike, bytes, bytearray, memoryvi
 
 
 def _tensor(sg, index: int) -> TensorFacts:
-    t = sg.Tensors(index)
-    q = t.Quantization()
+    if not 0 <= index < len(sg.tensors):
+        raise FlatbufferError(f"graph input/output {index} is not one of the "
+                              f"{len(sg.tensors)} tensors")
+    t = sg.tensors[index]
+    q = t.quantization
     scale = zp = None
-    if q is not None and q.ScaleLength() == 1:
-        scale, zp = float(q.Scale(0)), int(q.ZeroPoint(0)) if q.ZeroPointLength() else 0
-    return TensorFacts(name=(t.Name() or b"").decode("utf-8", "replace"),
-                       shape=tuple(int(s) for s in t.ShapeAsNumpy()) if t.ShapeLength() else (),
-                       dtype=_TENSOR_TYPES.get(t.Type(), f"type{t.Type()}"),
+    if q is not None and len(q.scale) == 1:
+        scale, zp = float(q.scale[0]), int(q.zero_point[0]) if q.zero_point else 0
+    return TensorFacts(name=t.name, shape=tuple(int(s) for s in t.shape), dtype=t.dtype,
                        scale=scale, zero_point=zp)
 
 
 def model_facts(data: bytes, what: str = "model") -> ModelFacts:
     """Parses the flatbuffer; one-line :class:`EdgeDeeplabError` for garbage or truncation."""
-    from ai_edge_litert import schema_py_generated as schema
-
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise EdgeDeeplabError(f"not a TFLite model: {what} (no TFL3 identifier)")
     try:
-        model = schema.Model.GetRootAs(data, 0)
-        if model.SubgraphsLength() < 1:
-            raise ValueError("no subgraphs")
-        sg = model.Subgraphs(0)
-        inputs = tuple(_tensor(sg, int(i)) for i in sg.InputsAsNumpy())
-        outputs = tuple(_tensor(sg, int(i)) for i in sg.OutputsAsNumpy())
-        raw = metadata_entry_bytes(model, data, METADATA_BUFFER_NAME)
-        n_sub = model.SubgraphsLength()
-    except EdgeDeeplabError:
-        raise
-    except Exception as e:  # noqa: BLE001 - struct.error, IndexError on truncated buffers
-        raise EdgeDeeplabError(f"corrupt or truncated TFLite model: {what} "
-                               f"({type(e).__name__})") from None
-    return ModelFacts(n_sub, inputs, outputs, raw)
+        model = read_model(data)
+        if not model.subgraphs:
+            raise FlatbufferError("no subgraphs")
+        sg = model.subgraphs[0]
+        inputs = tuple(_tensor(sg, int(i)) for i in sg.inputs)
+        outputs = tuple(_tensor(sg, int(i)) for i in sg.outputs)
+    except FlatbufferError as e:
+        raise EdgeDeeplabError(f"corrupt or truncated TFLite model: {what} ({e})") from None
+    raw = metadata_entry_bytes(model, METADATA_BUFFER_NAME, what)
+    return ModelFacts(len(model.subgraphs), inputs, outputs, raw)
