@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from edge_deeplab.app.cli import COMMANDS, main
+from tests.support.cli import assert_one_line_error
 
 
 def test_every_command_is_registered_with_help(capsys):
@@ -28,10 +29,8 @@ def test_console_script_one_line_error():
     exe = Path(sys.executable).parent / "edge-deeplab"  # the installed console script
     p = subprocess.run([str(exe), "analyze", "/nonexistent/model.tflite"], capture_output=True,
                        text=True, timeout=300)
-    assert p.returncode == 2  # EdgeDeeplabError's exit code
-    lines = p.stderr.strip().splitlines()
-    assert lines == ["edge-deeplab analyze: error: TFLite model not found: /nonexistent/model.tflite"]
-    assert "Traceback" not in p.stderr
+    line = assert_one_line_error(p, code=2)  # EdgeDeeplabError's exit code
+    assert line == "edge-deeplab analyze: error: TFLite model not found: /nonexistent/model.tflite"
 
 
 def test_missing_file_error_comes_before_tensorflow_loads():
@@ -55,8 +54,7 @@ def test_unexpected_exception_is_one_line(monkeypatch, capsys):
     args = parser.parse_args(["summary"])
     assert args._run is boom
     rc = cli.main(["summary"])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 1 and len(err) == 1 and "ZeroDivisionError" in err[0] and "--debug" in err[0]
+    assert_one_line_error(capsys.readouterr().err, "ZeroDivisionError", "--debug", rc=rc, code=1)
 
 
 # ------------------------------------------------------------------- issue 12: numeric flags
@@ -84,10 +82,8 @@ def test_nonsense_numeric_flags_fail_at_parse_time_with_one_line(argv, capsys, t
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as e:
         main(argv)
-    assert e.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    flag = argv[-2]
-    assert len(err) == 1 and flag in err[0] and f"edge-deeplab {argv[0]}: error:" in err[0], err
+    assert_one_line_error(capsys.readouterr().err, argv[-2], f"edge-deeplab {argv[0]}: error:",
+                          rc=e.value.code, code=2)
 
 
 def test_numeric_helpers_accept_valid_values():
@@ -159,26 +155,21 @@ def test_keras3_file_is_one_short_line(command, tmp_path, capsys):
                                     else ["--dataset", "folder", "--data-dir", str(tmp_path), "--quiet"])
     if command == "eval":  # a minimal folder dataset so the model is what fails
         import numpy as np
-        from PIL import Image
 
-        (tmp_path / "images").mkdir()
-        (tmp_path / "masks").mkdir()
-        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "images" / "a.png")
-        Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "masks" / "a.png")
-        (tmp_path / "val.txt").write_text("a\n")
-        (tmp_path / "labels.txt").write_text("bg\nfg\n")
+        from tests.support.data_trees import make_folder_tree
+
+        make_folder_tree(tmp_path, np.random.default_rng(0), n=1, num_classes=2, exts=(".png",),
+                         sizes=((8, 8),), n_train=0, labels=("bg", "fg"))
     rc = main(argv)
-    err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 1, err
-    assert "Keras 3.5.0" in err[-1] and "config=" not in err[-1] and len(err[-1]) < 300, err
+    line = assert_one_line_error(capsys.readouterr().err, "Keras 3.5.0", rc=rc, code=2)
+    assert "config=" not in line and len(line) < 300, line
 
 
 def test_undeserializable_keras_file_error_has_no_config_dump(tmp_path, capsys):
     model = _keras_zip(tmp_path / "odd.keras", "2.15.0")
     rc = main(["export", str(model), "--out", str(tmp_path / "o.tflite")])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 1 and "cannot load Keras model" in err[0], err
-    assert "'filters': 8" not in err[0] and len(err[0]) < 500, err
+    line = assert_one_line_error(capsys.readouterr().err, "cannot load Keras model", rc=rc, code=2)
+    assert "'filters': 8" not in line and len(line) < 500, line
 
 
 _HANGS_AFTER_CTRL_C = r"""

@@ -17,6 +17,7 @@ import pytest
 
 from edge_deeplab import __version__
 from edge_deeplab.app.cli import main
+from tests.support.cli import assert_one_line_error
 
 EXE = str(Path(sys.executable).parent / "edge-deeplab")
 HEADS = ["--aspp-filters", "16", "--decoder-filters", "16", "--low-level-filters", "8"]
@@ -63,7 +64,7 @@ def test_debug_shows_the_traceback(where, tmp_path):
     assert "Traceback (most recent call last)" in p.stderr and "EdgeDeeplabError" in p.stderr
     assert "not found" in p.stderr.strip().splitlines()[-1]
     plain = subprocess.run([EXE, "analyze", missing], capture_output=True, text=True, timeout=300)
-    assert "Traceback" not in plain.stderr and len(plain.stderr.strip().splitlines()) == 1
+    assert_one_line_error(plain)
 
 
 def test_ctrl_c_exits_130(data, tmp_path):
@@ -125,29 +126,21 @@ def test_train_classes_and_backbone_weights_from_a_local_h5(data, tmp_path):
 
 
 def test_train_skip_bad(tmp_path, capsys):
-    from tests.support.data_trees import random_scene, save_palette_png
+    from tests.support.data_trees import make_folder_tree
 
-    root = tmp_path / "folder"
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    rng = np.random.default_rng(0)
-    from PIL import Image
-
-    for i in range(6):
-        Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(root / "images" / f"{i}.png")
-        save_palette_png(root / "masks" / f"{i}.png", random_scene(rng, 64, 64, 3))
-    (root / "images" / "5.png").write_bytes(b"not a png")
+    root, _ = make_folder_tree(tmp_path / "folder", np.random.default_rng(0), n=6, num_classes=3,
+                               exts=(".png",), sizes=((64, 64),), split_files=False, labels=False)
+    (root / "images" / "img005.png").write_bytes(b"not a png")
     args = ["train", "--dataset", "folder", "--data-dir", str(root), "--split", "all",
             "--val-split", "none", "--num-classes", "3", "--steps", "1", "--batch-size", "2",
             "--preset", "fast", *HEADS]
-    assert main([*args, "--out", str(tmp_path / "a")]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "5.png" in err[0]
+    rc = main([*args, "--out", str(tmp_path / "a")])
+    assert_one_line_error(capsys.readouterr().err, "img005.png", rc=rc, code=2)
     assert main([*args, "--out", str(tmp_path / "b"), "--skip-bad"]) == 0
     out, err = capsys.readouterr()
     summary = json.loads(next(l for l in out.splitlines() if l.startswith("{")))
     assert summary["final_step"] == 1
-    assert "skipped 1 bad item(s)" in err and "5.png" in err, err
+    assert "skipped 1 bad item(s)" in err and "img005.png" in err, err
 
 
 # ---------------------------------------------------------------------------------------- qat
@@ -284,44 +277,31 @@ def test_eval_qat_scores_the_qat_keras_model(run, data, exports, tmp_path, capsy
 COLOURS = {0: (20, 20, 20), 1: (200, 30, 30), 2: (30, 30, 200)}  # background, person, sky (RGB)
 
 
-def _colour_scene(rng, n_rects=3, size=64):
-    mask = np.zeros((size, size), np.uint8)
+def _colour_rectangles(rng, h, w, num_classes, n_rects=3):
+    mask = np.zeros((h, w), np.uint8)
     for _ in range(n_rects):
-        y, x = rng.integers(0, size - 16, 2)
-        h, w = rng.integers(10, 28, 2)
-        mask[y:y + h, x:x + w] = rng.integers(1, 3)
-    img = np.zeros((size, size, 3), np.uint8)
-    for c, rgb in COLOURS.items():
-        img[mask == c] = rgb
-    return img, mask
+        y, x = rng.integers(0, h - 16), rng.integers(0, w - 16)
+        rh, rw = rng.integers(10, 28, 2)
+        mask[y:y + rh, x:x + rw] = rng.integers(1, num_classes)
+    return mask
 
 
 @pytest.fixture(scope="module")
-def colour(tmp_path_factory):
+def colour(tmp_path_factory, pytestconfig):
     """A DeepLab whose classes follow the colours (tests.support.segmentation_models), exported to
     float32 with metadata, and a 3-class folder dataset of coloured rectangles it segments well."""
-    from PIL import Image
+    from tests.support.data_trees import make_folder_tree
+    from tests.support.segmentation_models import colour_rule
+    from tests.support.tiny import tiny_tflite
 
-    from converters.export import export_tflite
-    from tests.support.data_trees import save_palette_png
-    from tests.support.segmentation_models import colour_decided_deeplab, colour_rule
-
-    d = tmp_path_factory.mktemp("colour")
-    model, cfg = colour_decided_deeplab((64, 64))
-    path = d / "colour.tflite"
-    export_tflite(model, path, "float32", config=cfg)
-    root = d / "data"
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    rng = np.random.default_rng(3)
-    frames = []
-    for i in range(6):
-        img, mask = _colour_scene(rng)
-        assert (colour_rule(img) == mask).mean() > 0.99
-        Image.fromarray(img).save(root / "images" / f"{i}.png")
-        save_palette_png(root / "masks" / f"{i}.png", mask)
-        frames.append(img)
-    return path, root, frames
+    root, masks = make_folder_tree(tmp_path_factory.mktemp("colour") / "data", np.random.default_rng(3),
+                                   n=6, num_classes=3, exts=(".png",), sizes=((64, 64),),
+                                   split_files=False, labels=False, scene=_colour_rectangles,
+                                   colours=COLOURS, noise=0)
+    frames = [np.asarray(_png(root / "images" / f"{stem}.png")) for stem in sorted(masks)]
+    for img, stem in zip(frames, sorted(masks)):
+        assert (colour_rule(img) == masks[stem]).mean() > 0.99
+    return tiny_tflite(pytestconfig, weights="colour"), root, frames
 
 
 def test_eval_multiscale_flip_crf_on_tflite(colour, tmp_path):
@@ -388,10 +368,9 @@ def test_demo_person_class_and_refine(colour, tmp_path, capsys):
     d = np.abs(guided - got[1])
     assert d.max() > 0.05 and d.mean() < 0.1  # edges refined, the matte kept
     capsys.readouterr()
-    assert main(["demo", "--model", str(m), "--source", str(tmp_path / "c1_in.png"), "--headless",
-                 "--output", str(tmp_path / "x.png"), "--person-class", "7"]) != 0
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "7" in err[0]
+    rc = main(["demo", "--model", str(m), "--source", str(tmp_path / "c1_in.png"), "--headless",
+               "--output", str(tmp_path / "x.png"), "--person-class", "7"])
+    assert_one_line_error(capsys.readouterr().err, "7", rc=rc)
 
 
 def test_demo_smoothing_carries_the_matte_across_frames(colour, tmp_path):

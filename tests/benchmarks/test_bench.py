@@ -24,6 +24,7 @@ from benchmarks.measure import latency_stats, make_input, output_to_classmap, ro
 from edge_deeplab.core.errors import EdgeDeeplabError
 from edge_deeplab.runtime import TensorInfo
 from tests.support.bench_models import bad_models, tiny_models, without_metadata
+from tests.support.cli import assert_one_line_error
 
 FIX = Path(__file__).resolve().parents[2] / "benchmarks" / "fixtures"
 
@@ -149,7 +150,7 @@ def test_bad_models_each_get_one_error_and_good_one_survives(models, tmp_path, c
                "--warmup", "1", "--rounds", "1", "--e2e-runs", "1", "--json", str(out), "--quiet"])
     assert rc != 0
     rep = json.loads(out.read_text())
-    assert [Path(r["model"]).name for r in rep["results"]] == ["deeplab_64_int8.tflite"]
+    assert [Path(r["model"]).name for r in rep["results"]] == [models["int8"].name]
     errs = {Path(e["model"]).stem: e["error"] for e in rep["errors"]}
     assert set(errs) == set(bad)
     assert "not a valid TFLite model" in errs["garbage"]
@@ -185,7 +186,7 @@ def test_native_crash_costs_only_its_own_row(models, monkeypatch, tmp_path):
     script.write_text(_SEGV_WORKER)
     monkeypatch.setattr(harness, "WORKER_COMMAND", (sys.executable, str(script)))
     rep = run_benchmarks([models["int8"], models["float32"]], threads=2, warmup=1, runs=2, rounds=1, e2e_runs=0)
-    assert [Path(r["model"]).name for r in rep["results"]] == ["deeplab_64_float32.tflite"]
+    assert [Path(r["model"]).name for r in rep["results"]] == [models["float32"].name]
     assert len(rep["errors"]) == 1 and "SIGSEGV" in rep["errors"][0]["error"]
     assert rep["results"][0]["e2e_ms"] is None
 
@@ -290,9 +291,7 @@ def test_relative_paths_are_the_callers_not_the_repositorys(models, tmp_path):
 
 def test_missing_relative_model_is_named_from_the_callers_directory(tmp_path):
     p = _cli(["bench", "nowhere/x.tflite", *FAST, "--quiet"], cwd=tmp_path)
-    assert p.returncode == 1
-    lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and str(tmp_path / "nowhere" / "x.tflite") in lines[0], lines
+    assert_one_line_error(p, str(tmp_path / "nowhere" / "x.tflite"), code=1)
     bad_frame = _cli(["bench", "x.tflite", "--frame", "none.png", "--quiet"], cwd=tmp_path)
     assert bad_frame.returncode == 2 and str(tmp_path / "none.png") in bad_frame.stderr
 
@@ -308,9 +307,8 @@ def test_nonsense_numbers_are_refused_at_parse_time(flag, value, capsys, monkeyp
     monkeypatch.setattr(harness, "run_worker", lambda *a, **k: pytest.fail("a worker started"))
     with pytest.raises(SystemExit) as e:
         main(["bench", "x.tflite", flag, value])
-    assert e.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(f"edge-deeplab bench: error: argument {flag}:"), err
+    assert_one_line_error(capsys.readouterr().err, rc=e.value.code, code=2,
+                          prefix=f"edge-deeplab bench: error: argument {flag}:")
 
 
 def test_unwritable_report_paths_fail_before_any_model_runs(models, tmp_path, capsys, monkeypatch):
@@ -330,9 +328,8 @@ def test_unwritable_report_paths_fail_before_any_model_runs(models, tmp_path, ca
         cases.append(("--json", ro / "r.json", "not writable"))
     for flag, path, why in cases:
         rc = main(["bench", str(models["float32"]), flag, str(path), "--quiet"])
-        err = capsys.readouterr().err.strip().splitlines()
-        assert rc == 2 and len(err) == 1, (flag, path, err)
-        assert err[0].startswith("edge-deeplab bench: error:") and str(path) in err[0] and why in err[0]
+        assert_one_line_error(capsys.readouterr().err, str(path), why, rc=rc, code=2,
+                              prefix="edge-deeplab bench: error:")
 
 
 def test_when_every_model_fails_one_line_each_and_no_table(tmp_path):

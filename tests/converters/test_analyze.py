@@ -19,6 +19,7 @@ from converters.analyze import (
     static_gpu_rules,
 )
 from edge_deeplab.core.errors import EdgeDeeplabError
+from tests.support.cli import assert_one_line_error
 
 
 def _convert(fn, shape, quant=None, out=None, io="uint8"):
@@ -172,7 +173,7 @@ def test_bad_files_raise_one_line(models, tmp_path):
         p.write_bytes(content)
         with pytest.raises(EdgeDeeplabError) as e:
             analyze_tflite(p, gpu=False)
-        assert "\n" not in str(e.value) and name in str(e.value), name
+        assert_one_line_error(e, name)
     with pytest.raises(EdgeDeeplabError, match="not found"):
         analyze_tflite(tmp_path / "missing.tflite")
     with pytest.raises(EdgeDeeplabError, match="not a file"):
@@ -190,9 +191,8 @@ def test_cli(models, tmp_path, capsys):
     assert "CONV_2D" in out and "float islands: 3" in out
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(b"nope")
-    assert main(["analyze", str(bad)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("edge-deeplab analyze: error:")
+    rc = main(["analyze", str(bad)])
+    assert_one_line_error(capsys.readouterr().err, rc=rc, code=2, prefix="edge-deeplab analyze: error:")
 
 
 def test_uint8_io_edge_conversions_are_named_as_outside_xnnpack(models):

@@ -21,17 +21,15 @@ from converters.export import export_tflite
 from edge_deeplab.core.contract.metadata import list_metadata_names, read_tflite_metadata
 from edge_deeplab.core.errors import EdgeDeeplabError
 from edge_deeplab.model.config import ModelConfig
-from tests.support.export_models import (
-    calibrated_random_model,
-    keras_logits,
-    natural_image,
-    op_counts,
-    predict,
-)
+from tests.support.cli import assert_one_line_error
+from tests.support.data_trees import make_folder_tree
+from tests.support.export_models import keras_logits, natural_image, op_counts, predict
+from tests.support.segmentation_models import calibrated_random_model
+from tests.support.tiny import tiny_config
 
 pytestmark = pytest.mark.kernels  # CI runs these again with oneDNN on
 
-SMALL_CFG = dict(input_size=(64, 64), num_classes=3, alpha=0.35, output_stride=8)
+SMALL_CFG = dict(output_stride=8)  # on the tiny config: 64x64, alpha 0.35, 3 classes
 FORBIDDEN = ("SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND", "MUL")
 
 
@@ -57,30 +55,13 @@ def dilated_depthwise_ops(path):
     return n, dil
 
 
-def make_folder_dataset(root: Path, size=(64, 64), n=6, num_classes=3) -> Path:
-    import cv2
-
-    from converters.export import structured_images
-
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    imgs = [natural_image(size)] + list(structured_images(n - 1, size, seed=5))
-    for i, img in enumerate(imgs):
-        cv2.imwrite(str(root / "images" / f"im{i}.png"), img[..., ::-1])
-        mask = (np.arange(size[0] * size[1]).reshape(size) % num_classes).astype(np.uint8)
-        cv2.imwrite(str(root / "masks" / f"im{i}.png"), mask)
-    (root / "train.txt").write_text("".join(f"im{i}\n" for i in range(n)))
-    (root / "labels.txt").write_text("".join(f"c{i}\n" for i in range(num_classes)))
-    return root
-
-
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
     """(config, model, saved .keras path, natural test image, work dir)."""
     from edge_deeplab.model.model_io import save_model
 
     d = tmp_path_factory.mktemp("export")
-    cfg = ModelConfig(**SMALL_CFG)
+    cfg = tiny_config(**SMALL_CFG)
     image = natural_image(cfg.input_size)
     # The first seed (deterministic) whose random model does not predict one class everywhere:
     # the export checks below compare argmaxes, which a constant argmax would make vacuous.
@@ -96,7 +77,12 @@ def small(tmp_path_factory):
 def exported(small):
     """The four post-training variants of the small model (int8 calibrated on a folder dataset)."""
     cfg, model, _, _, d = small
-    data = make_folder_dataset(d / "calib", size=cfg.input_size)
+    from converters.export import structured_images
+
+    size = cfg.input_size  # calibration (train split): a photo and generated scenes
+    data, _ = make_folder_tree(d / "calib", np.random.default_rng(0), num_classes=3, exts=(".png",),
+                               images=[natural_image(size), *structured_images(5, size, seed=5)],
+                               n_train=6)
     out = {}
     for v in ("float32", "float16", "dynamic", "int8"):
         kw = dict(calibration_dataset="folder", data_dir=str(data), calibration_steps=6) \
@@ -289,7 +275,7 @@ def test_bad_arguments_one_line(small, kwargs, msg):
     cfg, model, _, _, d = small
     with pytest.raises(EdgeDeeplabError, match=msg) as e:
         export_tflite(model, d / "bad.tflite", config=cfg, **kwargs)
-    assert "\n" not in str(e.value)
+    assert_one_line_error(e, msg)
     assert not (d / "bad.tflite").exists()
 
 
@@ -315,11 +301,7 @@ def test_cli_errors_are_one_line(small, tmp_path, capsys):
     ]
     for argv, msg in cases:
         rc = main(argv)
-        err = capsys.readouterr().err.strip()
-        assert rc != 0, argv
-        assert len(err.splitlines()) == 1, err
-        assert err.startswith("edge-deeplab export: error:") and msg in err, err
-        assert "Traceback" not in err
+        assert_one_line_error(capsys.readouterr().err, msg, rc=rc, prefix="edge-deeplab export: error:")
     assert not (tmp_path / "a.tflite").exists()
 
 
@@ -477,6 +459,5 @@ def test_cli_export_checks_out_and_calibration_before_converting(case, tmp_path,
     else:
         extra, expect = ["--calibration-dataset", "synthetic"], "calibrated variants (int8, w8a16)"
     rc = main(["export", str(model), "--out", str(out), *extra])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 1 and expect in err[0], err
+    assert_one_line_error(capsys.readouterr().err, expect, rc=rc, code=2)
     assert not out.exists()

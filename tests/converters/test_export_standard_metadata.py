@@ -10,19 +10,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from converters.export import export_tflite
+from converters.export import structured_images
 from edge_deeplab.core.contract.tflite_metadata import (
     mediapipe_compatibility,
     read_standard_metadata,
     write_standard_metadata,
 )
 from edge_deeplab.core.errors import EdgeDeeplabError
-from edge_deeplab.model.config import ModelConfig
+from tests.support.cli import assert_one_line_error
+from tests.support.data_trees import make_folder_tree
+from tests.support.tiny import tiny_model, tiny_tflite
 
 LABELS = ("background", "person", "sky")
-#: output stride 32 with ASPP rates 1: no dilation anywhere (nothing here needs a forward pass).
-CFG = dict(input_size=(64, 64), num_classes=3, alpha=0.35, output_stride=32, aspp_rates=(1, 1, 1),
-           labels=LABELS)
+#: On the tiny config (64x64, alpha 0.35, 3 classes): output stride 32 with ASPP rates 1, no
+#: dilation anywhere (nothing here needs a forward pass).
+CFG = dict(output_stride=32, aspp_rates=(1, 1, 1), labels=LABELS)
 
 #: (variant, export kwargs, expected input dtype, MediaPipe accepts?)
 CASES = {
@@ -42,23 +44,15 @@ CASES = {
 
 
 @pytest.fixture(scope="module")
-def exports(tmp_path_factory):
-    from edge_deeplab.model.deeplab import build_model
+def exports(tmp_path_factory, pytestconfig):
     from edge_deeplab.model.model_io import save_model
 
     d = tmp_path_factory.mktemp("stdmeta")
-    cfg = ModelConfig(**CFG)
-    model = build_model(cfg)
+    model, cfg = tiny_model(**CFG)
     keras_path = save_model(model, d / "m.keras", cfg)
-    out = {"_dir": d, "_keras": keras_path, "_cfg": cfg}
+    out = {"_dir": d, "_keras": keras_path, "_cfg": cfg, "_model": model}
     for name, (variant, kw, _, _) in CASES.items():
-        m = model
-        if variant == "qat-int8":
-            from edge_deeplab.training.qat import quantize_model
-
-            m = quantize_model(model)
-        kw = {**kw, "calibration_steps": 4} if variant == "int8" else kw
-        out[name] = export_tflite(m, d / f"{name}.tflite", variant, config=cfg, **kw)["path"]
+        out[name] = str(tiny_tflite(pytestconfig, variant, options=kw, **CFG))
     return out
 
 
@@ -116,10 +110,7 @@ def test_analyze_shows_standard_metadata_and_verdict(exports):
 def test_labels_option(exports, monkeypatch):
     import converters.export as ex
 
-    d, cfg = exports["_dir"], exports["_cfg"]
-    from edge_deeplab.model.deeplab import build_model
-
-    model = build_model(cfg)
+    d, cfg, model = exports["_dir"], exports["_cfg"], exports["_model"]
 
     def no_conversion(*a, **k):
         raise AssertionError("conversion started before the label check")
@@ -127,7 +118,8 @@ def test_labels_option(exports, monkeypatch):
     monkeypatch.setattr(ex, "_trace_and_convert", no_conversion)
     with pytest.raises(EdgeDeeplabError, match="2 labels given for a model with 3 classes") as e:
         ex.export_tflite(model, d / "bad.tflite", "float32", config=cfg, labels=["a", "b"])
-    assert "\n" not in str(e.value) and not (d / "bad.tflite").exists()
+    assert_one_line_error(e)
+    assert not (d / "bad.tflite").exists()
     monkeypatch.undo()
     p = ex.export_tflite(model, d / "named.tflite", "float32", config=cfg,
                          labels=["bg", "human", "sky"])["path"]
@@ -143,9 +135,7 @@ def test_cli_labels_count_is_one_line_before_tensorflow(exports, tmp_path):
     proc = subprocess.run([sys.executable, "-c", code, "export", str(exports["_keras"]), "--out",
                            str(tmp_path / "x.tflite"), "--labels", "a,b"],
                           capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 2
-    err = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(err) == 1 and "--labels gives 2 names but the model has 3 classes" in err[0]
+    assert_one_line_error(proc, "--labels gives 2 names but the model has 3 classes", code=2)
     assert "TF_NOT_LOADED" in proc.stdout
     assert not (tmp_path / "x.tflite").exists()
 
@@ -178,25 +168,11 @@ def test_malformed_standard_metadata_one_line_in_analyze_and_runs_elsewhere(expo
                  "--e2e-runs", "0", "--no-agreement", "--json", str(out), "--quiet"]) == 0
     rep = json.loads(out.read_text())
     assert len(rep["results"]) == 1 and not rep.get("errors")
-    root = _folder_dataset(tmp_path / "data")
+    root, _ = make_folder_tree(tmp_path / "data", np.random.default_rng(5), num_classes=3,
+                               exts=(".png",), images=structured_images(2, (64, 64), seed=5),
+                               n_train=0, labels=LABELS)  # both images in val
     assert main(["eval", str(bad), "--dataset", "folder", "--data-dir", str(root), "--split", "val",
                  "--json", str(tmp_path / "eval.json"), "--quiet"]) == 0
-
-
-def _folder_dataset(root: Path, n=2, size=(64, 64)) -> Path:
-    import cv2
-
-    from converters.export import structured_images
-
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    for i, img in enumerate(structured_images(n, size, seed=5)):
-        cv2.imwrite(str(root / "images" / f"im{i}.png"), img[..., ::-1])
-        cv2.imwrite(str(root / "masks" / f"im{i}.png"),
-                    (np.arange(size[0] * size[1]).reshape(size) % 3).astype(np.uint8))
-    (root / "val.txt").write_text("".join(f"im{i}\n" for i in range(n)))
-    (root / "labels.txt").write_text("".join(f"{l}\n" for l in LABELS))
-    return root
 
 
 def test_third_party_model_needs_no_flags(exports, tmp_path):

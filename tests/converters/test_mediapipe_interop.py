@@ -8,7 +8,7 @@ be created (e.g. no network for pip on a fresh machine).
 Per export with float32 or uint8 input: MediaPipe loads it, ``labels`` equal ours by name, and
 its category mask agrees with our runtime's argmax on >= 99.5% of pixels of held-out images fed
 at the model's input size. The model's classes follow image colour/brightness with wide margins
-(:mod:`support.segmentation_models`), so agreement means MediaPipe fed the input right.
+(:mod:`tests.support.segmentation_models`), so agreement means MediaPipe fed the input right.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from converters.export import export_tflite, structured_images
+from converters.export import DEFAULT_CALIBRATION_STEPS, structured_images
 
 pytestmark = pytest.mark.mediapipe
 
@@ -57,24 +57,23 @@ def mediapipe_python():
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    from tests.support.segmentation_models import LABELS, colour_decided_deeplab
+def setup(tmp_path_factory, pytestconfig):
+    from tests.support.segmentation_models import LABELS
+    from tests.support.tiny import TINY, tiny_tflite
 
     d = tmp_path_factory.mktemp("mp")
-    model, cfg = colour_decided_deeplab()
-    size = tuple(cfg.input_size)
+    size = tuple(TINY["input_size"])
     # held out: int8 calibration uses generated scenes with seed 0
     images = list(structured_images(6, size, seed=1000))
     paths = []
     for i, im in enumerate(images):
         paths.append(str(d / f"heldout_{i}.npy"))
         np.save(paths[-1], im)
-    models = {name: export_tflite(model, d / f"{name}.tflite", v, config=cfg, **kw)["path"]
-              for name, (v, kw) in VARIANTS.items()}
-    models["int8_int8_io"] = export_tflite(model, d / "int8_int8_io.tflite", "int8", config=cfg,
-                                           io_type="int8")["path"]
-    models["float32_classmap"] = export_tflite(model, d / "classmap.tflite", "float32", config=cfg,
-                                               output="classmap")["path"]
+    cases = {**VARIANTS, "int8_int8_io": ("int8", {"io_type": "int8"}),
+             "float32_classmap": ("float32", {"output": "classmap"})}
+    models = {name: str(tiny_tflite(pytestconfig, v, weights="colour",
+                                    options={"calibration_steps": DEFAULT_CALIBRATION_STEPS, **kw}))
+              for name, (v, kw) in cases.items()}
     return d, images, paths, models, list(LABELS)
 
 

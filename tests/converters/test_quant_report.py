@@ -11,21 +11,16 @@ import json
 import pytest
 
 from edge_deeplab.app.cli import main
-from edge_deeplab.model.config import ModelConfig
+from tests.support.cli import assert_one_line_error
 
-NO_DILATION = ModelConfig(input_size=(64, 64), num_classes=3, alpha=0.35, output_stride=32,
-                          aspp_rates=(1,))
+#: On the tiny config (64x64, alpha 0.35, 3 classes).
+NO_DILATION = dict(output_stride=32, aspp_rates=(1,))
 CULPRIT = "block_3_project"
 
 
 def _one_line_error(capsys, argv, *needles):
     rc = main(argv)
-    err = capsys.readouterr().err.strip().splitlines()
-    assert rc != 0, argv
-    assert len(err) == 1 and "Traceback" not in err[0], err
-    for n in needles:
-        assert n in err[0], err[0]
-    return err[0]
+    return assert_one_line_error(capsys.readouterr().err, *needles, rc=rc)
 
 
 def _damage(model):
@@ -45,12 +40,12 @@ def _damage(model):
 @pytest.fixture(scope="module")
 def damaged(tmp_path_factory):
     from edge_deeplab.model.model_io import save_model
-    from tests.support.export_models import calibrated_random_model
+    from tests.support.tiny import tiny_model
 
     d = tmp_path_factory.mktemp("qr")
-    model = calibrated_random_model(NO_DILATION)
+    model, cfg = tiny_model(weights="calibrated", **NO_DILATION)
     _damage(model)
-    save_model(model, d / "m.keras", NO_DILATION)
+    save_model(model, d / "m.keras", cfg)
     for variant in ("float32", "int8"):
         assert main(["export", str(d / "m.keras"), "--variant", variant,
                      "--out", str(d / f"{variant}.tflite"), "--calibration-steps", "8"]) == 0
@@ -82,18 +77,14 @@ def test_report_points_at_the_damaged_layer(damaged, capsys):
     assert cv2.imread(str(d / "r.png")) is not None
 
 
-def test_bad_inputs_are_one_line(damaged, tmp_path, capsys):
-    from converters.export import export_tflite
-    from tests.support.export_models import calibrated_random_model
+def test_bad_inputs_are_one_line(damaged, tmp_path, capsys, pytestconfig):
+    from tests.support.tiny import tiny_tflite
 
     d = damaged
-    other = ModelConfig(input_size=(96, 96), num_classes=3, alpha=0.35, output_stride=32,
-                        aspp_rates=(1,))
-    export_tflite(calibrated_random_model(other, n_images=2), tmp_path / "other.tflite", "float32",
-                  config=other)
+    other = tiny_tflite(pytestconfig, input_size=(96, 96), **NO_DILATION)  # another input size
     capsys.readouterr()
     q, f = str(d / "int8.tflite"), str(d / "float32.tflite")
-    _one_line_error(capsys, ["quant-report", q, "--reference", str(tmp_path / "other.tflite")],
+    _one_line_error(capsys, ["quant-report", q, "--reference", str(other)],
                     "does not match", "[1, 96, 96, 3]")
     _one_line_error(capsys, ["quant-report", f, "--reference", f], "not quantized")
     _one_line_error(capsys, ["quant-report", q, "--reference", q], "not a float model")

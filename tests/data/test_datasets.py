@@ -7,6 +7,7 @@ from PIL import Image
 from edge_deeplab.core.errors import EdgeDeeplabError
 from edge_deeplab.core.imaging import read_image_rgb
 from edge_deeplab.data import CITYSCAPES_ID_TO_TRAINID, load_dataset, read_mask, write_index_png
+from tests.support.cli import assert_one_line_error
 from tests.support.data_trees import (
     make_cityscapes_tree,
     make_folder_tree,
@@ -198,18 +199,12 @@ def test_folder_binary_masks(tmp_path, rng):
 # -- validation / errors -------------------------------------------------------------------
 
 
-def _one_line(e):
-    s = str(e.value)
-    assert "\n" not in s
-    return s
-
-
 def test_missing_mask(tmp_path, rng):
     root, _ = make_folder_tree(tmp_path / "f", rng, n=4)
     (root / "masks" / "img003.png").unlink()
     with pytest.raises(EdgeDeeplabError) as e:
         load_dataset("folder", root, "val")
-    assert "mask not found" in _one_line(e) and "img003" in str(e.value)
+    assert_one_line_error(e, "mask not found", "img003")
     ds = load_dataset("folder", root, "val", skip_bad=True)
     assert ds.stems == ("img002",) and len(ds.skipped) == 1
 
@@ -220,7 +215,7 @@ def test_size_mismatch(tmp_path, rng):
     ds = load_dataset("folder", root, "val")
     with pytest.raises(EdgeDeeplabError) as e:
         ds.read(0)
-    assert "size mismatch" in _one_line(e) and "img002" in str(e.value) and "9x7" in str(e.value)
+    assert_one_line_error(e, "size mismatch", "img002", "9x7")
 
 
 def test_labels_out_of_range(tmp_path, rng):
@@ -231,7 +226,7 @@ def test_labels_out_of_range(tmp_path, rng):
     ds = load_dataset("folder", root, "val")
     with pytest.raises(EdgeDeeplabError) as e:
         ds.validate_all()
-    assert _one_line(e).startswith("mask ") and "img003.png has labels 9, 200" in str(e.value)
+    assert_one_line_error(e, "img003.png has labels 9, 200", prefix="mask ")
     assert "[0, 4)" in str(e.value)
 
 
@@ -245,7 +240,7 @@ def test_corrupt_and_colour_files(tmp_path, rng):
     for i, name in enumerate(("img003.jpg", "img004.jpg", "img005.png")):
         with pytest.raises(EdgeDeeplabError) as e:
             ds.read(i)
-        assert name in _one_line(e) and "cannot read" in str(e.value)
+        assert_one_line_error(e, name, "cannot read")
     # A colour (RGB) mask is not an index mask.
     Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(tmp_path / "rgb.png")
     with pytest.raises(EdgeDeeplabError, match="colour"):

@@ -15,30 +15,19 @@ from demos import compositing as comp
 from demos import outputs, person, pipeline, portrait
 from edge_deeplab.app.cli import main as cli_main
 from edge_deeplab.core.errors import EdgeDeeplabError
+from tests.support.cli import assert_one_line_error
 
 # --------------------------------------------------------------------------------------------
 # fixtures: real .tflite models
 # --------------------------------------------------------------------------------------------
 
-def _convert(model) -> bytes:
-    from edge_deeplab.core._tf import tf
-    from edge_deeplab.model.layers import native_dilated_depthwise
-
-    with native_dilated_depthwise():
-        return tf.lite.TFLiteConverter.from_keras_model(model).convert()
-
-
 @pytest.fixture(scope="module")
-def deeplab_tflite(tmp_path_factory):
-    """A tiny, untrained DeepLab v3+ (64x64, 21 VOC classes) converted to .tflite."""
-    from edge_deeplab.model.config import ModelConfig
-    from edge_deeplab.model.deeplab import build_model
+def deeplab_tflite(pytestconfig):
+    """A tiny, untrained DeepLab v3+ (64x64, 21 VOC classes) exported to .tflite."""
+    from tests.support.tiny import tiny_tflite
 
-    cfg = ModelConfig(input_size=(64, 64), num_classes=21, alpha=0.35, aspp_filters=32,
-                      decoder_filters=32, low_level_filters=16)
-    path = tmp_path_factory.mktemp("deeplab") / "tiny_voc.tflite"
-    path.write_bytes(_convert(build_model(cfg)))
-    return path
+    return tiny_tflite(pytestconfig, num_classes=21, aspp_filters=32, decoder_filters=32,
+                       low_level_filters=16)
 
 
 def _color_model(kind: str, size=(64, 64)):
@@ -71,11 +60,13 @@ def _color_model(kind: str, size=(64, 64)):
 
 @pytest.fixture(scope="module")
 def color_models(tmp_path_factory):
+    from tests.support.tiny import convert_naive
+
     d = tmp_path_factory.mktemp("colormodels")
     paths = {}
     for kind in ("sigmoid", "binary", "classmap", "labelled"):
         p = d / f"{kind}.tflite"
-        p.write_bytes(_convert(_color_model(kind)))
+        p.write_bytes(convert_naive(_color_model(kind)))
         paths[kind] = p
     # metadata sidecar (what the runtime reads when the .tflite has no embedded metadata)
     (d / "labelled.json").write_text(json.dumps(
@@ -87,7 +78,7 @@ def color_models(tmp_path_factory):
     x = keras.layers.GlobalAveragePooling2D()(inp)
     clf = keras.Model(inp, keras.layers.Dense(10)(x))
     paths["classifier"] = d / "classifier.tflite"
-    paths["classifier"].write_bytes(_convert(clf))
+    paths["classifier"].write_bytes(convert_naive(clf))
     return paths
 
 
@@ -347,11 +338,7 @@ def test_gpu_accelerator_matches_cpu(color_models):
 
 def _cli_error(capsys, argv):
     rc = cli_main(["demo"] + [str(a) for a in argv])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert rc != 0
-    assert len(err) == 1 and err[0].startswith("edge-deeplab demo: error:"), err
-    assert "Traceback" not in err[0]
-    return err[0]
+    return assert_one_line_error(capsys.readouterr().err, rc=rc, prefix="edge-deeplab demo: error:")
 
 
 def test_error_exits(color_models, clip, tmp_path, capsys, monkeypatch):
@@ -478,9 +465,8 @@ def test_quit_key_ends_a_window_session_normally(color_models, clip, monkeypatch
 def test_nonsense_numbers_are_refused_at_parse_time(flag, value, capsys):
     with pytest.raises(SystemExit) as e:
         cli_main(["demo", "--model", "m.tflite", "--headless", "--output", "o.mp4", flag, value])
-    assert e.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(f"edge-deeplab demo: error: argument {flag}:"), err
+    assert_one_line_error(capsys.readouterr().err, rc=e.value.code, code=2,
+                          prefix=f"edge-deeplab demo: error: argument {flag}:")
 
 
 def test_headless_without_output_and_unending_camera_recording_are_refused(color_models, clip, tmp_path,

@@ -16,7 +16,9 @@ from edge_deeplab.evaluation.evaluate import (
     predict_images,
 )
 from edge_deeplab.metrics import ConfusionMatrix
+from tests.support.cli import assert_one_line_error
 from tests.support.data_trees import (
+    image_for,
     make_folder_tree,
     make_voc_tree,
     naive_miou,
@@ -129,16 +131,21 @@ class RedThreshold(Predictor):
         return np.concatenate([-8 * r, 8 * r], axis=-1).astype(np.float32)
 
 
-def _red_scene(rng, h, w):
+RED_COLOURS = {0: (0, 0, 200), 1: (255, 0, 200)}  # background blue, objects red + blue
+
+
+def _red_mask(rng, h, w, num_classes=2):
     gt = np.zeros((h, w), np.uint8)
-    img = np.zeros((h, w, 3), np.uint8)
-    img[..., 2] = 200
     for _ in range(4):
         y0, x0 = rng.integers(0, h - 8), rng.integers(0, w - 8)
         y1, x1 = y0 + rng.integers(6, h // 2), x0 + rng.integers(6, w // 2)
         gt[y0:y1, x0:x1] = 1
-    img[gt == 1, 0] = 255
-    return img, gt
+    return gt
+
+
+def _red_scene(rng, h, w):
+    gt = _red_mask(rng, h, w)
+    return image_for(gt, rng, RED_COLOURS, noise=0), gt
 
 
 @pytest.mark.parametrize("scales,flip", [((1.0,), False), ((0.5, 1.0, 1.75), True), ((2.5,), False)])
@@ -167,16 +174,10 @@ def test_tiles_cover_large_scales():
 
 
 def test_evaluate_predictor_loop_and_class_check(tmp_path):
-    rng = np.random.default_rng(6)
-    root = tmp_path / "red"
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    from PIL import Image
-
-    for i in range(5):
-        img, gt = _red_scene(rng, 50 + 7 * i, 70 - 5 * i)
-        Image.fromarray(img).save(root / "images" / f"s{i}.png")
-        save_gray_png(root / "masks" / f"s{i}.png", gt)
+    root, _ = make_folder_tree(tmp_path / "red", np.random.default_rng(6), n=5, num_classes=2,
+                               exts=(".png",), sizes=[(50 + 7 * i, 70 - 5 * i) for i in range(5)],
+                               split_files=False, labels=False, scene=_red_mask,
+                               colours=RED_COLOURS, noise=0)
     ds = load_dataset("folder", root, num_classes=2)
     r = evaluate_predictor(RedThreshold(), ds, scales=(0.75, 1.0), flip=True,
                            save_dir=tmp_path / "pred")
@@ -214,37 +215,25 @@ def test_dense_crf_cleans_noisy_probabilities():
 
 
 @pytest.fixture(scope="module")
-def tiny_models(tmp_path_factory):
-    """A tiny DeepLab saved as a run dir and exported (real exporter) to a float32 .tflite."""
-    from converters.export import export_tflite
-    from edge_deeplab.core._tf import keras
-    from edge_deeplab.model.config import ModelConfig
-    from edge_deeplab.model.deeplab import build_model
+def tiny_models(tmp_path_factory, pytestconfig):
+    """The tiny DeepLab with calibrated random weights (predictions vary across the image), saved
+    as a run dir, and its float32 export (the real exporter): ``(run dir, .tflite, model, config)``."""
     from edge_deeplab.model.model_io import save_model
+    from tests.support.tiny import tiny_model, tiny_tflite
 
-    d = tmp_path_factory.mktemp("models")
-    cfg = ModelConfig(input_size=(64, 64), num_classes=3, alpha=0.35)
-    keras.utils.set_random_seed(0)
-    model = build_model(cfg)
-    # Give BatchNorm non-trivial statistics so predictions vary across the image.
-    rng = np.random.default_rng(0)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            g, b, mean, var = layer.get_weights()
-            layer.set_weights([g, rng.normal(0, 0.2, b.shape).astype(np.float32),
-                               rng.normal(0, 0.1, mean.shape).astype(np.float32), var])
-    save_model(model, d / "run" / "model.keras", cfg)
-    export_tflite(model, d / "model.tflite", "float32", config=cfg)
-    return d, model, cfg
+    run = tmp_path_factory.mktemp("models") / "run"
+    model, cfg = tiny_model(weights="calibrated")
+    save_model(model, run / "model.keras", cfg)
+    return run, tiny_tflite(pytestconfig, weights="calibrated"), model, cfg
 
 
 def test_keras_and_tflite_agree_through_same_code(tmp_path, tiny_models, capsys):
-    d, model, _ = tiny_models
+    run, tflite, _, _ = tiny_models
     rng = np.random.default_rng(8)
     root, _ = make_folder_tree(tmp_path / "data", rng, n=6, num_classes=3,
                                sizes=((50, 70), (64, 40), (33, 33)))
     outs = {}
-    for name, target in (("keras", d / "run"), ("tflite", d / "model.tflite")):
+    for name, target in (("keras", run), ("tflite", tflite)):
         out = tmp_path / f"{name}.json"
         rc = cli_main(["eval", str(target), "--dataset", "folder", "--data-dir", str(root),
                        "--split", "val", "--json", str(out), "--quiet"])
@@ -262,7 +251,7 @@ def test_keras_and_tflite_agree_through_same_code(tmp_path, tiny_models, capsys)
 def test_keras_multiscale_flip_crf_runs(tmp_path, tiny_models):
     from edge_deeplab.evaluation.evaluate import evaluate_keras
 
-    d, model, _ = tiny_models
+    _, _, model, _ = tiny_models
     rng = np.random.default_rng(9)
     root, _ = make_folder_tree(tmp_path / "data", rng, n=2, num_classes=3, split_files=False)
     ds = load_dataset("folder", root)
@@ -284,23 +273,25 @@ def test_eval_rejects_garbage_tflite(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_int8_and_classmap_exports_score_like_keras(tmp_path, tiny_models):
+def test_int8_and_classmap_exports_score_like_keras(tmp_path, tiny_models, pytestconfig):
     import cv2
 
     from converters.export import export_tflite
     from edge_deeplab.evaluation.evaluate import evaluate_keras, evaluate_tflite
+    from tests.support.tiny import tiny_tflite
 
-    d, model, cfg = tiny_models
+    _, _, model, cfg = tiny_models
     rng = np.random.default_rng(12)
     root, _ = make_folder_tree(tmp_path / "data", rng, n=4, num_classes=3, split_files=False)
     ds = load_dataset("folder", root)
     ref = evaluate_keras(model, ds)
-    export_tflite(model, tmp_path / "cm.tflite", "float32", config=cfg, output="classmap")
-    cm = evaluate_tflite(tmp_path / "cm.tflite", ds)
+    cm = evaluate_tflite(tiny_tflite(pytestconfig, weights="calibrated",
+                                     options={"output": "classmap"}), ds)
     assert abs(cm["miou"] - ref["miou"]) < 0.02
-    export_tflite(model, tmp_path / "raw.tflite", "float32", config=cfg, normalize_in_graph=True)
-    raw = evaluate_tflite(tmp_path / "raw.tflite", ds)  # takes 0..255 pixels (from its metadata)
-    assert abs(raw["miou"] - ref["miou"]) < 0.02
+    raw = evaluate_tflite(tiny_tflite(pytestconfig, weights="calibrated",
+                                      options={"normalize_in_graph": True}), ds)
+    assert abs(raw["miou"] - ref["miou"]) < 0.02  # takes 0..255 pixels (from its metadata)
+    # int8 calibrated on the very images it is scored on (this dataset: not a cacheable option)
     reps = [ds.read(i)[0] for i in range(len(ds))]
     export_tflite(model, tmp_path / "q.tflite", "int8", config=cfg, io_type="uint8",
                   representative=[cv2.resize(r, (64, 64)) for r in reps] * 4)
@@ -316,13 +307,13 @@ def test_tflite_gpu_accelerator_matches_cpu(tmp_path, tiny_models):
     import subprocess
     import sys
 
-    d, _, _ = tiny_models
+    _, tflite, _, _ = tiny_models
     rng = np.random.default_rng(11)
     root, _ = make_folder_tree(tmp_path / "data", rng, n=2, num_classes=3, split_files=False)
     outs = {}
     for acc in ("cpu", "gpu"):
         out = tmp_path / f"{acc}.json"
-        proc = subprocess.run([sys.executable, "-m", "edge_deeplab.app.cli", "eval", str(d / "model.tflite"),
+        proc = subprocess.run([sys.executable, "-m", "edge_deeplab.app.cli", "eval", str(tflite),
                                "--dataset", "folder", "--data-dir", str(root), "--accelerator", acc,
                                "--json", str(out), "--quiet"], capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr[-2000:]
@@ -397,5 +388,4 @@ def test_cli_eval_json_into_a_read_only_folder_fails_before_scoring(tmp_path, mo
         ro.chmod(0o555)
     rc = cli_main(["eval", "--predictions", str(tmp_path / "pred"), "--dataset", "folder",
                    "--data-dir", str(root), "--split", "val", "--json", str(ro / "r.json")])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 1 and "--json" in err[0] and "not writable" in err[0], err
+    assert_one_line_error(capsys.readouterr().err, "--json", "not writable", rc=rc, code=2)

@@ -7,6 +7,7 @@ import pytest
 
 from edge_deeplab.core.errors import EdgeDeeplabError
 from edge_deeplab.metrics import ConfusionMatrix, format_table
+from tests.support.cli import assert_one_line_error
 from tests.support.data_trees import naive_miou, noisy_prediction, per_image_mean_miou, random_scene
 
 
@@ -95,14 +96,18 @@ def test_invalid_predictions_count_as_wrong():
 
 def test_errors_are_one_line():
     cm = ConfusionMatrix(3)
-    with pytest.raises(EdgeDeeplabError, match="shape"):
+    with pytest.raises(EdgeDeeplabError, match="shape") as e:
         cm.update(np.zeros((2, 2), int), np.zeros((2, 3), int))
-    with pytest.raises(EdgeDeeplabError, match=r"labels \[3, 9\] outside \[0, 3\)"):
+    assert_one_line_error(e)
+    with pytest.raises(EdgeDeeplabError, match=r"labels \[3, 9\] outside \[0, 3\)") as e:
         cm.update(np.zeros(4, int), np.array([0, 3, 9, 255]))
-    with pytest.raises(EdgeDeeplabError, match="integer"):
+    assert_one_line_error(e)
+    with pytest.raises(EdgeDeeplabError, match="integer") as e:
         cm.update(np.zeros(2, np.float32), np.zeros(2, int))
-    with pytest.raises(EdgeDeeplabError):
+    assert_one_line_error(e)
+    with pytest.raises(EdgeDeeplabError) as e:
         ConfusionMatrix(0)
+    assert_one_line_error(e)
 
 
 def test_empty_result_and_table():

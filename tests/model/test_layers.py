@@ -28,9 +28,9 @@ DILATED = ModelConfig(input_size=32, num_classes=3, alpha=0.35, output_stride=8,
 
 @pytest.fixture(scope="module")
 def model():
-    from edge_deeplab.model.deeplab import build_model
+    from tests.support.tiny import seeded_model
 
-    m = build_model(DILATED)
+    m = seeded_model(DILATED)
     assert any(isinstance(l, keras.layers.DepthwiseConv2D) and tuple(l.dilation_rate) != (1, 1)
                for l in m.layers), "the test model must have dilated depthwise convs"
     return m

@@ -10,6 +10,8 @@ import pytest
 from edge_deeplab.core.errors import EdgeDeeplabError
 from edge_deeplab.model.config import ModelConfig
 from edge_deeplab.model.deeplab import LAST_STAGE_UNITS, unit_plan
+from tests.support.cli import assert_one_line_error
+from tests.support.tiny import seeded_model
 
 # Each build covers one output stride x decoder combination, and between them every alpha,
 # non-square inputs and unusual class counts (builds are the slow part on 2 cores).
@@ -38,10 +40,8 @@ def _id(d):
 
 @pytest.fixture(scope="module", params=BUILDS, ids=_id)
 def built(request):
-    from edge_deeplab.model.deeplab import build_model
-
     cfg = ModelConfig(**request.param)
-    return cfg, build_model(cfg)
+    return cfg, seeded_model(cfg)
 
 
 def test_output_shape_and_forward(built):
@@ -103,9 +103,7 @@ def test_width_multiplier_channels(built):
 def test_non_multiple_input_size_rejected(size, os_):
     with pytest.raises(EdgeDeeplabError) as e:
         ModelConfig(input_size=size, output_stride=os_)
-    msg = str(e.value)
-    assert "not a multiple of the output stride" in msg and str(os_) in msg
-    assert "\n" not in msg
+    assert_one_line_error(e, "not a multiple of the output stride", str(os_))
 
 
 @pytest.mark.parametrize("bad", [dict(output_stride=4), dict(alpha=0.6), dict(num_classes=0),
@@ -114,7 +112,7 @@ def test_non_multiple_input_size_rejected(size, os_):
 def test_invalid_config_one_line_errors(bad):
     with pytest.raises(EdgeDeeplabError) as e:
         ModelConfig(**bad)
-    assert "\n" not in str(e.value)
+    assert_one_line_error(e)
 
 
 @pytest.mark.parametrize("os_", [8, 16, 32])
@@ -165,7 +163,7 @@ def test_aspp_rates_derived_from_output_stride():
 def test_imagenet_weights_load_by_name_and_match_features(tmp_path):
     """Offline ImageNet-compatibility: MobileNetV2 .h5 weights -> our backbone, same features at OS 32."""
     from edge_deeplab.core._tf import keras
-    from edge_deeplab.model.deeplab import BACKBONE_OUTPUT_LAYER, build_model
+    from edge_deeplab.model.deeplab import BACKBONE_OUTPUT_LAYER
 
     alpha = 0.35
     ref = keras.applications.MobileNetV2(weights=None, include_top=False, alpha=alpha,
@@ -186,7 +184,7 @@ def test_imagenet_weights_load_by_name_and_match_features(tmp_path):
     ref.save_weights(str(path))
 
     cfg = ModelConfig(input_size=(224, 224), output_stride=32, alpha=alpha, num_classes=2)
-    ours = build_model(cfg, backbone_weights=str(path))
+    ours = seeded_model(cfg, backbone_weights=str(path))
     x = rng.uniform(-1, 1, (2, 224, 224, 3)).astype(np.float32)
     f_ref = keras.Model(ref.input, ref.get_layer(BACKBONE_OUTPUT_LAYER).output)(x, training=False).numpy()
     f_ours = keras.Model(ours.input, ours.get_layer(BACKBONE_OUTPUT_LAYER).output)(x, training=False).numpy()
@@ -208,11 +206,11 @@ def test_imagenet_weights_load_by_name_and_match_features(tmp_path):
 
     # a width mismatch is a one-line error, not a silent partial load
     with pytest.raises(EdgeDeeplabError):
-        build_model(ModelConfig(input_size=(64, 64), alpha=0.5, num_classes=2),
-                    backbone_weights=str(path))
+        seeded_model(ModelConfig(input_size=(64, 64), alpha=0.5, num_classes=2),
+                     backbone_weights=str(path))
     with pytest.raises(EdgeDeeplabError, match="not found"):
-        build_model(ModelConfig(input_size=(64, 64), alpha=alpha, num_classes=2),
-                    backbone_weights=str(tmp_path / "missing.h5"))
+        seeded_model(ModelConfig(input_size=(64, 64), alpha=alpha, num_classes=2),
+                     backbone_weights=str(tmp_path / "missing.h5"))
 
 
 def test_build_cli_saves_model_and_rejects_bad_input(tmp_path, capsys):
@@ -230,12 +228,9 @@ def test_build_cli_saves_model_and_rejects_bad_input(tmp_path, capsys):
     capsys.readouterr()
 
     rc = main(["build", "--out", str(tmp_path / "bad.keras"), "--input-size", "100"])
-    err = capsys.readouterr().err.strip()
-    assert rc != 0 and len(err.splitlines()) == 1
-    assert "not a multiple of the output stride" in err
+    assert_one_line_error(capsys.readouterr().err, "not a multiple of the output stride", rc=rc)
     assert not (tmp_path / "bad.keras").exists()
 
     rc = main(["build", "--out", str(tmp_path / "w.keras"), "--input-size", "64",
                "--backbone-weights", str(tmp_path / "nope.h5")])
-    err = capsys.readouterr().err.strip()
-    assert rc != 0 and len(err.splitlines()) == 1 and "nope.h5" in err
+    assert_one_line_error(capsys.readouterr().err, "nope.h5", rc=rc)

@@ -9,6 +9,7 @@ import pytest
 
 from edge_deeplab.model.config import ModelConfig
 from edge_deeplab.model.summary import format_summary, receptive_fields, summarize
+from tests.support.cli import assert_one_line_error
 
 _CACHE = {}
 
@@ -35,10 +36,10 @@ def _independent_macs(model):
 
 @pytest.fixture(scope="module")
 def small():
-    from edge_deeplab.model.deeplab import build_model
+    from tests.support.tiny import seeded_model
 
     cfg = ModelConfig(input_size=(64, 96), num_classes=3, alpha=0.35, output_stride=8)
-    model = build_model(cfg)
+    model = seeded_model(cfg)
     return cfg, model, summarize(cfg, model=model)
 
 
@@ -140,15 +141,14 @@ def test_cli_summary(tmp_path, capsys):
     assert s["output_stride"] == 16 and s["params"]["total"] > 0 and s["multiply_adds"] > 0
     assert s["decoder"] is None and s["config"]["decoder"] is False
 
-    from edge_deeplab.model.deeplab import build_model
     from edge_deeplab.model.model_io import save_model
+    from tests.support.tiny import tiny_model
 
-    cfg = ModelConfig(input_size=(64, 64), num_classes=3, alpha=0.35, output_stride=32)
-    save_model(build_model(cfg), tmp_path / "m.keras", cfg)
+    model, cfg = tiny_model(output_stride=32)
+    save_model(model, tmp_path / "m.keras", cfg)
     assert main(["summary", "--model", str(tmp_path / "m.keras")]) == 0
     out = capsys.readouterr().out
     assert "multiply-adds" in out and "ASPP" in out and "output stride 32" in out
 
-    assert main(["summary", "--input-size", "70"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "multiple of the output stride" in err
+    rc = main(["summary", "--input-size", "70"])
+    assert_one_line_error(capsys.readouterr().err, "multiple of the output stride", rc=rc, code=2)

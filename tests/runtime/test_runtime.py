@@ -16,25 +16,17 @@ from edge_deeplab.runtime import (
     probe_accelerator,
     quantize,
 )
+from tests.support.cli import assert_one_line_error
 
 
 @pytest.fixture(scope="module")
-def tiny_models(tmp_path_factory):
-    """A tiny DeepLab converted twice: edge-clean (patched) and naive (SpaceToBatchND)."""
-    from edge_deeplab.core._tf import tf
-    from edge_deeplab.model.config import ModelConfig
-    from edge_deeplab.model.deeplab import build_model
-    from edge_deeplab.model.layers import convertible_clone, native_dilated_depthwise
+def tiny_models(pytestconfig):
+    """The tiny DeepLab converted twice: edge-clean (the exporter) and naive (SpaceToBatchND)."""
+    from tests.support.tiny import tiny_model, tiny_tflite
 
-    d = tmp_path_factory.mktemp("rt")
-    m = build_model(ModelConfig(input_size=(64, 64), num_classes=3, alpha=0.35))
-    naive = tf.lite.TFLiteConverter.from_keras_model(m).convert()
-    with native_dilated_depthwise():  # converted once without the patch: convert a clone
-        clean = tf.lite.TFLiteConverter.from_keras_model(convertible_clone(m)).convert()
-    (d / "naive.tflite").write_bytes(naive)
-    (d / "clean.tflite").write_bytes(clean)
+    m, _ = tiny_model()
     x = np.random.RandomState(0).uniform(-1, 1, (1, 64, 64, 3)).astype(np.float32)
-    return d / "clean.tflite", d / "naive.tflite", m, x
+    return tiny_tflite(pytestconfig), tiny_tflite(pytestconfig, kind="naive"), m, x
 
 
 def test_cpu_runner_matches_keras(tiny_models):
@@ -92,7 +84,7 @@ def test_bad_models_raise_one_line_errors(tmp_path):
                         (tmp_path / "missing.tflite", "not found")):
         with pytest.raises(EdgeDeeplabError, match=match) as ei:
             open_runner(path)
-        assert "\n" not in str(ei.value)
+        assert_one_line_error(ei)
     with pytest.raises(EdgeDeeplabError, match="unknown accelerator"):
         open_runner(garbage, "tpu")
 

@@ -1,9 +1,9 @@
-"""Real model files for the benchmark tests (good, bad and hostile), built once per test session.
+"""Real model files for the benchmark tests (good, bad and hostile).
 
-Tiny DeepLab exports are built with TensorFlow (``ModelConfig(input_size=(64, 64), num_classes=5,
-alpha=0.35)``) and cached in pytest's cache directory keyed by the TF version, so repeated runs skip the
-conversion. The bad files are real bytes: garbage, an empty file, a truncated real model, a real model
-whose first operator was rewritten into an unknown custom op, and a real (1, 10)-input model.
+The good ones are the tiny DeepLab with 5 classes (the synthetic dataset's) exported to float32 and
+int8 by :func:`tests.support.tiny.tiny_tflite`, cached by the code that makes them. The bad files
+are real bytes: garbage, an empty file, a truncated real model, a real model whose first operator
+was rewritten into an unknown custom op, and a real (1, 10)-input model.
 """
 
 from __future__ import annotations
@@ -12,38 +12,32 @@ import os
 import shutil
 from pathlib import Path
 
+#: The benchmark models' classes: those of the synthetic dataset their mIoU runs on.
+NUM_CLASSES = 5
 
-def _cache_dir(config) -> Path:
-    try:
-        from importlib.metadata import version
 
-        ver = version("tensorflow-cpu")
-    except Exception:  # noqa: BLE001
-        try:
-            from importlib.metadata import version
+def vector_input_model(config) -> Path:
+    """A real .tflite whose input is a (1, 10) vector (not an image), cached by this file's code."""
+    from tests.support.trained import cache_dir
 
-            ver = version("tensorflow")
-        except Exception:  # noqa: BLE001
-            ver = "tf"
-    return Path(config.cache.makedir(f"edge_deeplab_bench_models_{ver}_c5"))
+    path = cache_dir(config, "edge_deeplab_vector_input", ("tests/support/bench_models.py",)) / \
+        "vector_input.tflite"
+    if path.is_file() and path.stat().st_size > 0:
+        return path
+    from edge_deeplab.core._tf import keras
+    from edge_deeplab.core.atomic_io import write_bytes_atomic
+    from tests.support.tiny import convert_naive
+
+    inp = keras.Input((10,), name="x")
+    return write_bytes_atomic(path, convert_naive(keras.Model(inp, keras.layers.Dense(3)(inp))))
 
 
 def tiny_models(config) -> dict:
     """``{"float32": path, "int8": path, "vector_input": path}`` (built once, then cached)."""
-    d = _cache_dir(config)
-    want = {"float32": d / "deeplab_64_float32.tflite", "int8": d / "deeplab_64_int8.tflite",
-            "vector_input": d / "vector_input.tflite"}
-    if all(p.is_file() and p.stat().st_size > 0 for p in want.values()):
-        return want
-    from benchmarks.make_reference_models import build_reference_models
-    from edge_deeplab.core._tf import keras, tf
-    from edge_deeplab.core.atomic_io import write_bytes_atomic
+    from tests.support.tiny import tiny_tflite
 
-    build_reference_models(d, (64, 64), num_classes=5, alpha=0.35, output_stride=16, variants=("float32", "int8"))
-    inp = keras.Input((10,), name="x")
-    m = keras.Model(inp, keras.layers.Dense(3)(inp))
-    write_bytes_atomic(want["vector_input"], tf.lite.TFLiteConverter.from_keras_model(m).convert())
-    return want
+    return {v: tiny_tflite(config, v, num_classes=NUM_CLASSES) for v in ("float32", "int8")} | \
+        {"vector_input": vector_input_model(config)}
 
 
 def with_unknown_custom_op(src: Path, dest: Path) -> Path:

@@ -63,10 +63,16 @@ def noisy_prediction(rng, gt, num_classes, flip_frac=0.2):
     return p
 
 
-def image_for(mask, rng):
-    """An RGB image whose colours follow the mask (plus noise)."""
-    base = (np.asarray(voc_palette(), np.uint8).reshape(256, 3)[mask]).astype(np.int16)
-    return np.clip(base + rng.integers(-20, 20, base.shape), 0, 255).astype(np.uint8)
+def image_for(mask, rng, colours=None, noise=20):
+    """An RGB image whose colours follow the mask: ``colours[class]`` (an RGB triple per class; by
+    default the VOC palette) plus uniform noise in ``[-noise, noise)`` (none drawn for 0)."""
+    table = np.asarray(voc_palette(), np.uint8).reshape(256, 3)
+    for c, rgb in (colours or {}).items():
+        table[c] = rgb
+    base = table[mask].astype(np.int16)
+    if noise:
+        base = base + rng.integers(-noise, noise, base.shape)
+    return np.clip(base, 0, 255).astype(np.uint8)
 
 
 def make_voc_tree(root, rng, n_train=3, n_val=3, sizes=((40, 56), (48, 32), (36, 36))):
@@ -96,27 +102,48 @@ def make_voc_tree(root, rng, n_train=3, n_val=3, sizes=((40, 56), (48, 32), (36,
     return voc, masks
 
 
+def _ignore_dotted_scene(rng, h, w, num_classes):
+    return random_scene(rng, h, w, num_classes, border=False, ignore_frac=0.05)
+
+
 def make_folder_tree(root, rng, n=5, num_classes=4, exts=(".jpg", ".png", ".bmp"), labels=True,
-                     split_files=True, sizes=((30, 40), (24, 24), (40, 28))):
-    """``root/images`` + ``root/masks`` (grayscale index PNGs) [+ labels.txt, train/val.txt]."""
+                     split_files=True, sizes=((30, 40), (24, 24), (40, 28)), *, n_train=None,
+                     scene=None, colours=None, noise=20, images=None):
+    """``root/images`` + ``root/masks`` (grayscale index PNGs) [+ labels.txt, train/val.txt].
+
+    Image ``i`` is ``sizes[i % len(sizes)]`` (H, W), saved as ``img<i>`` with ``exts[i % len(exts)]``.
+    Its mask is ``scene(rng, h, w, num_classes)``, by default random rectangles of classes
+    1..num_classes-1 on background 0 with 5% ignore (255) pixels, and the image is decided by the
+    mask's colours (:func:`image_for` with ``colours`` and ``noise``). ``images`` (uint8 RGB arrays,
+    e.g. natural or generated photos) replace those images (``n`` and ``sizes`` then come from
+    them). ``split_files``: ``train.txt`` lists the first ``n_train`` stems (default ``n // 2``),
+    ``val.txt`` the rest (an empty split gets no file). ``labels``: ``True`` writes background,
+    thing1, ...; a sequence writes those names; ``False`` none. Returns ``(root, {stem: mask})``.
+    """
     root = Path(root)
     (root / "images").mkdir(parents=True)
     (root / "masks").mkdir()
+    if images is not None:
+        images = list(images)
+        n, sizes = len(images), [im.shape[:2] for im in images]
     masks = {}
     for i in range(n):
         stem = f"img{i:03d}"
         h, w = sizes[i % len(sizes)]
-        m = random_scene(rng, h, w, num_classes, border=False, ignore_frac=0.05)
-        Image.fromarray(image_for(np.where(m == 255, 0, m), rng)).save(
-            root / "images" / f"{stem}{exts[i % len(exts)]}")
+        m = (scene or _ignore_dotted_scene)(rng, h, w, num_classes)
+        img = images[i] if images is not None else image_for(np.where(m == 255, 0, m), rng, colours,
+                                                             noise)
+        Image.fromarray(img).save(root / "images" / f"{stem}{exts[i % len(exts)]}")
         save_gray_png(root / "masks" / f"{stem}.png", m)
         masks[stem] = m
     stems = sorted(masks)
-    if split_files:
-        (root / "train.txt").write_text("\n".join(stems[: n // 2]) + "\n")
-        (root / "val.txt").write_text("\n".join(stems[n // 2:]) + "\n")
+    k = n // 2 if n_train is None else n_train
+    for split, part in (("train", stems[:k]), ("val", stems[k:])):
+        if split_files and part:
+            (root / f"{split}.txt").write_text("\n".join(part) + "\n")
     if labels:
-        (root / "labels.txt").write_text("\n".join(["background"] + [f"thing{i}" for i in range(1, num_classes)]) + "\n")
+        names = ["background"] + [f"thing{i}" for i in range(1, num_classes)] if labels is True else labels
+        (root / "labels.txt").write_text("\n".join(names) + "\n")
     return root, masks
 
 

@@ -1,13 +1,21 @@
-"""The one tiny (untrained) DeepLab of the suite and its conversion, cached by the code that makes it.
+"""The one builder of the suite's (untrained) DeepLab models and their one cached converter.
 
-``tiny_config()`` is 64x64, alpha 0.35, 3 classes (override any :class:`ModelConfig` field);
-``tiny_model()`` builds it with a fixed seed; ``tiny_tflite()`` converts it once per code version
-into pytest's cache (:func:`tests.support.trained.cache_dir`): ``kind="export"`` through the
-toolkit's exporter (edge-clean, with metadata), ``kind="naive"`` through a plain
-``TFLiteConverter`` (dilations become SPACE_TO_BATCH_ND/BATCH_TO_SPACE_ND: what the exporter avoids).
+* :func:`seeded_model` builds any :class:`ModelConfig` with a fixed seed (``build_model``'s other
+  arguments, e.g. ``backbone_weights``, pass through): every test model is built here, so a test
+  whose subject is a particular config (output stride 8, alpha 1.0, 21 classes, ...) keeps it.
+* :func:`tiny_config` is the tiny model: 64x64, alpha 0.35, 3 classes (override any field).
+* :func:`tiny_model` builds it with a weight recipe (:data:`WEIGHTS`): ``random`` (the seeded
+  initialization), ``calibrated`` or ``colour`` (:mod:`tests.support.segmentation_models`, the one
+  module of weight recipes).
+* :func:`tiny_tflite` converts it once per code version into pytest's cache
+  (:func:`tests.support.trained.cache_dir`, keyed by :data:`TINY_CODE`, the weights, variant, kind,
+  export options and config): ``kind="export"`` through the toolkit's exporter (edge-clean, with
+  metadata; ``qat-int8`` quantizes the model first), ``kind="naive"`` through a plain
+  ``TFLiteConverter`` (dilations become SPACE_TO_BATCH_ND/BATCH_TO_SPACE_ND: what the exporter avoids).
 
-Untrained weights give near-tied logits: use it for structure (ops, I/O, metadata, errors), and the
-trained model (:mod:`tests.support.trained`) wherever an argmax or a mIoU must mean something.
+Untrained weights give near-tied logits: use ``random`` for structure (ops, I/O, metadata, errors),
+a recipe where an argmax must follow the image, and the trained model (:mod:`tests.support.trained`)
+wherever an argmax or a mIoU must mean something.
 """
 
 from __future__ import annotations
@@ -16,8 +24,13 @@ import json
 from pathlib import Path
 
 TINY = dict(input_size=(64, 64), num_classes=3, alpha=0.35)
+#: The weight recipes :func:`tiny_model` knows.
+WEIGHTS = ("random", "calibrated", "colour")
 #: What the tiny model's conversion depends on.
-TINY_CODE = ("edge_deeplab/model", "edge_deeplab/core", "converters/export.py", "tests/support/tiny.py")
+TINY_CODE = ("edge_deeplab/__init__.py", "edge_deeplab/model", "edge_deeplab/core", "edge_deeplab/data",
+             "edge_deeplab/training/qat.py", "converters/export.py", "converters/litert_quant.py",
+             "tests/support/tiny.py", "tests/support/segmentation_models.py",
+             "tests/support/export_models.py")
 
 
 def tiny_config(**overrides):
@@ -26,14 +39,27 @@ def tiny_config(**overrides):
     return ModelConfig(**{**TINY, **overrides})
 
 
-def tiny_model(seed: int = 0, **overrides):
-    """``(model, config)``: the tiny DeepLab with seeded random weights."""
+def seeded_model(config, seed: int = 0, **build_kw):
+    """``build_model(config, **build_kw)`` after seeding every generator with ``seed``."""
     from edge_deeplab.core._tf import keras
     from edge_deeplab.model.deeplab import build_model
 
-    cfg = tiny_config(**overrides)
     keras.utils.set_random_seed(seed)
-    return build_model(cfg), cfg
+    return build_model(config, **build_kw)
+
+
+def tiny_model(seed: int = 0, weights: str = "random", **overrides):
+    """``(model, config)``: the tiny DeepLab (``overrides`` on :data:`TINY`) with ``weights``."""
+    from tests.support import segmentation_models as recipes
+
+    if weights == "colour":
+        return recipes.colour_decided_deeplab(seed=seed, **overrides)
+    cfg = tiny_config(**overrides)
+    if weights == "calibrated":
+        return recipes.calibrated_random_model(cfg, seed=seed), cfg
+    if weights != "random":
+        raise ValueError(f"unknown weights {weights!r}; expected one of {WEIGHTS}")
+    return seeded_model(cfg, seed), cfg
 
 
 def convert_naive(model) -> bytes:
@@ -43,22 +69,36 @@ def convert_naive(model) -> bytes:
     return tf.lite.TFLiteConverter.from_keras_model(model).convert()
 
 
-def tiny_tflite(pytestconfig, variant: str = "float32", kind: str = "export", **overrides) -> Path:
-    """The tiny model converted (``kind`` ``export`` or ``naive``), built once per code version."""
+def tiny_tflite(pytestconfig, variant: str = "float32", kind: str = "export", *, seed: int = 0,
+                weights: str = "random", options: dict | None = None, **overrides) -> Path:
+    """The tiny model converted, built once per code version.
+
+    ``options`` are :func:`converters.export.export_tflite` keyword arguments (``io_type``,
+    ``output``, ``normalize_in_graph``, ``calibration_steps`` (default 4), ``labels``, ...); they are
+    part of the cache key, so they must be plain values (no paths to temporary data).
+    """
     from tests.support.trained import cache_dir
 
-    key = json.dumps({"variant": variant, "kind": kind, **overrides}, sort_keys=True, default=str)
+    options = {"calibration_steps": 4, **(options or {})}
+    key = json.dumps({"variant": variant, "kind": kind, "seed": seed, "weights": weights,
+                      "options": options, **overrides}, sort_keys=True, default=str)
     d = cache_dir(pytestconfig, "edge_deeplab_tiny", TINY_CODE, extra=key)
     path = d / f"tiny_{kind}_{variant}.tflite"
-    if path.is_file() and path.stat().st_size > 0:
+    # the exporter writes the sidecar last: a run killed in between rebuilds
+    if path.is_file() and path.stat().st_size > 0 and (
+            kind == "naive" or path.with_suffix(".json").is_file()):
         return path
     from edge_deeplab.core.atomic_io import write_bytes_atomic
 
-    model, cfg = tiny_model(**overrides)
+    model, cfg = tiny_model(seed, weights, **overrides)
     if kind == "naive":
         write_bytes_atomic(path, convert_naive(model))
-    else:
-        from converters.export import export_tflite
+        return path
+    from converters.export import export_tflite
 
-        export_tflite(model, path, variant, config=cfg, calibration_steps=4)
+    if variant == "qat-int8":
+        from edge_deeplab.training.qat import quantize_model
+
+        model = quantize_model(model)
+    export_tflite(model, path, variant, config=cfg, **options)
     return path

@@ -15,18 +15,17 @@ from pathlib import Path
 
 def first_step_losses(run_dir, data_dir, replicas=(1, 2)) -> dict:
     """``{R: loss of step 1 as R replicas compute it}`` for the run in ``run_dir``."""
-    from edge_deeplab.core._tf import keras, tf
+    from edge_deeplab.core._tf import tf
     from edge_deeplab.data import load_dataset
     from edge_deeplab.data.pipeline import make_train_dataset
     from edge_deeplab.model.config import ModelConfig, TrainConfig
-    from edge_deeplab.model.deeplab import build_model
     from edge_deeplab.training.train import masked_cross_entropy
+    from tests.support.tiny import seeded_model
 
     saved = json.loads((Path(run_dir) / "train_config.json").read_text())
     mc, tc = ModelConfig.from_dict(saved["model"]), TrainConfig.from_dict(saved["train"])
     ds = load_dataset(tc.dataset, str(data_dir), tc.split)
-    keras.utils.set_random_seed(tc.seed)  # as train() does right before building the model
-    model = build_model(mc)
+    model = seeded_model(mc, tc.seed)  # seeded as train() does right before building the model
     batch = make_train_dataset(ds, crop_size=mc.input_size, batch_size=tc.batch_size, seed=tc.seed,
                                min_scale=tc.min_scale, max_scale=tc.max_scale, flip=tc.flip,
                                cache=False)

@@ -11,7 +11,6 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image
 
 import edge_deeplab.training.qat as qat
 from converters.analyze import tflite_op_counts, xnnpack_coverage
@@ -19,6 +18,7 @@ from edge_deeplab.core._tf import keras, tf
 from edge_deeplab.core.errors import EdgeDeeplabError
 from edge_deeplab.model.config import ModelConfig
 from edge_deeplab.model.layers import dilated_native_ops
+from tests.support.data_trees import make_folder_tree
 
 pytestmark = pytest.mark.kernels  # CI runs these again with oneDNN on
 
@@ -192,37 +192,15 @@ def test_few_qat_steps_train_and_move_ranges(qat_model):
 
 
 # ------------------------------------------------------------------------------ run_qat / CLI
-def _folder_dataset(root, n=8, size=40, seed=0):
-    rng = np.random.default_rng(seed)
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    stems = []
-    for i in range(n):
-        m = np.zeros((size, size), np.uint8)
-        c = 1 + i % 2
-        y, x = rng.integers(0, size // 2, 2)
-        m[y:y + size // 2, x:x + size // 2] = c
-        img = np.full((size, size, 3), 60, np.uint8)
-        img[m == 1] = (220, 40, 40)
-        img[m == 2] = (40, 40, 220)
-        img = np.clip(img + rng.integers(-20, 20, img.shape), 0, 255).astype(np.uint8)
-        stem = f"s{i:02d}"
-        Image.fromarray(img).save(root / "images" / f"{stem}.png")
-        Image.fromarray(m).save(root / "masks" / f"{stem}.png")
-        stems.append(stem)
-    (root / "train.txt").write_text("\n".join(stems[:6]) + "\n")
-    (root / "val.txt").write_text("\n".join(stems[6:]) + "\n")
-    (root / "labels.txt").write_text("bg\na\nb\n")
-
-
 @pytest.fixture(scope="module")
 def run_dir(float_model, tmp_path_factory):
     from edge_deeplab.model.config import TrainConfig
     from edge_deeplab.model.model_io import save_model
 
     base = tmp_path_factory.mktemp("qat_run")
-    data = base / "data"
-    _folder_dataset(data)
+    data, _ = make_folder_tree(base / "data", np.random.default_rng(0), n=8, num_classes=3,
+                               exts=(".png",), sizes=((40, 40),), n_train=6, labels=("bg", "a", "b"),
+                               colours={0: (60, 60, 60), 1: (220, 40, 40), 2: (40, 40, 220)})
     run = base / "run"
     save_model(float_model, run / "model.keras", TINY, val_miou=0.5)
     tc = TrainConfig(dataset="folder", data_dir=str(data), batch_size=2, lr=1e-2, steps=10,

@@ -13,15 +13,17 @@ import numpy as np
 import pytest
 
 from edge_deeplab.core.errors import EdgeDeeplabError
-from edge_deeplab.model.config import ModelConfig, TrainConfig
+from edge_deeplab.model.config import TrainConfig
 from edge_deeplab.model.presets import FAST_MODEL, FAST_TRAIN, QUICKSTART_MODEL, QUICKSTART_TRAIN
 from edge_deeplab.training.train import decay_variables, masked_cross_entropy, train
+from tests.support.cli import assert_one_line_error
+from tests.support.tiny import seeded_model, tiny_config
 from tests.support.training_evidence import first_step_losses
 
 pytestmark = pytest.mark.kernels  # CI runs these again with oneDNN on
 
-TINY_MODEL = ModelConfig(input_size=(64, 64), num_classes=5, alpha=0.35, aspp_filters=16,
-                         low_level_filters=8, decoder_filters=16)
+#: The synthetic dataset's 5 classes, narrow heads.
+TINY_MODEL = tiny_config(num_classes=5, aspp_filters=16, low_level_filters=8, decoder_filters=16)
 
 
 @pytest.fixture(scope="module")
@@ -72,9 +74,7 @@ def test_poly_schedule():
 
 
 def test_weight_decay_only_on_kernels():
-    from edge_deeplab.model.deeplab import build_model
-
-    m = build_model(TINY_MODEL)
+    m = seeded_model(TINY_MODEL)
     names = [v.name for v in decay_variables(m)]
     assert names and all("kernel" in n for n in names)
     assert not any("gamma" in n or "beta" in n or "bias" in n for n in names)
@@ -177,9 +177,7 @@ def test_sgd_and_mirrored_strategy_on_two_cpu_replicas(tiny_data, tmp_path):
     slots = [n for n, _ in tf.train.list_variables(tf.train.latest_checkpoint(str(run / "checkpoints")))
              if n.startswith("optimizer/")]
     # SGD with momentum keeps one slot per trainable weight (Adam would keep two: m and v).
-    from edge_deeplab.model.deeplab import build_model
-
-    n_weights = len(build_model(TINY_MODEL).trainable_variables)
+    n_weights = len(seeded_model(TINY_MODEL).trainable_variables)
     n_slots = len({n.split("/")[2] for n in slots if n.startswith("optimizer/_variables/")})
     assert n_slots in (n_weights, n_weights + 1), (n_slots, n_weights)
     assert result["best_miou"] is not None and (run / "model.keras").is_file()
@@ -231,8 +229,7 @@ def test_cli_bad_input_is_one_line(tmp_path):
     r = subprocess.run(_cli("--dataset", "folder", "--data-dir", str(tmp_path / "nope"),
                             "--out", str(tmp_path / "r"), "--steps", "1"),
                        capture_output=True, text=True, timeout=120)
-    assert r.returncode != 0 and "Traceback" not in r.stderr
-    assert "not found" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert_one_line_error(r, "not found")
 
 
 @pytest.mark.slow
@@ -312,9 +309,8 @@ def test_cli_resume_with_no_loadable_checkpoint_stops_and_keeps_files(tiny_data,
     bad4, bad2 = _truncate_data(run, 4), _truncate_data(run, 2)
     before = _snapshot(run / "checkpoints")
     rc = main(_tiny_cli_args(tiny_data, run) + ["--resume"])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 1, err
-    assert bad4.name in err[0] and bad2.name in err[0] and "no checkpoint" in err[0]
+    assert_one_line_error(capsys.readouterr().err, bad4.name, bad2.name, "no checkpoint", rc=rc,
+                          code=2)
     assert _snapshot(run / "checkpoints") == before
 
 
@@ -326,8 +322,7 @@ def test_cli_fresh_start_never_overwrites_checkpoints_behind_a_damaged_state_fil
     (run / "checkpoints" / "checkpoint").write_text("garbage\n")
     before = _snapshot(run / "checkpoints")
     rc = main(_tiny_cli_args(tiny_data, run))
-    err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 1 and "already has checkpoints" in err[0], err
+    assert_one_line_error(capsys.readouterr().err, "already has checkpoints", rc=rc, code=2)
     assert _snapshot(run / "checkpoints") == before
 
 
@@ -335,13 +330,11 @@ def test_cli_resume_with_a_mistyped_out_is_an_error(tiny_data, tmp_path, capsys)
     from edge_deeplab.app.cli import main
 
     rc = main(_tiny_cli_args(tiny_data, tmp_path / "runn") + ["--resume"])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 1 and "does not exist" in err[0], err
+    assert_one_line_error(capsys.readouterr().err, "does not exist", rc=rc, code=2)
     assert not (tmp_path / "runn").exists()
     (tmp_path / "empty").mkdir()
     rc = main(_tiny_cli_args(tiny_data, tmp_path / "empty") + ["--resume"])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 1 and "no checkpoints" in err[0], err
+    assert_one_line_error(capsys.readouterr().err, "no checkpoints", rc=rc, code=2)
     assert list((tmp_path / "empty").iterdir()) == []
 
 
@@ -374,6 +367,5 @@ def test_run_records_absolute_data_dir_and_qat_runs_from_any_directory(tiny_data
     (work / "data").rename(work / "data_moved")
     capsys.readouterr()
     rc = main(qat_args)
-    err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 1 and str(work / "data") in err[0] and "missing" in err[0], err
+    assert_one_line_error(capsys.readouterr().err, str(work / "data"), "missing", rc=rc, code=2)
     assert not (work / "data").exists() and list(elsewhere.iterdir()) == []

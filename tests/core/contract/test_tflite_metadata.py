@@ -20,6 +20,7 @@ from edge_deeplab.core.contract.tflite_metadata._segmenter import (
 )
 from edge_deeplab.core.contract.tflite_metadata.writer import replace_metadata_entry
 from edge_deeplab.core.errors import EdgeDeeplabError
+from tests.support.cli import assert_one_line_error
 
 LABELS = ["background", "person"]
 COMMON = dict(name="tiny", description="a 1x1 conv", version="7", author="tests",
@@ -102,7 +103,7 @@ def test_rewrite_replaces_and_keeps_other_entries(tiny_tflite):
 def test_writer_errors_are_one_line(tiny_tflite, kw, msg):
     with pytest.raises(EdgeDeeplabError, match=msg) as e:
         write_standard_metadata(tiny_tflite, **{**COMMON, **kw})
-    assert "\n" not in str(e.value)
+    assert_one_line_error(e)
 
 
 def test_foreign_model_without_metadata(tiny_tflite):
@@ -122,7 +123,7 @@ def test_malformed_metadata_is_one_line(tiny_tflite, mangle, msg):
     bad = mangle(good)
     with pytest.raises(EdgeDeeplabError, match=msg) as e:
         read_standard_metadata(bad)
-    assert str(e.value).startswith("malformed TFLITE_METADATA") and "\n" not in str(e.value)
+    assert_one_line_error(e, prefix="malformed TFLITE_METADATA")
     c = mediapipe_compatibility(bad)  # reported, not raised
     assert not c.accepted and c.problems[0].startswith("malformed TFLITE_METADATA")
 
