@@ -326,12 +326,20 @@ def xnnpack_coverage(path_or_bytes) -> dict:
 
 
 def static_gpu_rules(g: Graph) -> List[str]:
-    """Ops (sorted names) the mobile GPU delegate is predicted to refuse."""
+    """Ops (sorted names) the mobile GPU delegate is predicted to refuse.
+
+    An op computing int16 activations (w8a16) counts as refused, ``"CONV_2D (int16)"``: the LiteRT
+    GPU accelerator refuses most of them, and :func:`edge_deeplab.runtime.runners.refuse_int16_on_gpu`
+    keeps such models off the GPU (the probe then reports the refusal and these rules answer).
+    """
     bad = set()
     for op in g.ops:
         name = op["name"]
         if name in GPU_UNSUPPORTED_OPS or name.startswith("CUSTOM") or name not in GPU_SUPPORTED_OPS:
             bad.add(name)
+        elif name not in _QDQ and any(g.is_activation(t) and g.tensors[t]["dtype"].lower() == "int16"
+                                      for t in op["outputs"]):
+            bad.add(f"{name} (int16)")
     if g.num_subgraphs > 1:
         bad.add("control flow (multiple subgraphs)")
     return sorted(bad)
@@ -535,7 +543,10 @@ def format_report(r: dict) -> str:
     lines.extend(_format_standard(r))
     g = r.get("gpu")
     if g is not None:
-        how = "LiteRT GPU accelerator" if g["method"] == "litert-gpu" else "static rules (no GPU here)"
+        refused = "int16 activations" in str(g.get("error") or "")
+        how = ("LiteRT GPU accelerator" if g["method"] == "litert-gpu" else
+               "static rules: the GPU accelerator refuses int16 activations" if refused else
+               "static rules (no GPU here)")
         if g["fully_accelerated"]:
             lines.append(f"  GPU: fully accelerated ({how})")
         else:
