@@ -1,54 +1,64 @@
 """w8a16 (int8 weights, int16 activations) through litert-quantizer keeps a trained model's accuracy.
 
-The model is tiny and has no dilated convs (output stride 32, ASPP rate 1), so it trains with the
-default kernels on every CPU; scored with the project's own `edge-deeplab eval`.
+The suite's trained model (``trained`` fixture, :mod:`tests.support.trained`), exported through the
+CLI from its run directory and scored with the project's own ``edge-deeplab eval``.
 """
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from edge_deeplab.app.cli import main
-from edge_deeplab.model.config import ModelConfig
-
-TINY = ModelConfig(input_size=(64, 64), num_classes=5, alpha=0.35, output_stride=32,
-                   aspp_rates=(1,), aspp_filters=16, low_level_filters=8, decoder_filters=16)
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    from edge_deeplab.data.synthetic import generate_synthetic
-    from edge_deeplab.training.train import TrainConfig, train
-
+def exported(trained, tmp_path_factory):
+    """``(folder, data)``: float32, int8 and w8a16 exported by ``edge-deeplab export`` from the
+    trained run (int8 and w8a16 calibrated on 24 of its training images)."""
     d = tmp_path_factory.mktemp("w8a16")
-    data = generate_synthetic(d / "syn", num_train=48, num_val=12, size=64)
-    tc = TrainConfig(dataset="synthetic", data_dir=str(data), steps=300, batch_size=8, lr=3e-3,
-                     checkpoint_every=300, bn_momentum=0.9, val_split=None, recalibrate_batches=4)
-    train(TINY, tc, d / "run", verbose=0)
-    return d, data
+    for variant in ("float32", "int8", "w8a16"):
+        calib = [] if variant == "float32" else [
+            "--calibration-dataset", "folder", "--data-dir", trained["data"],
+            "--calibration-steps", "24"]
+        assert main(["export", trained["run"], "--variant", variant,
+                     "--out", str(d / f"{variant}.tflite"), *calib]) == 0
+    return d, trained["data"]
 
 
 def _eval(model, data, out):
-    assert main(["eval", str(model), "--dataset", "synthetic", "--data-dir", str(data),
+    assert main(["eval", str(model), "--dataset", "folder", "--data-dir", str(data),
                  "--split", "val", "--json", str(out), "--quiet"]) == 0
     return json.loads(out.read_text())["miou"]
 
 
-def test_w8a16_keeps_accuracy_and_has_int16_activations(trained, capsys):
-    d, data = trained
-    miou = {}
-    for variant in ("float32", "int8", "w8a16"):
-        path = d / f"{variant}.tflite"
-        calib = [] if variant == "float32" else [
-            "--calibration-dataset", "synthetic", "--data-dir", str(data), "--calibration-steps", "24"]
-        assert main(["export", str(d / "run"), "--variant", variant, "--out", str(path), *calib]) == 0
-        miou[variant] = _eval(path, data, d / f"{variant}.json")
-    print("mIoU", miou)
-    assert miou["float32"] > 0.3, miou  # it learned something
-    assert miou["w8a16"] >= miou["int8"], miou
-    assert abs(miou["w8a16"] - miou["float32"]) < 0.01, miou
+def _argmax(path, images):
+    from edge_deeplab.runtime import open_runner
+
+    with open_runner(str(path)) as r:
+        return np.stack([r.predict(i).argmax(-1) for i in images])
+
+
+def test_w8a16_keeps_accuracy_and_has_int16_activations(exported, capsys):
+    """int16 activations leave only the int8 weights' error: w8a16 keeps float's mIoU (within half
+    a point) and follows the float32 export on more pixels than int8 PTQ, whose int8 weights are
+    the same (measured: mIoU float 0.6440, int8 0.6451, w8a16 0.6448; argmax agreement with float
+    0.9950 vs 0.9868). Its mIoU against int8's is left to the quickstart: the two differ only by
+    activation rounding, a tenth of a point either way (here int8 is 0.03 points ahead)."""
+    from edge_deeplab.data import load_dataset
+
+    d, data = exported
+    miou = {v: _eval(d / f"{v}.tflite", data, d / f"{v}.json") for v in ("float32", "int8", "w8a16")}
+    images = [img for _, img, _ in load_dataset("folder", data, "val")]
+    ref = _argmax(d / "float32.tflite", images)
+    agree = {v: float((_argmax(d / f"{v}.tflite", images) == ref).mean()) for v in ("int8", "w8a16")}
+    with capsys.disabled():
+        print("mIoU", miou, "argmax agreement with float32", agree)
+    assert miou["float32"] > 0.5, miou  # the trained model
+    assert abs(miou["w8a16"] - miou["float32"]) < 0.005, miou
+    assert agree["w8a16"] > agree["int8"] + 0.005, agree
 
     capsys.readouterr()
     assert main(["analyze", str(d / "w8a16.tflite"), "--json", "--no-gpu"]) == 0
@@ -58,13 +68,13 @@ def test_w8a16_keeps_accuracy_and_has_int16_activations(trained, capsys):
     assert r["inputs"][0]["dtype"] == "float32"  # default: LiteRT CompiledModel has no int16 buffers
     ex = r["metadata"]["export"]
     assert ex["variant"] == "w8a16" and ex["quantizer"]["recipe"] == "static_wi8_ai16"
-    assert ex["calibration"]["source"] == "dataset:synthetic"
+    assert ex["calibration"]["source"] == "dataset:folder"
     # XNNPACK has no int16-activation kernels: analyze must say the CPU runs reference kernels.
     assert r["cpu"]["fully_delegated"] is False and r["cpu"]["fallback_ops"].get("CONV_2D")
 
     # and the per-layer report sees int16 tensors with a high SNR all along
     assert main(["quant-report", str(d / "w8a16.tflite"), "--reference",
-                 str(d / "float32.tflite"), "--dataset", "synthetic", "--data-dir", str(data),
+                 str(d / "float32.tflite"), "--dataset", "folder", "--data-dir", str(data),
                  "--images", "4", "--json", str(d / "r.json")]) == 0
     rep = json.loads((d / "r.json").read_text())
     assert {e["dtype"] for e in rep["layers"]} == {"int16"}
