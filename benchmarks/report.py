@@ -256,6 +256,11 @@ def check_report_paths(json_path=None, markdown_path=None, plot_path=None) -> No
         if fmt and fmt not in PLOT_FORMATS:  # no suffix: PNG
             raise EdgeDeeplabError(f"--plot {plot_path}: unknown image format {fmt!r}; "
                                    f"use .png, .svg or .pdf")
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is None:  # e.g. a tflite_runtime-only board
+            raise EdgeDeeplabError(f"--plot {plot_path} needs Matplotlib, which is not installed "
+                                   f"here: pip install matplotlib (or leave out --plot)")
 
 
 def write_reports(report: dict, json_path=None, markdown_path=None, plot_path=None) -> List[Path]:

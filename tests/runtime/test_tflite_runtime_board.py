@@ -27,6 +27,7 @@ import pytest
 
 from edge_deeplab.core.contract.semantics import VARIANTS
 from tests.support.board import VERSION
+from tests.support.cli import assert_one_line_error
 
 pytestmark = pytest.mark.board
 
@@ -202,3 +203,11 @@ def test_litert_and_tensorflow_commands_name_what_to_install(board, trained, tmp
         assert p.returncode == 2 and len(err.splitlines()) == 1, (args, p.stderr)
         assert err.startswith(f"edge-deeplab {args[0]}: error: this needs") and package in err, err
         assert "Traceback" not in err and not (tmp_path / "x.tflite").exists()
+
+
+def test_bench_plot_without_matplotlib_is_one_line_before_any_run(board, trained, tmp_path):
+    """The board venv has no Matplotlib: ``bench --plot`` says so before benchmarking anything."""
+    p = run_board(board, ["bench", trained["exports"]["int8"], "--runtime", "tflite_runtime",
+                          "--json", "b.json", "--plot", "b.png"], tmp_path)
+    assert_one_line_error(p, "--plot b.png needs Matplotlib", "pip install matplotlib", code=2)
+    assert not (tmp_path / "b.json").exists() and "on cpu" not in p.stderr
