@@ -10,6 +10,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${MEDIAPIPE_VENV:-.venv-mediapipe}"
+# One creator at a time (two test processes may ask at once): the others wait, then find it made.
+exec 9>"$VENV.lock"
+flock 9
 VERSION="${MEDIAPIPE_VERSION:-0.10.35}"
 PY="$VENV/bin/python"
 

@@ -15,6 +15,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$(pwd -P)"
 VENV="${TFLITE_RUNTIME_VENV:-.venv-tflite-runtime}"
+# One creator at a time (two test processes may ask at once): the others wait, then find it made.
+exec 9>"$VENV.lock"
+flock 9
 VERSION="${TFLITE_RUNTIME_VERSION:-2.14.0}"
 PYTHON="${PYTHON:-python3}"
 PY="$VENV/bin/python"

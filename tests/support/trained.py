@@ -15,6 +15,7 @@ A ``done.json`` marker written last makes a half-built cache (killed run) rebuil
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -114,12 +115,29 @@ def build_trained(root: Path) -> dict:
     return manifest
 
 
+@contextlib.contextmanager
+def cache_lock(root: Path):
+    """An exclusive lock on the cache folder ``root`` (a ``.lock`` file beside it), so that
+    concurrent test processes (two CI passes, pytest-xdist workers) build it once: the others
+    wait, then find it built."""
+    import fcntl
+
+    with open(root.parent / f"{root.name}.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def trained_artifacts(config) -> dict:
     """The cached manifest (built on first use): ``data``, ``run``, ``keras``, ``exports``, mIoUs."""
     root = cache_dir(config, "edge_deeplab_trained")
     done = root / "done.json"
-    if done.is_file():
-        manifest = json.loads(done.read_text())
-        if all(Path(p).is_file() for p in manifest["exports"].values()) and Path(manifest["keras"]).is_file():
-            return manifest
-    return build_trained(root)
+    with cache_lock(root):
+        if done.is_file():
+            manifest = json.loads(done.read_text())
+            if all(Path(p).is_file() for p in manifest["exports"].values()) \
+                    and Path(manifest["keras"]).is_file():
+                return manifest
+        return build_trained(root)
