@@ -207,18 +207,17 @@ def test_predict(request, tmp_path, trained, reference, variant, runtime, accele
 
 def test_int16_activations_follow_keras_closer_than_int8(trained, reference):
     """w8a16 and int8 share the int8 weights; int16 activations must then leave the smaller error
-    (measured: argmax agreement with Keras 0.99509 vs 0.98578, max |logit diff| / range 0.033 vs
-    0.097). This is what the global min/max calibration restored: with litert-quantizer's own
+    (measured: argmax agreement with Keras 0.99509 vs 0.98578; RMS logit error / logit std 0.012
+    vs 0.033). This is what the global min/max calibration restored: with litert-quantizer's own
     moving-average merge of ranges w8a16 clipped, and agreed on 0.97133, below int8."""
     ref = reference["logits"]
-    span = float(ref.max() - ref.min())
     got = {v: _predict_all(trained["exports"][v], reference["images"], "litert", "cpu")
            for v in ("int8", "w8a16")}
     agree = {v: float((g.argmax(-1) == ref.argmax(-1)).mean()) for v, g in got.items()}
-    err = {v: float(np.abs(g - ref).max()) / span for v, g in got.items()}
-    print(f"argmax agreement with Keras {agree}, max |logit diff| / range {err}")
+    rms = {v: float(np.sqrt(((g - ref) ** 2).mean()) / ref.std()) for v, g in got.items()}
+    print(f"argmax agreement with Keras {agree}, RMS logit error / logit std {rms}")
     assert agree["w8a16"] >= agree["int8"] + 0.005
-    assert err["w8a16"] < 0.5 * err["int8"]
+    assert rms["w8a16"] < 0.6 * rms["int8"]
 
 
 # ---------------------------------------------------------------------------------------------
