@@ -38,7 +38,7 @@ from typing import Dict, List
 
 import numpy as np
 
-from edge_deeplab.core.errors import EdgeDeeplabError
+from edge_deeplab.core.errors import EdgeDeeplabError, first_line
 
 #: Ops the TFLite/LiteRT mobile GPU delegates run (OpenCL/WebGPU/Metal; from the GPU delegate's
 #: documented op list). Used only by the static-rules fallback.
@@ -309,7 +309,7 @@ def xnnpack_coverage(path_or_bytes) -> dict:
         it = Interpreter(model_content=bytes(data), experimental_disable_delegate_node_fusion=True)
         it.allocate_tensors()
     except Exception as e:  # noqa: BLE001
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        msg = first_line(e)
         return {"method": "xnnpack-delegate", "fully_delegated": None, "error": msg,
                 "fallback_ops": {}}
     ii = it._interpreter  # noqa: SLF001 - node names/outputs are only exposed here
@@ -397,7 +397,7 @@ def analyze_tflite(path, gpu: bool = True, timeout: float = 600) -> dict:
 
         Interpreter(model_content=data)
     except Exception as e:  # noqa: BLE001
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        msg = first_line(e)
         raise EdgeDeeplabError(f"TFLite runtime rejects {p}: {msg}") from None
     try:
         meta = read_tflite_metadata(data)

@@ -71,7 +71,7 @@ from edge_deeplab.core.contract.semantics import (
     VARIANTS,
     normalization_dict,
 )
-from edge_deeplab.core.errors import EdgeDeeplabError
+from edge_deeplab.core.errors import EdgeDeeplabError, first_line
 from edge_deeplab.model.config import ModelConfig
 
 IO_TYPES = ("float32", "uint8", "int8", "int16")
@@ -355,7 +355,7 @@ def _trace_and_convert(model, variant: str, io_type: str, output: str, represent
         except EdgeDeeplabError:
             raise
         except Exception as e:  # converter errors are long MLIR dumps; keep the first line
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            msg = first_line(e)
             raise EdgeDeeplabError(f"TFLite conversion ({variant}) failed: {msg}") from None
 
 

@@ -42,7 +42,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 
-from edge_deeplab.core.errors import EdgeDeeplabError
+from edge_deeplab.core.errors import EdgeDeeplabError, first_line
 
 SCHEMES = {"w8a8": "static_wi8_ai8", "w8a16": "static_wi8_ai16"}
 #: Native activation dtype of each scheme (the model's I/O type unless ``io_type="float32"``).
@@ -137,7 +137,7 @@ def graph_ops(tflite: Union[bytes, str, Path]) -> List[dict]:
     try:
         it = Interpreter(model_content=data)
     except Exception as e:  # noqa: BLE001
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        msg = first_line(e)
         raise EdgeDeeplabError(f"TFLite runtime rejects the model: {msg}") from None
     names = {d["index"]: d["name"] for d in it.get_tensor_details()}
     ops = []
@@ -353,7 +353,7 @@ def quantize_tflite(float_tflite: Union[bytes, str, Path], scheme: str,
     except EdgeDeeplabError:
         raise
     except Exception as e:  # noqa: BLE001 - library errors: first line, one line
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        msg = first_line(e)
         raise EdgeDeeplabError(f"litert-quantizer ({scheme}) failed: {msg}") from None
     out = bytes(res.quantized_model)
     check_prepares(out, scheme)

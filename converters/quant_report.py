@@ -38,16 +38,11 @@ from typing import Iterable, List, Optional
 
 import numpy as np
 
-from edge_deeplab.core.errors import EdgeDeeplabError
+from edge_deeplab.core.errors import EdgeDeeplabError, first_line
 
 DEFAULT_IMAGES = 8
 DEFAULT_TOP = 5
 _SKIP_OPS = ("QUANTIZE", "DEQUANTIZE")
-
-
-def _one_line(e: BaseException) -> str:
-    t = str(e).strip()
-    return t.splitlines()[0] if t else type(e).__name__
 
 
 def _load(path, what: str) -> bytes:
@@ -67,7 +62,7 @@ def _io(data: bytes, name: str):
     try:
         it = Interpreter(model_content=data)
     except Exception as e:  # noqa: BLE001
-        raise EdgeDeeplabError(f"TFLite runtime rejects {name}: {_one_line(e)}") from None
+        raise EdgeDeeplabError(f"TFLite runtime rejects {name}: {first_line(e)}") from None
     return it.get_input_details(), it.get_output_details()
 
 
@@ -256,7 +251,7 @@ def quant_report(quant_path, reference_path, images: Iterable[np.ndarray], *,
             try:
                 it.invoke()
             except Exception as e:  # noqa: BLE001
-                raise EdgeDeeplabError(f"inference failed: {_one_line(e)}") from None
+                raise EdgeDeeplabError(f"inference failed: {first_line(e)}") from None
         for k, (_, qd, rd) in enumerate(pairs + ends):
             if np.dtype(rd["dtype"]).kind != "f":
                 continue

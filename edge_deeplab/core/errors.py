@@ -26,6 +26,18 @@ class Terminated(KeyboardInterrupt):
     exit_code = 143
 
 
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (its type name when it has none): what a
+    one-line error quotes of a library's exception.
+
+    Example:
+        >>> first_line(ValueError("bad input\\nmore detail")), first_line(KeyError())
+        ('bad input', 'KeyError')
+    """
+    s = str(e).strip()
+    return s.splitlines()[0] if s else type(e).__name__
+
+
 def explain_missing_kernel(exc: BaseException):
     """One line for TensorFlow's "dilated depthwise kernel missing" error, else ``None``.
 

@@ -21,7 +21,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from edge_deeplab.core.errors import EdgeDeeplabError
+from edge_deeplab.core.errors import EdgeDeeplabError, first_line
 
 #: ``(top, left, height, width)`` of the valid (non-padding) region of a letterboxed image.
 Box = Tuple[int, int, int, int]
@@ -58,11 +58,6 @@ def parse_size(value, what: str = "input size") -> Tuple[int, int]:
 # --------------------------------------------------------------------------------------------
 # reading images
 # --------------------------------------------------------------------------------------------
-
-def first_line(e: BaseException) -> str:
-    """The first line of an exception's message (its type name when it has none)."""
-    s = str(e).strip()
-    return s.splitlines()[0] if s else type(e).__name__
 
 
 def read_image_rgb(path) -> np.ndarray:

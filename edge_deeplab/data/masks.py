@@ -22,8 +22,7 @@ from typing import Optional
 
 import numpy as np
 
-from edge_deeplab.core.errors import EdgeDeeplabError
-from edge_deeplab.core.imaging import first_line
+from edge_deeplab.core.errors import EdgeDeeplabError, first_line
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".gif")
 MASK_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff", ".gif", ".pgm", ".ppm")

@@ -56,7 +56,7 @@ from tensorflow_model_optimization.python.core.quantization.keras.quantize_layer
 from edge_deeplab.core._tf import keras, tf
 from edge_deeplab.core.atomic_io import atomic_path, write_json_atomic
 from edge_deeplab.core.contract.semantics import sidecar_path
-from edge_deeplab.core.errors import EdgeDeeplabError
+from edge_deeplab.core.errors import EdgeDeeplabError, first_line
 
 QuantizeConfig = tfmot.quantization.keras.QuantizeConfig
 
@@ -286,7 +286,7 @@ def load_qat_model(path, compile: bool = False):
         with qat_scope():
             model = keras.models.load_model(p, compile=compile)
     except Exception as e:  # zip/h5 corruption, wrong format
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        msg = first_line(e)
         raise EdgeDeeplabError(f"cannot load QAT model {p}: {msg}") from None
     if not is_qat_model(model):
         raise EdgeDeeplabError(f"{p} is not a quantization-aware model (no quantize wrappers)")

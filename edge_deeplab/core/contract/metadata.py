@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from edge_deeplab.core.contract.semantics import sidecar_path
-from edge_deeplab.core.errors import EdgeDeeplabError
+from edge_deeplab.core.errors import EdgeDeeplabError, first_line
 
 #: Name of our entry in the flatbuffer's ``metadata`` table.
 METADATA_NAME = "edge_deeplab"
@@ -85,13 +85,8 @@ def parse_model(data: bytes, what: str = ""):
             raise FlatbufferError("no subgraphs")
     except FlatbufferError as e:
         raise EdgeDeeplabError(f"corrupt or truncated TFLite model{where} ({len(data)} bytes: "
-                               f"{_first_words(e)})") from None
+                               f"{first_line(e)})") from None
     return model
-
-
-def _first_words(e: Exception) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 def metadata_entry_bytes(model, name: str, what: str = "") -> Optional[bytes]:
@@ -112,7 +107,7 @@ def metadata_entry_bytes(model, name: str, what: str = "") -> Optional[bytes]:
         except FlatbufferError as e:
             where = f" {what}" if what else ""
             raise EdgeDeeplabError(f"corrupt or truncated TFLite model{where}: metadata entry "
-                                   f"{name}: {_first_words(e)}") from None
+                                   f"{name}: {first_line(e)}") from None
     return None
 
 

@@ -25,7 +25,7 @@ from edge_deeplab.core.contract.tflite_metadata._segmenter import (
     parse_segmenter_options,
 )
 from edge_deeplab.core.contract.tflite_metadata.writer import CONFIG_FILE, TOOLKIT_METADATA_NAME
-from edge_deeplab.core.errors import EdgeDeeplabError
+from edge_deeplab.core.errors import EdgeDeeplabError, first_line
 
 _COLOR = {0: "unknown", 1: "rgb", 2: "grayscale"}
 
@@ -197,5 +197,5 @@ def read_standard_metadata(path_or_bytes: Union[str, os.PathLike, bytes]) -> Opt
     except EdgeDeeplabError:
         raise
     except Exception as e:  # noqa: BLE001 - struct.error, IndexError, ValueError, JSON errors
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        msg = first_line(e)
         raise EdgeDeeplabError(f"malformed TFLITE_METADATA in {what}: {msg}") from None
