@@ -138,15 +138,15 @@ def evaluate_checks(accuracy: dict, models: dict, fast: bool) -> dict:
     ok = None if f is None or q is None else (f - q) * 100 <= t["qat_drop_points"] + 1e-9
     out["qat_within_float"] = {"ok": ok, "message": f"QAT int8 mIoU {pct(q)} within "
                                                     f"{t['qat_drop_points']:g} points of float {pct(f)}"}
-    ok = None if q is None or p is None else (p - q) * 100 <= t["qat_vs_ptq_points"] + 1e-9
-    out["qat_not_below_ptq"] = {"ok": ok, "message": f"QAT int8 mIoU {pct(q)} >= post-training int8 "
-                                f"{pct(p)}" + (f" - {t['qat_vs_ptq_points']:g} points"
-                                               if t["qat_vs_ptq_points"] else "")}
-    w = accuracy.get("w8a16")
-    ok = None if w is None or p is None else (p - w) * 100 <= t["w8a16_vs_ptq_points"] + 1e-9
-    out["w8a16_not_below_ptq"] = {"ok": ok, "message": f"w8a16 mIoU {pct(w)} >= post-training int8 "
-                                  f"{pct(p)}" + (f" - {t['w8a16_vs_ptq_points']:g} points"
-                                                 if t["w8a16_vs_ptq_points"] else "")}
+
+    def not_below_ptq(what: str, v, points: float) -> dict:
+        ok = None if v is None or p is None else (p - v) * 100 <= points + 1e-9
+        return {"ok": ok, "message": f"{what} mIoU {pct(v)} >= post-training int8 {pct(p)}"
+                                     + (f" - {points:g} points" if points else "")}
+
+    out["qat_not_below_ptq"] = not_below_ptq("QAT int8", q, t["qat_vs_ptq_points"])
+    out["w8a16_not_below_ptq"] = not_below_ptq("w8a16", accuracy.get("w8a16"),
+                                               t["w8a16_vs_ptq_points"])
     gpu = {k: (models.get(k) or {}).get("gpu_fully_accelerated") for k in GPU_CHECKED}
     bad = [k for k, v in gpu.items() if v is False]
     if bad:
