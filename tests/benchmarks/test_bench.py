@@ -388,3 +388,20 @@ def test_two_output_model_says_which_output_it_measured(tmp_path, capsys):
     notes = [line for line in capsys.readouterr().err.splitlines() if "note:" in line]
     assert len(notes) == 1
     assert notes[0].startswith("edge-deeplab bench: note: two.tflite has 2 outputs; measured output 0 ")
+
+
+def test_make_reference_models_writes_edge_clean_exports(tmp_path, capsys):
+    """``python -m benchmarks.make_reference_models`` (the benchmark README's model builder; the
+    bench tests themselves now take the suite's cached tiny exports)."""
+    from benchmarks.make_reference_models import main as make
+    from tests.support.export_models import op_counts
+
+    assert make(["--out", str(tmp_path), "--input-size", "64", "--num-classes", "5",
+                 "--alpha", "0.35", "--variants", "float32,int8"]) == 0
+    out = capsys.readouterr().out
+    for variant in ("float32", "int8"):
+        path = tmp_path / f"deeplab_64_{variant}.tflite"
+        assert f"{variant}: {path}" in out
+        ops = op_counts(path)
+        assert not {"SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND", "MUL"} & set(ops), ops
+    assert op_counts(tmp_path / "deeplab_64_int8.tflite").get("QUANTIZE") == 2  # at the I/O only
