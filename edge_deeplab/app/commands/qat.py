@@ -12,7 +12,8 @@ DESCRIPTION = (
     "run's own training data (RUN/train_config.json). Default recipe: activation ranges calibrated "
     "on a few batches, then the float learning rate / 100 with poly decay, no warm-up, BatchNorm "
     "statistics frozen. Writes RUN/qat/model.h5 (+ model.json, qat_result.json) and resumable "
-    "checkpoints in RUN/qat/checkpoints. Export with `edge-deeplab export RUN --variant qat-int8`.")
+    "checkpoints in RUN/qat/checkpoints. Prints the float and the QAT model's IoU per class on "
+    "the run's validation split and warns when QAT loses a class. Export with `edge-deeplab export RUN --variant qat-int8`.")
 
 # Mirrors edge_deeplab.training.qat's defaults (kept literal so --help does not import TensorFlow).
 _DEFAULT_STEPS = 300
