@@ -57,6 +57,32 @@ def _read_lock(path: Path) -> dict:
         return {}
 
 
+def _holder_message(run: Path, lock: Path, held: dict, same_host: bool) -> str:
+    where = "" if same_host else f" on {held.get('host')}"
+    return (f"{run} is being written by {held.get('command', 'another command')} (pid "
+            f"{held.get('pid')}{where}, since {held.get('started', '?')}); wait for it to finish, "
+            f"or delete {lock} if that process is gone")
+
+
+def require_unlocked(run_dir) -> None:
+    """Refuses (one line naming the pid) when another live process holds ``run_dir``'s lock: the
+    check a command makes before any work; :func:`run_lock` then takes the lock.
+
+    Example:
+        >>> import tempfile
+        >>> require_unlocked(tempfile.mkdtemp())  # no lock: nothing to say
+    """
+    run = Path(run_dir)
+    lock = run / LOCK_NAME
+    if not lock.is_file():
+        return
+    held = _read_lock(lock)
+    pid = int(held.get("pid") or 0)
+    same_host = held.get("host") in (None, socket.gethostname())
+    if pid and pid != os.getpid() and (not same_host or _alive(pid)):
+        raise EdgeDeeplabError(_holder_message(run, lock, held, same_host))
+
+
 @contextlib.contextmanager
 def run_lock(run_dir, command: str) -> Iterator[Path]:
     """Holds ``run_dir/.lock`` while the block runs (the folder is created).
@@ -87,11 +113,7 @@ def run_lock(run_dir, command: str) -> Iterator[Path]:
             pid = int(held.get("pid") or 0)
             same_host = held.get("host") in (None, me["host"])
             if pid and pid != me["pid"] and (not same_host or _alive(pid)):
-                where = "" if same_host else f" on {held.get('host')}"
-                raise EdgeDeeplabError(
-                    f"{run} is being written by {held.get('command', 'another command')} (pid "
-                    f"{pid}{where}, since {held.get('started', '?')}); wait for it to finish, or "
-                    f"delete {lock} if that process is gone") from None
+                raise EdgeDeeplabError(_holder_message(run, lock, held, same_host)) from None
             print(f"note: {run}: taking over a stale lock of pid {pid or '?'} "
                   f"({held.get('command', '?')}, no longer running)", file=sys.stderr, flush=True)
             try:

@@ -49,6 +49,7 @@ from edge_deeplab.core.run_state import (
     file_digest,
     mark_complete,
     read_complete,
+    require_unlocked,
     run_lock,
     set_aside,
 )
@@ -354,7 +355,7 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out_dir, *,
 
     tc = _with_absolute_data_dir(train_config)
     out = Path(out_dir)
-    check_run_state(out, resume=resume, force=force)
+    check_run_state(out, resume=resume, force=force, multiworker=tc.strategy == "multiworker")
     if resume and (out / "train_config.json").is_file():
         saved = json.loads((out / "train_config.json").read_text()).get("model") or {}
         # Labels may have been filled in from the dataset; compare the architecture only.
@@ -575,7 +576,8 @@ def finished_evidence(out) -> Optional[str]:
     return None
 
 
-def check_run_state(out, *, resume: bool, force: bool, announce: bool = False) -> None:
+def check_run_state(out, *, resume: bool, force: bool, announce: bool = False,
+                    multiworker: bool = False) -> None:
     """The run-folder transitions ``train`` allows (see :mod:`edge_deeplab.core.run_state`).
 
     Fresh training into a folder with checkpoints, a model or a ``complete`` marker is refused
@@ -587,6 +589,7 @@ def check_run_state(out, *, resume: bool, force: bool, announce: bool = False) -
         resume: ``--resume``.
         force: ``--force``.
         announce: act (set the old run aside) rather than only check.
+        multiworker: a ``multiworker`` run, whose chief holds the lock for every worker.
 
     Example:
         >>> import tempfile
@@ -595,6 +598,8 @@ def check_run_state(out, *, resume: bool, force: bool, announce: bool = False) -
     out = Path(out)
     if resume and force:
         raise EdgeDeeplabError("--resume continues a run and --force retrains it: give one")
+    if not announce and not multiworker:  # (a multiworker chief holds it for its workers)
+        require_unlocked(out)
     if resume:
         require_resumable(out, out / "checkpoints")
         return

@@ -44,11 +44,12 @@ def run(args) -> int:
 
     from edge_deeplab.core.errors import EdgeDeeplabError
     from edge_deeplab.core.outputs import Input, Output, check_outputs
-    from edge_deeplab.core.run_state import run_lock, stale_origin
+    from edge_deeplab.core.run_state import require_unlocked, run_lock, stale_origin
     from edge_deeplab.training.qat import run_qat
 
     check_outputs([Output(args.json, "--json", suffixes=(".json",))], [Input(args.run, "run")])
     run = Path(args.run)
+    require_unlocked(run)  # a `train` or `qat` writing this run: say so before any work
     if args.resume and run.is_dir():  # nothing to resume: say so before any work
         from edge_deeplab.training.train import require_resumable
 

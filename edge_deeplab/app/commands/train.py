@@ -131,7 +131,8 @@ def run(args) -> int:
                   [Input(data_dir, "dataset"), Input(_weights_file(args.backbone_weights),
                                                      "backbone weights")])
     # a mistyped --out, or a finished run without --force: an error before any data is opened
-    check_run_state(Path(args.out), resume=args.resume, force=args.force)
+    check_run_state(Path(args.out), resume=args.resume, force=args.force,
+                    multiworker=args.strategy == "multiworker")
     mc, tc = build_configs(args)
     if args.num_classes is None:
         # The class count (and names) follow the dataset unless given explicitly.
