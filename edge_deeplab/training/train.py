@@ -362,6 +362,14 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out_dir, *,
         if saved and dict(saved, labels=None) != dict(model_config.to_dict(), labels=None):
             raise EdgeDeeplabError(
                 f"--resume with a different model config than {out / 'train_config.json'}")
+    if resume and (out / "model.keras").is_file():  # an edited or foreign model.json
+        from edge_deeplab.model.model_io import load_metadata
+
+        n = ((load_metadata(out / "model.keras") or {}).get("config") or {}).get("num_classes")
+        if n is not None and n != model_config.num_classes:
+            raise EdgeDeeplabError(
+                f"{out / 'model.json'} says {n} classes but this run trains "
+                f"{model_config.num_classes}: the sidecar does not belong to the run")
 
     train_ds, val_ds = open_datasets(tc)
     if model_config.num_classes != train_ds.num_classes:

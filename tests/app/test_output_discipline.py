@@ -244,3 +244,22 @@ def test_unwritable_and_wrong_kind_outputs_fail_at_once(tmp_path, data, capsys):
         rc = main(argv)
         assert_one_line_error(capsys.readouterr().err, *needles, rc=rc, code=2)
     assert (tmp_path / "afile").read_text() == "x"
+
+
+# ---------------------------------------------- case 16: a sidecar that does not fit its model
+@pytest.mark.kernels
+def test_a_sidecar_edited_to_another_class_count_is_refused_before_conversion(tmp_path, data,
+                                                                             capsys):
+    keras = tmp_path / "m.keras"
+    assert main(["build", "--out", str(keras), "--input-size", "64", "--alpha", "0.35",
+                 "--num-classes", "3"]) == 0
+    meta = json.loads(keras.with_suffix(".json").read_text())
+    meta["config"].update(num_classes=5, labels=None)
+    keras.with_suffix(".json").write_text(json.dumps(meta))
+    capsys.readouterr()
+    for argv in (["export", str(keras), "--out", str(tmp_path / "m.tflite")],
+                 ["eval", str(keras), "--dataset", "folder", "--data-dir", str(data), "--quiet"]):
+        rc = main(argv)
+        assert_one_line_error(capsys.readouterr().err, "says 5 classes", "outputs 3",
+                              "does not belong", rc=rc, code=2)
+    assert not (tmp_path / "m.tflite").exists()
