@@ -263,3 +263,16 @@ def test_a_sidecar_edited_to_another_class_count_is_refused_before_conversion(tm
         assert_one_line_error(capsys.readouterr().err, "says 5 classes", "outputs 3",
                               "does not belong", rc=rc, code=2)
     assert not (tmp_path / "m.tflite").exists()
+
+
+# ------------------------------------------- case 19: native chatter never reaches stdout
+@pytest.mark.gpu
+def test_gpu_accelerator_chatter_stays_off_stdout(model, data):
+    """LiteRT's GPU accelerator printed "INFO: Failed to load OpenCL library ..." on stdout."""
+    r = subprocess.run([sys.executable, "-m", "edge_deeplab.app.cli", "eval", str(model),
+                        "--dataset", "folder", "--data-dir", str(data), "--split", "val",
+                        "--accelerator", "gpu", "--quiet"], capture_output=True, text=True,
+                       timeout=300, env=dict(os.environ, PYTHONPATH=os.getcwd()))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mIoU ") and "images) - " in lines[0], r.stdout
