@@ -276,3 +276,19 @@ def test_gpu_accelerator_chatter_stays_off_stdout(model, data):
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert len(lines) == 1 and lines[0].startswith("mIoU ") and "images) - " in lines[0], r.stdout
+
+
+# --------------------------------------- case 21: a successful export says nothing on stderr
+@pytest.mark.kernels
+def test_a_successful_export_writes_nothing_on_stderr(tmp_path):
+    keras = tmp_path / "m.keras"
+    cli = [sys.executable, "-m", "edge_deeplab.app.cli"]
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    r = subprocess.run([*cli, "build", "--out", str(keras), "--input-size", "64", "--alpha",
+                        "0.35", "--num-classes", "3"], capture_output=True, text=True,
+                       timeout=600, env=env)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([*cli, "export", str(keras), "--out", str(tmp_path / "m.tflite")],
+                       capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == "" and r.stdout.startswith(f"wrote {tmp_path / 'm.tflite'}"), r.stderr
