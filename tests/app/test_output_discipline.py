@@ -292,3 +292,20 @@ def test_a_successful_export_writes_nothing_on_stderr(tmp_path):
                        capture_output=True, text=True, timeout=600, env=env)
     assert r.returncode == 0, r.stderr
     assert r.stderr == "" and r.stdout.startswith(f"wrote {tmp_path / 'm.tflite'}"), r.stderr
+
+
+# ------------------------------------------- case 20: analyze reports corrupt metadata
+def test_analyze_reports_corrupt_metadata_that_eval_refuses(model, data, tmp_path, capsys):
+    raw = model.read_bytes()
+    assert raw.count(b'"labels":') >= 1
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(raw.replace(b'"labels":', b'"labels"!'))  # same length, no longer JSON
+    rc = _eval(bad, data)
+    line = assert_one_line_error(capsys.readouterr().err, "corrupt", rc=rc, code=2)
+    rc = main(["analyze", str(bad), "--no-gpu"])
+    out, err = capsys.readouterr()
+    assert rc == 1 and "metadata: UNUSABLE: corrupt" in out
+    assert_one_line_error(err, "corrupt", rc=rc, prefix="edge-deeplab analyze: error:")
+    assert line.split("error: ", 1)[1] in err  # the same finding as eval's
+    rc = main(["analyze", str(model), "--no-gpu"])
+    assert rc == 0 and "UNUSABLE" not in capsys.readouterr().out
