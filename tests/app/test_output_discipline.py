@@ -309,3 +309,26 @@ def test_analyze_reports_corrupt_metadata_that_eval_refuses(model, data, tmp_pat
     assert line.split("error: ", 1)[1] in err  # the same finding as eval's
     rc = main(["analyze", str(model), "--no-gpu"])
     assert rc == 0 and "UNUSABLE" not in capsys.readouterr().out
+
+
+# ----------------------------- case 18: quant-report says when it compares only part of the graph
+@pytest.mark.kernels
+def test_quant_report_names_the_ops_a_float16_reference_leaves_uncompared(pytestconfig, capsys):
+    import re
+
+    from tests.support.tiny import tiny_tflite
+
+    q = tiny_tflite(pytestconfig, "int8")
+    counts = {}
+    for ref in ("float32", "float16"):
+        rc = main(["quant-report", str(q), "--reference", str(tiny_tflite(pytestconfig, ref)),
+                   "--images", "2"])
+        out = capsys.readouterr().out
+        assert rc == 0
+        m = re.search(r"(\d+) of (\d+) op outputs compared", out)
+        counts[ref] = (int(m.group(1)), int(m.group(2)))
+        hinted = "pass the float32 export as --reference" in out
+        assert hinted == (ref == "float16"), out
+        if counts[ref][0] < counts[ref][1]:
+            assert f"note: {counts[ref][1] - counts[ref][0]} op outputs have no counterpart" in out
+    assert counts["float16"][0] < counts["float16"][1] and counts["float16"][1] == counts["float32"][1]
