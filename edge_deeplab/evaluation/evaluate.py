@@ -122,6 +122,10 @@ class TFLitePredictor(Predictor):
         self.runner = runner
         runner.check_segmentation_io()
         s = runner.input.shape
+        if s[-1] != 3:  # (a 1-channel model would fail deep in the runtime on RGB input)
+            raise EdgeDeeplabError(
+                f"{Path(runner.path).name} takes {s[-1]}-channel images (input shape {list(s)}); "
+                f"eval scores RGB datasets, which need a 3-channel input")
         self.input_hw = (int(s[1]), int(s[2]))
         self._in_batch = int(s[0]) if s[0] and s[0] > 0 else 1
         self.batch_size = 1

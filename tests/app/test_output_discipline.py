@@ -332,3 +332,22 @@ def test_quant_report_names_the_ops_a_float16_reference_leaves_uncompared(pytest
         if counts[ref][0] < counts[ref][1]:
             assert f"note: {counts[ref][1] - counts[ref][0]} op outputs have no counterpart" in out
     assert counts["float16"][0] < counts["float16"][1] and counts["float16"][1] == counts["float32"][1]
+
+
+# ------------------------------ cases 15, 17: models eval cannot feed are named in one line
+@pytest.mark.kernels
+def test_eval_names_a_grey_input_or_a_two_input_model(data, tmp_path, capsys):
+    from edge_deeplab.core._tf import keras, tf
+
+    grey = keras.Sequential([keras.Input((32, 32, 1)), keras.layers.Conv2D(3, 1)])
+    a, b = keras.Input((32, 32, 3)), keras.Input((32, 32, 3))
+    two = keras.Model([a, b], keras.layers.Conv2D(3, 1)(keras.layers.Add()([a, b])))
+    for name, m in (("grey", grey), ("two", two)):
+        (tmp_path / f"{name}.tflite").write_bytes(
+            tf.lite.TFLiteConverter.from_keras_model(m).convert())
+    rc = _eval(tmp_path / "grey.tflite", data)
+    assert_one_line_error(capsys.readouterr().err, "grey.tflite takes 1-channel images",
+                          "[1, 32, 32, 1]", rc=rc, code=2)
+    rc = _eval(tmp_path / "two.tflite", data)
+    assert_one_line_error(capsys.readouterr().err, "two.tflite", "it has 2 inputs",
+                          "[1, 32, 32, 3], [1, 32, 32, 3]", rc=rc, code=2)
