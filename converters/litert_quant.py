@@ -113,6 +113,12 @@ def _pattern_matcher(pattern: str):
 def _no_match(pattern: str, names: Iterable[str]) -> EdgeDeeplabError:
     names = sorted(set(names))
     sample = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
+    try:
+        re.compile(pattern)
+    except re.error as e:  # a glob-looking typo of a regex: say what is wrong with it
+        return EdgeDeeplabError(f"--keep-float {pattern!r} is not a valid regular expression "
+                                f"({e}) and as a glob it matches no layer of the model (layers "
+                                f"look like: {sample})")
     return EdgeDeeplabError(f"--keep-float {pattern!r} matches no layer of the model "
                             f"(layers look like: {sample})")
 

@@ -351,3 +351,16 @@ def test_eval_names_a_grey_input_or_a_two_input_model(data, tmp_path, capsys):
     rc = _eval(tmp_path / "two.tflite", data)
     assert_one_line_error(capsys.readouterr().err, "two.tflite", "it has 2 inputs",
                           "[1, 32, 32, 3], [1, 32, 32, 3]", rc=rc, code=2)
+
+
+@pytest.mark.kernels
+def test_an_invalid_keep_float_pattern_is_named_as_invalid(tmp_path, capsys):
+    keras = tmp_path / "m.keras"
+    assert main(["build", "--out", str(keras), "--input-size", "64", "--alpha", "0.35",
+                 "--num-classes", "3"]) == 0
+    capsys.readouterr()
+    rc = main(["export", str(keras), "--variant", "int8", "--keep-float", "([",
+               "--out", str(tmp_path / "m.tflite")])
+    assert_one_line_error(capsys.readouterr().err, "'([' is not a valid regular expression",
+                          "unterminated character set", rc=rc, code=2)
+    assert not (tmp_path / "m.tflite").exists()
