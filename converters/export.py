@@ -577,6 +577,8 @@ def export_tflite(model, out_path, variant: str = "float32", *, io_type: Optiona
     if quantizer:
         export["quantizer"] = {k: quantizer[k] for k in ("quantizer", "recipe", "scheme")}
         export["float_ops"] = quantizer["float_ops"]
+        if quantizer.get("widened_ranges"):
+            export["widened_ranges"] = quantizer["widened_ranges"]
         if keep_float:
             export["keep_float"] = {
                 "patterns": list(keep_float),

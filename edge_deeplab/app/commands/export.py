@@ -91,6 +91,11 @@ def run(args) -> int:
     print(f"wrote {info['path']} ({info['size_bytes'] / 1e6:.2f} MB, {info['variant']}; input "
           f"{i['dtype']}{i['shape']}, output {o['dtype']}{o['shape']} {info['metadata']['output']})"
           + (f" and {info['sidecar']}" if info["sidecar"] else ""))
+    if ex.get("widened_ranges"):
+        from converters.litert_quant import MIN_INT16_RANGE
+
+        print(f"  widened {ex['widened_ranges']} activation ranges narrower than "
+              f"+-{MIN_INT16_RANGE:g} to it (TFLite's int16 kernels refuse narrower ones)")
     kf = ex.get("keep_float")
     if kf:
         print(f"  kept float ({ex.get('float_ops')} ops): {', '.join(kf['layers'])}")
