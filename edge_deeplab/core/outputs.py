@@ -129,6 +129,10 @@ def check_outputs(outputs: Sequence[Output], inputs: Sequence[Input] = ()) -> Li
                 if e.errno == 40:  # ELOOP
                     raise EdgeDeeplabError(f"{o.flag} {shown} is a symlink loop") from None
         real = resolved(shown)
+        if o.folder and real.exists() and not real.is_dir():
+            raise EdgeDeeplabError(f"{o.flag} {shown} exists and is not a directory")
+        if not o.folder and real.is_dir():
+            raise EdgeDeeplabError(f"{o.flag} {shown} is a directory, not a file")
         if o.suffixes and not o.folder and real.suffix.lower() not in o.suffixes \
                 and shown.suffix.lower() not in o.suffixes:
             raise EdgeDeeplabError(f"{o.flag} must end in {' or '.join(o.suffixes)}, got {shown}")
@@ -145,10 +149,6 @@ def check_outputs(outputs: Sequence[Output], inputs: Sequence[Input] = ()) -> Li
             if o.folder and _within(rin, real):
                 raise EdgeDeeplabError(f"{o.flag} {shown} holds the {what} {given}, which it "
                                        f"would replace; choose another folder")
-        if o.folder and real.exists() and not real.is_dir():
-            raise EdgeDeeplabError(f"{o.flag} {shown} exists and is not a directory")
-        if not o.folder and real.is_dir():
-            raise EdgeDeeplabError(f"{o.flag} {shown} is a directory, not a file")
         check_writable(real, o.flag, directory=o.folder)
         result.append(real)
     return result

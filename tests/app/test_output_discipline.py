@@ -364,24 +364,3 @@ def test_an_invalid_keep_float_pattern_is_named_as_invalid(tmp_path, capsys):
     assert_one_line_error(capsys.readouterr().err, "'([' is not a valid regular expression",
                           "unterminated character set", rc=rc, code=2)
     assert not (tmp_path / "m.tflite").exists()
-
-
-# ----------------------- item 5: w8a16 of an untrained model widens its too-narrow ranges
-@pytest.mark.kernels
-def test_w8a16_of_an_untrained_model_widens_narrow_ranges_and_prepares(tmp_path, capsys):
-    """It refused with "requantization overflows" at block_4_depthwise before."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    keras, out = tmp_path / "m.keras", tmp_path / "w.tflite"
-    assert main(["build", "--out", str(keras), "--input-size", "64", "--alpha", "0.35",
-                 "--num-classes", "3"]) == 0
-    capsys.readouterr()
-    assert main(["export", str(keras), "--variant", "w8a16", "--out", str(out)]) == 0
-    said = capsys.readouterr().out
-    meta = json.loads(out.with_suffix(".json").read_text())
-    n = meta["export"]["widened_ranges"]
-    assert n >= 1 and f"widened {n} activation ranges" in said
-    it = Interpreter(model_path=str(out))
-    it.allocate_tensors()  # what refused before
-    acts = [d for d in it.get_tensor_details() if d["dtype"] == np.int16 and d["quantization"][0]]
-    assert acts and min(d["quantization"][0] for d in acts) >= 9.1e-5 / 32767
