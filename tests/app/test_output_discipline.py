@@ -238,7 +238,8 @@ def test_unwritable_and_wrong_kind_outputs_fail_at_once(tmp_path, data, capsys):
         (["eval", "--predictions", str(data / "masks"), "--dataset", "folder", "--data-dir",
           str(data), "--save-predictions", str(tmp_path / "afile")],
          ("--save-predictions", "exists and is not a directory")),
-        (["export", "m.keras", "--out", str(tmp_path)], ("--out", "must end in .tflite")),
+        (["export", "m.keras", "--out", str(tmp_path)], ("--out", "is a directory, not a file")),
+        (["export", "m.keras", "--out", str(tmp_path / "m.onnx")], ("--out", "must end in .tflite")),
     ]
     for argv, needles in cases:
         rc = main(argv)
