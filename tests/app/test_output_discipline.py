@@ -337,13 +337,14 @@ def test_quant_report_names_the_ops_a_float16_reference_leaves_uncompared(pytest
 
 # ------------------------------ cases 15, 17: models eval cannot feed are named in one line
 @pytest.mark.kernels
-def test_eval_names_a_grey_input_or_a_two_input_model(data, tmp_path, capsys):
+def test_eval_names_a_grey_a_two_input_or_a_dynamic_input_model(data, tmp_path, capsys):
     from edge_deeplab.core._tf import keras, tf
 
     grey = keras.Sequential([keras.Input((32, 32, 1)), keras.layers.Conv2D(3, 1)])
     a, b = keras.Input((32, 32, 3)), keras.Input((32, 32, 3))
     two = keras.Model([a, b], keras.layers.Conv2D(3, 1)(keras.layers.Add()([a, b])))
-    for name, m in (("grey", grey), ("two", two)):
+    free = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(3, 1)])
+    for name, m in (("grey", grey), ("two", two), ("free", free)):
         (tmp_path / f"{name}.tflite").write_bytes(
             tf.lite.TFLiteConverter.from_keras_model(m).convert())
     rc = _eval(tmp_path / "grey.tflite", data)
@@ -352,6 +353,9 @@ def test_eval_names_a_grey_input_or_a_two_input_model(data, tmp_path, capsys):
     rc = _eval(tmp_path / "two.tflite", data)
     assert_one_line_error(capsys.readouterr().err, "two.tflite", "it has 2 inputs",
                           "[1, 32, 32, 3], [1, 32, 32, 3]", rc=rc, code=2)
+    rc = _eval(tmp_path / "free.tflite", data)  # was reported as input shape [1, 1, 1, 3]
+    assert_one_line_error(capsys.readouterr().err, "free.tflite has a dynamic input shape",
+                          "[-1, -1, -1, 3]", rc=rc, code=2)
 
 
 @pytest.mark.kernels
