@@ -438,6 +438,11 @@ def evaluate_predictor(predictor: Predictor, dataset, *, scales=(1.0,), flip: bo
     if validate:
         dataset.validate_all()
     k = dataset.num_classes
+    if predictor.num_classes == 1:  # --classes cannot help: name what the model is
+        raise EdgeDeeplabError(
+            f"the model outputs a single channel (a sigmoid mask, e.g. a selfie segmenter), not "
+            f"one channel per class: eval scores per-class logits, probabilities or a class map, "
+            f"so it cannot score it against the {k} classes of {dataset.name}")
     if predictor.num_classes is not None and predictor.num_classes != k:
         raise EdgeDeeplabError(
             f"the model predicts {predictor.num_classes} classes but the {dataset.name} split has "

@@ -344,7 +344,8 @@ def test_eval_names_a_grey_a_two_input_or_a_dynamic_input_model(data, tmp_path, 
     a, b = keras.Input((32, 32, 3)), keras.Input((32, 32, 3))
     two = keras.Model([a, b], keras.layers.Conv2D(3, 1)(keras.layers.Add()([a, b])))
     free = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(3, 1)])
-    for name, m in (("grey", grey), ("two", two), ("free", free)):
+    mask = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(1, 1, activation="sigmoid")])
+    for name, m in (("grey", grey), ("two", two), ("free", free), ("mask", mask)):
         (tmp_path / f"{name}.tflite").write_bytes(
             tf.lite.TFLiteConverter.from_keras_model(m).convert())
     rc = _eval(tmp_path / "grey.tflite", data)
@@ -356,6 +357,9 @@ def test_eval_names_a_grey_a_two_input_or_a_dynamic_input_model(data, tmp_path, 
     rc = _eval(tmp_path / "free.tflite", data)  # was reported as input shape [1, 1, 1, 3]
     assert_one_line_error(capsys.readouterr().err, "free.tflite has a dynamic input shape",
                           "[-1, -1, -1, 3]", rc=rc, code=2)
+    rc = _eval(tmp_path / "mask.tflite", data, "--classes", "background,thing1")  # was: use --classes
+    assert_one_line_error(capsys.readouterr().err, "outputs a single channel (a sigmoid mask",
+                          "against the 2 classes", rc=rc, code=2)
 
 
 @pytest.mark.kernels
