@@ -283,7 +283,7 @@ def widen_narrow_ranges(qsv: dict, floor: float = MIN_INT16_RANGE) -> list:
     Example:
         >>> import numpy as np
         >>> q = {"a": {"min": np.array(0.0), "max": np.array(1e-7)}, "b": {"min": -1.0, "max": 2.0}}
-        >>> widen_narrow_ranges(q), float(q["a"]["max"]), float(q["a"]["min"])
+        >>> widen_narrow_ranges(q), round(float(q["a"]["max"]), 6), round(float(q["a"]["min"]), 6)
         (['a'], 0.0001, -0.0001)
     """
     widened = []

@@ -135,13 +135,32 @@ def run_lock(run_dir, command: str) -> Iterator[Path]:
 
 
 def mark_complete(run_dir, result: dict) -> Path:
-    """Writes ``run_dir/complete.json`` (``result`` plus the time): the run's result is final."""
+    """Writes ``run_dir/complete.json`` (``result`` plus the time): the run's result is final.
+
+    Args:
+        run_dir: the run folder.
+        result: what the marker records (steps, best mIoU, the model's digest).
+
+    Example:
+        >>> import tempfile
+        >>> mark_complete(tempfile.mkdtemp(), {"final_step": 1}).name
+        'complete.json'
+    """
     return write_json_atomic(Path(run_dir) / COMPLETE_NAME,
                              dict(result, completed=time.strftime("%Y-%m-%dT%H:%M:%S")))
 
 
 def read_complete(run_dir) -> Optional[dict]:
-    """``run_dir/complete.json``'s content, or ``None`` when the run is not complete."""
+    """``run_dir/complete.json``'s content, or ``None`` when the run is not complete.
+
+    Args:
+        run_dir: the run folder.
+
+    Example:
+        >>> import tempfile
+        >>> read_complete(tempfile.mkdtemp()) is None
+        True
+    """
     p = Path(run_dir) / COMPLETE_NAME
     if not p.is_file():
         return None
@@ -152,7 +171,15 @@ def read_complete(run_dir) -> Optional[dict]:
 
 
 def clear_complete(run_dir) -> None:
-    """Removes the ``complete`` marker (the run is being continued or redone)."""
+    """Removes the ``complete`` marker (the run is being continued or redone).
+
+    Args:
+        run_dir: the run folder.
+
+    Example:
+        >>> import tempfile
+        >>> d = tempfile.mkdtemp(); _ = mark_complete(d, {}); clear_complete(d); read_complete(d)
+    """
     with contextlib.suppress(FileNotFoundError):
         (Path(run_dir) / COMPLETE_NAME).unlink()
 
@@ -174,7 +201,18 @@ def file_digest(path) -> str:
 
 
 def record_origin(derived_dir, source) -> dict:
-    """Records in ``derived_dir/origin.json`` which file (and which bytes) it is built from."""
+    """Records in ``derived_dir/origin.json`` which file (and which bytes) it is built from.
+
+    Args:
+        derived_dir: the folder of the derived result (``RUN/qat``).
+        source: the file it is built from (``RUN/model.keras``).
+
+    Example:
+        >>> import tempfile, os
+        >>> d = tempfile.mkdtemp(); src = os.path.join(d, "m"); _ = open(src, "w").write("1")
+        >>> record_origin(d, src)["sha256"][:8]
+        '6b86b273'
+    """
     rec = {"source": str(Path(source).resolve()), "sha256": file_digest(source)}
     write_json_atomic(Path(derived_dir) / ORIGIN_NAME, rec)
     return rec
