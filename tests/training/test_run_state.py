@@ -162,7 +162,6 @@ def test_a_qat_model_from_float_weights_that_changed_is_refused(data, stale_qat,
     assert _snapshot(run / "qat") == qat_before and not (tmp_path / "q.tflite").exists()
 
 
-@pytest.mark.slow
 def test_qat_redoes_a_stale_qat_and_resume_on_a_finished_qat_touches_nothing(stale_qat, tmp_path,
                                                                              capsys):
     run = _copy(stale_qat[0], tmp_path)
