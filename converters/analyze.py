@@ -399,10 +399,11 @@ def analyze_tflite(path, gpu: bool = True, timeout: float = 600) -> dict:
     except Exception as e:  # noqa: BLE001
         msg = first_line(e)
         raise EdgeDeeplabError(f"TFLite runtime rejects {p}: {msg}") from None
+    meta_error = None
     try:
-        meta = read_tflite_metadata(data)
-    except EdgeDeeplabError:
-        meta = None
+        meta = read_tflite_metadata(p, sidecar=False)  # (the path names the file in errors)
+    except EdgeDeeplabError as e:  # reported, not dropped: eval and demo refuse such a model
+        meta, meta_error = None, str(e)
     standard, compat = _standard_metadata(data)
     report = {
         "path": str(p),
@@ -418,6 +419,7 @@ def analyze_tflite(path, gpu: bool = True, timeout: float = 600) -> dict:
         "float_islands": find_float_islands(g),
         "float_layers": sorted({f["layer"] for f in float_compute_ops(g) if f["layer"]}),
         "metadata": meta,
+        "metadata_error": meta_error,
         "cpu": dict(xnnpack_coverage(data), xnnpack_reference_ops=xnnpack_reference_ops(g)),
         "standard_metadata": standard,
         "mediapipe": compat,
@@ -529,6 +531,9 @@ def format_report(r: dict) -> str:
                      "with --io-type int8 to keep the whole graph in XNNPACK (MediaPipe and the Task "
                      "Library need uint8 or float input)")
     meta = r.get("metadata") or {}
+    if r.get("metadata_error"):
+        lines.append(f"  metadata: UNUSABLE: {r['metadata_error']} (eval, bench and demo refuse "
+                     f"this model)")
     if meta:
         ex = meta.get("export", {})
         variant = ex.get("variant")

@@ -328,7 +328,8 @@ def _trace_and_convert(model, variant: str, io_type: str, output: str, represent
             return y
 
         concrete = serve.get_concrete_function()
-        conv = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
+        with _without_trackable_obj_warning():
+            conv = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
         if variant == "float16":
             conv.optimizations = [tf.lite.Optimize.DEFAULT]
             conv.target_spec.supported_types = [tf.float16]
@@ -576,6 +577,8 @@ def export_tflite(model, out_path, variant: str = "float32", *, io_type: Optiona
     if quantizer:
         export["quantizer"] = {k: quantizer[k] for k in ("quantizer", "recipe", "scheme")}
         export["float_ops"] = quantizer["float_ops"]
+        if quantizer.get("widened_ranges"):
+            export["widened_ranges"] = quantizer["widened_ranges"]
         if keep_float:
             export["keep_float"] = {
                 "patterns": list(keep_float),
@@ -640,3 +643,30 @@ def _with_standard_metadata(data: bytes, meta: dict, cfg, variant, io_type, outp
         version=meta["export"]["created"], author=str(meta.get("author") or "edge_deeplab"),
         toolkit_version=__version__, labels=meta["labels"], mean=m, std=s, input_range=None,
         output_kind=output, activation=None, extra_json=meta)
+
+
+class _DropTrackableObjWarning:
+    """A ``logging`` filter for the absl WARNING every ``from_concrete_functions`` call logs
+    ("Please consider providing the trackable_obj argument ..."): the conversion path it warns
+    about is the one this exporter chose (the traced function, not a SavedModel), so the line
+    only adds noise to every successful export."""
+
+    def filter(self, record) -> bool:
+        return "trackable_obj argument" not in record.getMessage()
+
+
+def _without_trackable_obj_warning():
+    """A context manager that drops that one warning from the ``absl`` logger."""
+    import contextlib
+    import logging
+
+    @contextlib.contextmanager
+    def quiet():
+        logger, flt = logging.getLogger("absl"), _DropTrackableObjWarning()
+        logger.addFilter(flt)
+        try:
+            yield
+        finally:
+            logger.removeFilter(flt)
+
+    return quiet()

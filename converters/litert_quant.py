@@ -113,6 +113,12 @@ def _pattern_matcher(pattern: str):
 def _no_match(pattern: str, names: Iterable[str]) -> EdgeDeeplabError:
     names = sorted(set(names))
     sample = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
+    try:
+        re.compile(pattern)
+    except re.error as e:  # a glob-looking typo of a regex: say what is wrong with it
+        return EdgeDeeplabError(f"--keep-float {pattern!r} is not a valid regular expression "
+                                f"({e}) and as a glob it matches no layer of the model (layers "
+                                f"look like: {sample})")
     return EdgeDeeplabError(f"--keep-float {pattern!r} matches no layer of the model "
                             f"(layers look like: {sample})")
 
@@ -253,6 +259,47 @@ def calibrate_global_min_max(quantizer, signature: str, batches: Sequence[dict])
     return merged
 
 
+#: The narrowest int16 activation range TFLite's kernels accept, as the largest absolute value
+#: (symmetric int16: scale = that / 32767). An op with a fused RELU6 quantizes the bound 6.0 with
+#: its output's scale (``kernel_util.cc`` ``Quantize``: ``round(6 / scale)`` must fit an int32,
+#: ``no_integer_overflow_from_quantization``), so the scale must be >= 6 / 2^31: a range of at
+#: least 6 * 32767 / 2^31 = 9.2e-5, here with a margin. Calibration gives narrower ranges to
+#: outputs that are (nearly) constant zero, e.g. dead channels of an untrained model.
+MIN_INT16_RANGE = 1e-4
+
+
+def widen_narrow_ranges(qsv: dict, floor: float = MIN_INT16_RANGE) -> list:
+    """Widens, in place, every calibrated range narrower than ``floor`` to ``[-floor, floor]``
+    (only the missing side moves: a range already reaching past it keeps that bound); returns
+    the widened tensors' names.
+
+    Such a tensor holds values below ``floor`` only, so int16 rounding at ``floor / 32767`` keeps
+    them as exactly as the real data allows, while TFLite can prepare its ops.
+
+    Args:
+        qsv: a calibration result ``{tensor_name: {"min": ..., "max": ...}}``.
+        floor: the smallest largest-absolute-value allowed.
+
+    Example:
+        >>> import numpy as np
+        >>> q = {"a": {"min": np.array(0.0), "max": np.array(1e-7)}, "b": {"min": -1.0, "max": 2.0}}
+        >>> widen_narrow_ranges(q), round(float(q["a"]["max"]), 6), round(float(q["a"]["min"]), 6)
+        (['a'], 0.0001, -0.0001)
+    """
+    widened = []
+    for name, rng in qsv.items():
+        if not isinstance(rng, dict) or "min" not in rng or "max" not in rng:
+            continue
+        lo, hi = np.asarray(rng["min"], np.float32), np.asarray(rng["max"], np.float32)
+        narrow = np.maximum(np.abs(lo), np.abs(hi)) < floor
+        if not narrow.any():
+            continue
+        rng["min"] = np.where(narrow, np.minimum(lo, -floor), lo).astype(np.float32)
+        rng["max"] = np.where(narrow, np.maximum(hi, floor), hi).astype(np.float32)
+        widened.append(name)
+    return widened
+
+
 def quantize_tflite(float_tflite: Union[bytes, str, Path], scheme: str,
                     calibration: Iterable[np.ndarray], *, keep_float: Sequence[str] = (),
                     io_type: Optional[str] = None, calibration_steps: int = 100) -> tuple:
@@ -349,6 +396,7 @@ def quantize_tflite(float_tflite: Union[bytes, str, Path], scheme: str,
         logging.getLogger("absl").setLevel(logging.ERROR)
         with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
             qsv = calibrate_global_min_max(q, sig, batches)
+            widened = widen_narrow_ranges(qsv) if scheme == "w8a16" else []
             res = q.quantize(qsv, enable_progress_bar=False, enable_progress_report=False)
     except EdgeDeeplabError:
         raise
@@ -369,6 +417,7 @@ def quantize_tflite(float_tflite: Union[bytes, str, Path], scheme: str,
                        for p, hits in kept.items()},
         "float_ops": len(float_compute_ops(out)),
         "calibration_steps": len(batches),
+        "widened_ranges": len(widened),
     }
     return out, info
 

@@ -318,6 +318,7 @@ def quant_report(quant_path, reference_path, images: Iterable[np.ndarray], *,
     return {
         "quant": str(quant_path), "reference": str(reference_path),
         "quantization": kinds["quantization"],
+        "reference_quantization": kinds.get("reference_quantization"),
         "images": n_img, "matched": len(layers), "unmatched": unmatched,
         "input": end_metrics["input"], "output": end_metrics["output"],
         "layers": layers, "worst": ranked[:max(0, int(top))],
@@ -347,8 +348,16 @@ def format_worst(report: dict, top: Optional[int] = None) -> str:
     def f(v, fmt):
         return "-" if v is None else format(v, fmt)
 
-    lines = [f"{report['quant']} vs {report['reference']}: {report['matched']} op outputs "
-             f"compared on {report['images']} images ({report['quantization']})"]
+    missing = len(report.get("unmatched") or [])
+    total = report["matched"] + missing
+    lines = [f"{report['quant']} vs {report['reference']}: {report['matched']} of {total} op "
+             f"outputs compared on {report['images']} images ({report['quantization']})"]
+    if missing:
+        hint = ("; a float16 reference names and splits its tensors differently: pass the "
+                "float32 export as --reference to compare every layer"
+                if report.get("reference_quantization") == "float16" else "")
+        lines.append(f"  note: {missing} op outputs have no counterpart in the reference and are "
+                     f"not compared{hint}")
     out = report.get("output")
     if out:
         lines.append(f"  model output: SNR {f(out['snr_db'], '.1f')} dB, "

@@ -104,31 +104,52 @@ class _Captured:
 
 @contextlib.contextmanager
 def capture_native_stderr():
-    """Redirects the process' fd 2 (native C++ logs included) into a buffer.
+    """Redirects the process' fd 2 (native C++ logs included) into a buffer; fd 1 too, as some
+    native libraries print there (LiteRT's GPU accelerator: "INFO: Failed to load OpenCL
+    library ..."), and stdout must carry only a command's own output (JSON, tables, pipes).
 
     Yields an object whose ``.text`` holds the captured output once the block exits. Set
-    ``EDGE_DEEPLAB_SHOW_NATIVE_LOGS=1`` to let the logs through as well.
+    ``EDGE_DEEPLAB_SHOW_NATIVE_LOGS=1`` to let the logs through as well (stdout chatter then goes
+    to stderr).
     """
     cap = _Captured()
-    if os.environ.get("EDGE_DEEPLAB_SHOW_NATIVE_LOGS") == "1":
-        yield cap
-        return
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001
+            pass
     try:
-        sys.stderr.flush()
-    except Exception:  # noqa: BLE001
-        pass
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as tmp:
-        os.dup2(tmp.fileno(), 2)
+        saved_out = os.dup(1)
+    except OSError:
+        saved_out = None
+    if os.environ.get("EDGE_DEEPLAB_SHOW_NATIVE_LOGS") == "1":
+        if saved_out is not None:
+            os.dup2(2, 1)
         try:
             yield cap
         finally:
-            try:
-                sys.stderr.flush()
-            except Exception:  # noqa: BLE001
-                pass
+            if saved_out is not None:
+                os.dup2(saved_out, 1)
+                os.close(saved_out)
+        return
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        os.dup2(tmp.fileno(), 2)
+        if saved_out is not None:
+            os.dup2(tmp.fileno(), 1)
+        try:
+            yield cap
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except Exception:  # noqa: BLE001
+                    pass
             os.dup2(saved, 2)
             os.close(saved)
+            if saved_out is not None:
+                os.dup2(saved_out, 1)
+                os.close(saved_out)
             tmp.seek(0)
             cap.text = tmp.read().decode("utf-8", "replace")
 

@@ -50,6 +50,7 @@ import numpy as np
 from edge_deeplab.core.contract.semantics import VOC_CLASSES
 from edge_deeplab.core.errors import EdgeDeeplabError
 from edge_deeplab.core.imaging import read_image_rgb
+from edge_deeplab.data.labels import check_label_names
 from edge_deeplab.data.masks import (
     CITYSCAPES_CLASSES,
     CITYSCAPES_ID_TO_TRAINID,
@@ -165,12 +166,13 @@ class SegmentationDataset:
                 continue
             yield self._items[i][0], image, mask
 
-    def _check(self, i: int) -> Optional[str]:
+    def _check(self, i: int) -> Tuple[Optional[str], int]:
+        """``(error or None, labelled pixels)`` of item ``i``."""
         try:
-            self.read(i)
+            _, mask = self.read(i)
         except EdgeDeeplabError as e:
-            return str(e)
-        return None
+            return str(e), 0
+        return None, int(np.count_nonzero(mask != IGNORE_LABEL))
 
     def validate_all(self, workers: int = 4, verbose: bool = True) -> "SegmentationDataset":
         """Reads every image and mask once, checking everything :meth:`read` checks.
@@ -182,7 +184,9 @@ class SegmentationDataset:
         if self._validated:
             return self
         with ThreadPoolExecutor(max(1, workers)) as ex:
-            errors = list(ex.map(self._check, range(len(self))))
+            checked = list(ex.map(self._check, range(len(self))))
+        errors = [e for e, _ in checked]
+        labelled = sum(n for _, n in checked)
         bad = [(i, e) for i, e in enumerate(errors) if e is not None]
         if bad and not self.skip_bad:
             n = len(bad)
@@ -198,6 +202,10 @@ class SegmentationDataset:
         if not self._items:
             raise EdgeDeeplabError(f"{self.name} split {self.split!r}: every item is bad "
                                    f"(first: {self.skipped[0][1]})")
+        if labelled == 0:  # nothing to learn from or score: loss 0, mIoU n/a
+            raise EdgeDeeplabError(
+                f"{self.name} split {self.split!r} at {self.root} has no labelled pixel: every "
+                f"mask pixel of its {len(self)} images is {IGNORE_LABEL} (ignore)")
         return self
 
     def skipped_summary(self) -> str:
@@ -288,9 +296,29 @@ def _stem_of_line(line: str) -> str:
     return stem if ext.lower() in IMAGE_EXTENSIONS + MASK_EXTENSIONS else base
 
 
+def _unique_ids(pairs):
+    """``pairs`` with each id once (first place kept), and ``{id: times listed}`` of the repeats:
+    a split file naming an image twice must not weigh it twice in a mIoU or an epoch."""
+    counts: dict = {}
+    for p in pairs:
+        counts[p[0]] = counts.get(p[0], 0) + 1
+    seen, unique = set(), []
+    for p in pairs:
+        if p[0] not in seen:
+            seen.add(p[0])
+            unique.append(p)
+    return unique, {s: n for s, n in counts.items() if n > 1}
+
+
 def _collect(name, split, root, pairs, labels, lut, skip_bad, binary=False, note=None):
     """Builds the dataset, dealing with missing images/masks (error or skip)."""
     items, skipped = [], []
+    pairs, repeated = _unique_ids(pairs)
+    if repeated:
+        shown = ", ".join(f"{s} x{n}" for s, n in list(repeated.items())[:5]) + \
+            (" ..." if len(repeated) > 5 else "")
+        print(f"warning: {name}/{split} lists {len(repeated)} id(s) more than once ({shown}); "
+              f"each is used once", file=sys.stderr)
     for stem, ip, mp, missing in pairs:
         if missing:
             if not skip_bad:
@@ -450,7 +478,7 @@ def load_folder(data_dir, split="train", *, num_classes=None, binary=False, skip
             if num_classes is not None and num_classes != len(file_labels):
                 raise EdgeDeeplabError(
                     f"--num-classes {num_classes} disagrees with {labels_file} ({len(file_labels)} classes)")
-            labels = tuple(file_labels)
+            labels = check_label_names(file_labels, str(labels_file))
         else:
             if num_classes is None:
                 num_classes = _infer_num_classes(pairs)

@@ -122,6 +122,10 @@ class TFLitePredictor(Predictor):
         self.runner = runner
         runner.check_segmentation_io()
         s = runner.input.shape
+        if s[-1] != 3:  # (a 1-channel model would fail deep in the runtime on RGB input)
+            raise EdgeDeeplabError(
+                f"{Path(runner.path).name} takes {s[-1]}-channel images (input shape {list(s)}); "
+                f"eval scores RGB datasets, which need a 3-channel input")
         self.input_hw = (int(s[1]), int(s[2]))
         self._in_batch = int(s[0]) if s[0] and s[0] > 0 else 1
         self.batch_size = 1
@@ -434,6 +438,11 @@ def evaluate_predictor(predictor: Predictor, dataset, *, scales=(1.0,), flip: bo
     if validate:
         dataset.validate_all()
     k = dataset.num_classes
+    if predictor.num_classes == 1:  # --classes cannot help: name what the model is
+        raise EdgeDeeplabError(
+            f"the model outputs a single channel (a sigmoid mask, e.g. a selfie segmenter), not "
+            f"one channel per class: eval scores per-class logits, probabilities or a class map, "
+            f"so it cannot score it against the {k} classes of {dataset.name}")
     if predictor.num_classes is not None and predictor.num_classes != k:
         raise EdgeDeeplabError(
             f"the model predicts {predictor.num_classes} classes but the {dataset.name} split has "

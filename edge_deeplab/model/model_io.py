@@ -101,7 +101,41 @@ def load_model(path, compile: bool = False, custom_objects=None) -> Tuple[object
         raise EdgeDeeplabError(f"cannot load Keras model {p}: {_load_error_line(e)}") from None
     meta = load_metadata(p) or {}
     cfg = ModelConfig.from_dict(meta["config"]) if "config" in meta else None
+    if cfg is not None:
+        check_sidecar(model, cfg, p)
     return model, cfg, meta
+
+
+def check_sidecar(model, cfg: ModelConfig, path) -> None:
+    """Refuses (one line) a config sidecar that does not describe ``model``: another class count,
+    input size or number of labels (an edited or mismatched ``model.json``), which would
+    otherwise surface late as a wrong label table or a failed export.
+
+    Args:
+        model: the loaded Keras model.
+        cfg: the config its sidecar gives.
+        path: the model file (named in the message).
+
+    Example:
+        >>> from types import SimpleNamespace as NS
+        >>> m = NS(output_shape=(None, 64, 64, 3), input_shape=(None, 64, 64, 3))
+        >>> check_sidecar(m, ModelConfig(input_size=(64, 64), num_classes=3), "m.keras")
+    """
+    out = model.output_shape
+    out = out[0] if isinstance(out, list) else out
+    inp = model.input_shape
+    inp = inp[0] if isinstance(inp, list) else inp
+    sc = sidecar_path(path)
+    if out and out[-1] is not None and int(out[-1]) != cfg.num_classes:
+        raise EdgeDeeplabError(
+            f"{sc} says {cfg.num_classes} classes but the model {path} outputs {out[-1]}: the "
+            f"sidecar does not belong to this model (restore it, or rebuild the model)")
+    if inp and None not in tuple(inp[1:3]) and tuple(int(v) for v in inp[1:3]) != tuple(cfg.input_size):
+        raise EdgeDeeplabError(
+            f"{sc} says input {cfg.input_size[0]}x{cfg.input_size[1]} but the model {path} takes "
+            f"{inp[1]}x{inp[2]}: the sidecar does not belong to this model")
+    if cfg.labels is not None and len(cfg.labels) != cfg.num_classes:
+        raise EdgeDeeplabError(f"{sc} gives {len(cfg.labels)} labels for {cfg.num_classes} classes")
 
 
 def _keras_version_of(path) -> Optional[str]:

@@ -141,7 +141,17 @@ class Runner:
     def check_segmentation_io(self) -> None:
         """Raises a one-line error unless this looks like an image segmentation model."""
         s = self.input.shape
-        if len(self.inputs) != 1 or len(s) != 4 or s[-1] not in (1, 3) or s[1] < 8 or s[2] < 8:
+        if len(self.inputs) != 1:
+            raise EdgeDeeplabError(
+                f"{Path(self.path).name} is not an image segmentation model: it has "
+                f"{len(self.inputs)} inputs ({', '.join(str(list(t.shape)) for t in self.inputs)}); "
+                f"expected one NHWC image input")
+        sig = self.input.signature
+        if sig is not None and len(sig) == 4 and any(v < 0 for v in sig[1:3]):
+            raise EdgeDeeplabError(
+                f"{Path(self.path).name} has a dynamic input shape {list(sig)} (-1: any size); "
+                f"convert it with a fixed input size (edge-deeplab build --input-size N)")
+        if len(s) != 4 or s[-1] not in (1, 3) or s[1] < 8 or s[2] < 8:
             raise EdgeDeeplabError(
                 f"{Path(self.path).name} is not an image segmentation model: input shape {list(s)} "
                 "(expected one NHWC image input)")

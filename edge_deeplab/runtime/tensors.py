@@ -24,6 +24,8 @@ class TensorInfo:
     dtype: np.dtype
     scale: Optional[float] = None
     zero_point: Optional[int] = None
+    #: the shape as the model declares it, -1 for a dynamic dimension (``shape`` shows it as 1)
+    signature: Optional[Tuple[int, ...]] = dataclasses.field(default=None, compare=False)
 
     @property
     def quantized(self) -> bool:
@@ -58,8 +60,10 @@ def details_to_info(d: dict) -> TensorInfo:
     zp = int(zps[0]) if zps.size == 1 else None
     if scale is None and d.get("quantization") and d["quantization"][0]:
         scale, zp = float(d["quantization"][0]), int(d["quantization"][1])
+    sig = d.get("shape_signature")
     return TensorInfo(name=d["name"], shape=tuple(int(s) for s in d["shape"]),
-                      dtype=np.dtype(d["dtype"]), scale=scale, zero_point=zp)
+                      dtype=np.dtype(d["dtype"]), scale=scale, zero_point=zp,
+                      signature=tuple(int(s) for s in sig) if sig is not None else None)
 
 
 def info_from_dict(t: dict) -> TensorInfo:

@@ -530,10 +530,10 @@ def run_qat(run_dir, *, steps: Optional[int] = None, lr: Optional[float] = None,
     """
     from edge_deeplab.data.pipeline import make_train_dataset
     from edge_deeplab.model.model_io import load_model
+    from edge_deeplab.training.qat_state import prepare_qat_dir
     from edge_deeplab.training.schedules import PolyDecay
     from edge_deeplab.training.train import (
         evaluate_model,
-        has_checkpoint_files,
         open_datasets,
         require_resumable,
         restore_newest_loadable,
@@ -560,9 +560,7 @@ def run_qat(run_dir, *, steps: Optional[int] = None, lr: Optional[float] = None,
     ckpt_dir = qdir / "checkpoints"
     if resume:
         require_resumable(qdir, ckpt_dir, what="QAT")
-    elif has_checkpoint_files(ckpt_dir):
-        raise EdgeDeeplabError(f"{qdir} already has QAT checkpoints; pass --resume to continue "
-                               f"or delete {qdir}")
+    prepare_qat_dir(run, resume=resume)  # origin of the float weights; a stale QAT is redone
 
     float_model, cfg, meta = load_model(run / "model.keras")
     if cfg is None:

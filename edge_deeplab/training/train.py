@@ -32,6 +32,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -43,6 +44,15 @@ from typing import Optional
 
 from edge_deeplab.core.atomic_io import write_json_atomic
 from edge_deeplab.core.errors import EdgeDeeplabError
+from edge_deeplab.core.run_state import (
+    clear_complete,
+    file_digest,
+    mark_complete,
+    read_complete,
+    require_unlocked,
+    run_lock,
+    set_aside,
+)
 from edge_deeplab.model.config import OPTIMIZERS, STRATEGIES, ModelConfig, TrainConfig  # noqa: F401
 
 
@@ -318,7 +328,7 @@ def restore_newest_loadable(ckpt, ckpt_dir) -> str:
 
 # ---------------------------------------------------------------------------------------- train
 def train(model_config: ModelConfig, train_config: TrainConfig, out_dir, *,
-          resume: bool = False, verbose: int = 1) -> dict:
+          resume: bool = False, force: bool = False, verbose: int = 1) -> dict:
     """Trains a model into the run directory ``out_dir``.
 
     Args:
@@ -327,7 +337,10 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out_dir, *,
         train_config: the recipe (:class:`TrainConfig`).
         out_dir: run directory (created).
         resume: continue from ``RUN/checkpoints`` at the saved step. Without it, a run directory
-            that already has checkpoints is an error (so nothing is overwritten by accident).
+            that already has checkpoints or a model is an error (so nothing is overwritten by
+            accident). On a complete run (``RUN/complete.json``) with the same step count it
+            says so and returns the recorded result, touching nothing.
+        force: retrain a finished run: its old contents are moved into ``RUN/previous-N/`` first.
         verbose: 1 for a Keras progress bar and one line per checkpoint, 0 for silence.
 
     Returns:
@@ -342,18 +355,21 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out_dir, *,
 
     tc = _with_absolute_data_dir(train_config)
     out = Path(out_dir)
-    ckpt_dir = out / "checkpoints"
-    if resume:
-        require_resumable(out, ckpt_dir)
-    elif has_checkpoint_files(ckpt_dir):
-        raise EdgeDeeplabError(
-            f"{out} already has checkpoints; pass --resume to continue or choose a new --out")
+    check_run_state(out, resume=resume, force=force, multiworker=tc.strategy == "multiworker")
     if resume and (out / "train_config.json").is_file():
         saved = json.loads((out / "train_config.json").read_text()).get("model") or {}
         # Labels may have been filled in from the dataset; compare the architecture only.
         if saved and dict(saved, labels=None) != dict(model_config.to_dict(), labels=None):
             raise EdgeDeeplabError(
                 f"--resume with a different model config than {out / 'train_config.json'}")
+    if resume and (out / "model.keras").is_file():  # an edited or foreign model.json
+        from edge_deeplab.model.model_io import load_metadata
+
+        n = ((load_metadata(out / "model.keras") or {}).get("config") or {}).get("num_classes")
+        if n is not None and n != model_config.num_classes:
+            raise EdgeDeeplabError(
+                f"{out / 'model.json'} says {n} classes but this run trains "
+                f"{model_config.num_classes}: the sidecar does not belong to the run")
 
     train_ds, val_ds = open_datasets(tc)
     if model_config.num_classes != train_ds.num_classes:
@@ -362,6 +378,12 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out_dir, *,
             f"{train_ds.num_classes}; pass --num-classes {train_ds.num_classes}")
     model_config = _with_labels(model_config, train_ds.labels)
     total = total_steps_for(tc, len(train_ds))
+    done = read_complete(out) if resume else None
+    if done is not None and done.get("total_steps") == total:
+        print(f"{out} is already complete ({done.get('final_step')}/{total} steps); nothing to "
+              f"do (nothing was changed)", file=sys.stderr, flush=True)
+        saved = out / "train_result.json"
+        return json.loads(saved.read_text()) if saved.is_file() else done
 
     keras.utils.set_random_seed(int(tc.seed))
     strategy = make_strategy(tc.strategy)
@@ -371,15 +393,20 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out_dir, *,
     # deleted at the end. They read the chief's checkpoints on --resume (RUN on a shared file
     # system, as tf.distribute's multi-worker checkpointing assumes).
     scratch = None
+    lock = contextlib.nullcontext()
     if chief:
-        out.mkdir(parents=True, exist_ok=True)
+        lock = run_lock(out, "train")
     else:
         import tempfile
 
         scratch = Path(tempfile.mkdtemp(prefix="edge_deeplab_worker_"))
     try:
-        return _train_loop(model_config, tc, out, total, strategy, chief, scratch, train_ds, val_ds,
-                           resume, verbose)
+        with lock:
+            if chief:  # a writer that finished while this one opened its data
+                check_run_state(out, resume=resume, force=force, announce=True)
+                clear_complete(out)
+            return _train_loop(model_config, tc, out, total, strategy, chief, scratch, train_ds,
+                               val_ds, resume, verbose)
     finally:
         if scratch is not None:
             import shutil
@@ -538,7 +565,62 @@ def _train_loop(model_config, tc, out, total, strategy, chief, scratch, train_ds
     }
     if chief:
         write_json_atomic(out / "train_result.json", result)
+        mark_complete(out, {"command": "train", "total_steps": total, "final_step": step,
+                            "best_miou": result["best_miou"],
+                            "model_sha256": file_digest(out / "model.keras")})
     return result
+
+
+def finished_evidence(out) -> Optional[str]:
+    """What makes ``out`` a run that a fresh ``train`` must not overwrite (one phrase), or None."""
+    out = Path(out)
+    if has_checkpoint_files(out / "checkpoints"):
+        return "already has checkpoints"
+    if read_complete(out) is not None:
+        return "is a finished run"
+    for name in ("model.keras", "last.keras"):
+        if (out / name).is_file():
+            return f"already has a trained model ({name})"
+    return None
+
+
+def check_run_state(out, *, resume: bool, force: bool, announce: bool = False,
+                    multiworker: bool = False) -> None:
+    """The run-folder transitions ``train`` allows (see :mod:`edge_deeplab.core.run_state`).
+
+    Fresh training into a folder with checkpoints, a model or a ``complete`` marker is refused
+    unless ``force`` (which moves the old contents into ``RUN/previous-N/`` when ``announce`` is
+    set, i.e. under the lock); ``resume`` needs a checkpoint.
+
+    Args:
+        out: the run folder.
+        resume: ``--resume``.
+        force: ``--force``.
+        announce: act (set the old run aside) rather than only check.
+        multiworker: a ``multiworker`` run, whose chief holds the lock for every worker.
+
+    Example:
+        >>> import tempfile
+        >>> check_run_state(tempfile.mkdtemp(), resume=False, force=False)  # an empty folder is fine
+    """
+    out = Path(out)
+    if resume and force:
+        raise EdgeDeeplabError("--resume continues a run and --force retrains it: give one")
+    if not announce and not multiworker:  # (a multiworker chief holds it for its workers)
+        require_unlocked(out)
+    if resume:
+        require_resumable(out, out / "checkpoints")
+        return
+    why = finished_evidence(out)
+    if why is None:
+        return
+    if not force:
+        raise EdgeDeeplabError(
+            f"{out} {why}; pass --resume to continue it, --force to retrain (the old run is kept "
+            f"in {out}/previous-N), or choose a new --out")
+    if announce:
+        aside = set_aside(out)
+        print(f"note: --force: the previous run was moved to {aside}", file=sys.stderr, flush=True)
 
 
 def _with_absolute_data_dir(tc: TrainConfig) -> TrainConfig:

@@ -271,6 +271,7 @@ def test_cli_qat_resume_falls_back_past_a_damaged_checkpoint(run_dir, tmp_path, 
     capsys.readouterr()
     (data2,) = ckpts.glob("ckpt-2.data-*")
     data2.write_bytes(data2.read_bytes()[:100])  # truncated
+    (run / "qat" / "qat_result.json").unlink()  # killed after ckpt-2, before it finished
     rc = _qat_cli(run, "--resume")
     out, err = capsys.readouterr()
     assert rc == 0, err

@@ -277,6 +277,7 @@ def test_cli_resume_skips_a_truncated_checkpoint_and_names_it(tiny_data, finishe
     from edge_deeplab.app.cli import main
 
     run = _copy_run(finished_cli_run, tmp_path)
+    (run / "complete.json").unlink()  # killed after its last checkpoint, before it finished
     bad = _truncate_data(run, 4)
     (run / "checkpoints" / "checkpoint").write_text("garbage {{{ not a state file\n")
     rc = main(_tiny_cli_args(tiny_data, run) + ["--resume"])
@@ -293,6 +294,7 @@ def test_cli_resume_with_no_loadable_checkpoint_stops_and_keeps_files(tiny_data,
     from edge_deeplab.app.cli import main
 
     run = _copy_run(finished_cli_run, tmp_path)
+    (run / "complete.json").unlink()  # killed after its last checkpoint, before it finished
     bad4, bad2 = _truncate_data(run, 4), _truncate_data(run, 2)
     before = _snapshot(run / "checkpoints")
     rc = main(_tiny_cli_args(tiny_data, run) + ["--resume"])

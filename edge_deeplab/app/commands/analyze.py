@@ -27,4 +27,10 @@ def run(args) -> int:
         print(json.dumps(report, indent=2))
     else:
         print(format_report(report))
+    if report.get("metadata_error"):  # the report is printed; the exit status says it is unusable
+        import sys
+
+        sys.stdout.flush()
+        print(f"edge-deeplab analyze: error: {report['metadata_error']}", file=sys.stderr)
+        return 1
     return 0

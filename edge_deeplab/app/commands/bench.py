@@ -104,7 +104,15 @@ def run(args) -> int:
     from edge_deeplab.core.errors import EdgeDeeplabError
 
     progress = None if args.quiet else _say
-    # every output is checked before any model runs
+    from edge_deeplab.app.commands.common import dataset_input, model_inputs
+    from edge_deeplab.core.outputs import Output, check_outputs
+
+    # every output is checked before any model runs, against every input too
+    check_outputs([Output(args.json, "--json", suffixes=(".json",)),
+                   Output(args.markdown, "--markdown", suffixes=(".md", ".markdown")),
+                   Output(args.plot, "--plot")],
+                  [i for m in args.models for i in model_inputs(m)]
+                  + [dataset_input(getattr(args, "dataset", None), getattr(args, "data_dir", None))])
     check_report_paths(args.json, args.markdown, args.plot)
     if args.adb:
         from benchmarks.adb import device_report

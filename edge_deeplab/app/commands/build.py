@@ -15,14 +15,23 @@ def add_arguments(p) -> None:
     add_model_arguments(p)
     p.add_argument("--backbone-weights", default=None, metavar="imagenet|PATH.h5",
                    help="MobileNetV2 weights for the backbone, loaded by layer name")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing --out model (it may be a trained one)")
 
 
 def run(args) -> int:
+    from pathlib import Path
+
     from edge_deeplab.core.errors import EdgeDeeplabError
+    from edge_deeplab.core.outputs import Input, Output, check_outputs
 
     cfg = model_config_from_args(args)
-    if not str(args.out).endswith(".keras"):
-        raise EdgeDeeplabError(f"--out must end in .keras, got {args.out}")
+    weights = None if args.backbone_weights in (None, "imagenet") else args.backbone_weights
+    check_outputs([Output(args.out, "--out", suffixes=(".keras",))],
+                  [Input(weights, "backbone weights")])
+    if Path(args.out).exists() and not args.force:
+        raise EdgeDeeplabError(f"--out {args.out} already exists (it may be a trained model); "
+                               f"pass --force to replace it, or choose another path")
     from edge_deeplab.model.deeplab import build_model
     from edge_deeplab.model.model_io import save_model
 

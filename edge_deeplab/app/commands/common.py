@@ -62,7 +62,11 @@ def add_model_arguments(p: argparse.ArgumentParser, defaults: ModelConfig | None
 
 
 def model_config_from_args(args) -> ModelConfig:
-    labels = tuple(x.strip() for x in args.labels.split(",")) if args.labels else None
+    labels = None
+    if args.labels:
+        from edge_deeplab.data.labels import check_label_names
+
+        labels = check_label_names(args.labels.split(","), f"--labels {args.labels!r}")
     return ModelConfig(
         input_size=parse_size(args.input_size),
         num_classes=args.num_classes,
@@ -100,3 +104,67 @@ def unit_interval(text) -> float:
     if not (0 <= v < 1):
         raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text}")
     return v
+
+
+# --------------------------------------------------------------------------- inputs and outputs
+def dataset_input(dataset: str | None, data_dir):
+    """The :class:`~edge_deeplab.core.outputs.Input` of a ``--dataset``/``--data-dir`` pair (the
+    synthetic dataset's default cache folder when no ``--data-dir`` is given).
+
+    Example:
+        >>> dataset_input("folder", "ds").what
+        'dataset'
+    """
+    from edge_deeplab.core.outputs import Input
+
+    if data_dir is None and dataset == "synthetic":
+        from edge_deeplab.data.synthetic import default_data_dir
+
+        data_dir = default_data_dir()
+    return Input(data_dir, "dataset")
+
+
+def model_inputs(path) -> list:
+    """The :class:`~edge_deeplab.core.outputs.Input` s of a model argument: the file (or run
+    folder) and, for a file, its ``.json`` sidecar, which an output must not replace either.
+
+    Example:
+        >>> [i.what for i in model_inputs("m.tflite")]
+        ['model', "model's sidecar"]
+    """
+    from pathlib import Path
+
+    from edge_deeplab.core.outputs import Input
+
+    if path is None:
+        return []
+    p = Path(path)
+    out = [Input(p, "model")]
+    if not p.is_dir():
+        out.append(Input(p.with_suffix(".json"), "model's sidecar"))
+    return out
+
+
+def require_current_qat(model) -> None:
+    """Refuses (one line) a run's QAT model built from float weights that changed since.
+
+    ``model`` is a run folder or a file in its ``qat/`` folder; QAT records the float model it
+    started from (``RUN/qat/origin.json``, see :mod:`edge_deeplab.core.run_state`).
+
+    Example:
+        >>> import tempfile
+        >>> require_current_qat(tempfile.mkdtemp())  # no QAT there: nothing to check
+    """
+    from pathlib import Path
+
+    from edge_deeplab.core.errors import EdgeDeeplabError
+    from edge_deeplab.core.run_state import stale_origin
+
+    p = Path(model)
+    run = p if p.is_dir() else p.parent.parent if p.parent.name == "qat" else None
+    if run is None or not (run / "qat").is_dir():
+        return
+    why = stale_origin(run / "qat", run / "model.keras")
+    if why:
+        raise EdgeDeeplabError(f"the QAT model in {run / 'qat'} is stale: {why}; redo it with "
+                               f"`edge-deeplab qat {run}`")

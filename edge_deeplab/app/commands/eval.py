@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import nullcontext
+from pathlib import Path
 
 from edge_deeplab.app.commands.common import positive_int
 
@@ -81,7 +83,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("output")
     g.add_argument("--json", metavar="OUT", default=None, help="write the metrics as JSON here")
     g.add_argument("--save-predictions", metavar="DIR", default=None,
-                   help="write predicted index PNGs (VOC palette) named by stem")
+                   help="write predicted index PNGs (VOC palette) named by stem; the folder is "
+                        "replaced only once the whole split is scored")
     g.add_argument("--quiet", action="store_true", help="no progress lines, no table")
 
 
@@ -95,12 +98,16 @@ def run(args) -> int:
         raise EdgeDeeplabError("give either MODEL or --predictions DIR, not both")
     if not args.predictions and not args.model:
         raise EdgeDeeplabError("give a MODEL (.keras, run directory or .tflite) or --predictions DIR")
-    from edge_deeplab.core.atomic_io import check_writable
+    from edge_deeplab.app.commands.common import dataset_input, model_inputs, require_current_qat
+    from edge_deeplab.core.outputs import Input, Output, atomic_dir, check_outputs
 
-    if args.json:  # fail now, not after the whole split was scored
-        check_writable(args.json, "--json")
-    if args.save_predictions:
-        check_writable(args.save_predictions, "--save-predictions", directory=True)
+    # every output checked against every input before anything is scored
+    check_outputs([Output(args.json, "--json", suffixes=(".json",)),
+                   Output(args.save_predictions, "--save-predictions", folder=True)],
+                  [*model_inputs(args.model), Input(args.predictions, "--predictions folder"),
+                   dataset_input(args.dataset, args.data_dir)])
+    if args.model and (args.qat or Path(args.model).parent.name == "qat"):
+        require_current_qat(args.model)
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
     ds = load_dataset(args.dataset, args.data_dir, args.split, num_classes=args.num_classes,
                       binary=args.binary, skip_bad=args.skip_bad, classes=classes)
@@ -115,13 +122,16 @@ def run(args) -> int:
 
     from edge_deeplab.evaluation.evaluate import evaluate
 
-    result = evaluate(args.predictions or args.model, ds, predictions=bool(args.predictions),
-                      resize_predictions=args.resize_predictions, input_size=args.input_size,
-                      qat=args.qat, batch_size=args.batch_size, accelerator=args.accelerator,
-                      threads=args.threads, runtime=args.runtime, gpu_precision=args.gpu_precision,
-                      scales=args.scales,
-                      flip=args.flip, crf=args.crf, save_dir=args.save_predictions,
-                      progress=progress, crf_backend=args.crf_backend,
+    # predictions fill a temporary sibling, swapped in only when the whole split is scored
+    saving = atomic_dir(args.save_predictions) if args.save_predictions else nullcontext(None)
+    with saving as save_dir:
+        result = evaluate(args.predictions or args.model, ds, predictions=bool(args.predictions),
+                          resize_predictions=args.resize_predictions, input_size=args.input_size,
+                          qat=args.qat, batch_size=args.batch_size, accelerator=args.accelerator,
+                          threads=args.threads, runtime=args.runtime, gpu_precision=args.gpu_precision,
+                          scales=args.scales,
+                          flip=args.flip, crf=args.crf, save_dir=save_dir,
+                          progress=progress, crf_backend=args.crf_backend,
                       allow_invalid=args.allow_invalid_predictions)
     if not args.quiet:
         print(format_table(result, ds.labels))

@@ -47,14 +47,17 @@ def run(args) -> int:
     if args.variant not in VARIANTS:
         raise EdgeDeeplabError(f"unknown variant {args.variant!r}; choose one of "
                                f"{', '.join(VARIANTS)}")
-    if not str(args.out).endswith(".tflite"):
-        raise EdgeDeeplabError(f"--out must end in .tflite, got {args.out}")
     from pathlib import Path
 
-    from edge_deeplab.core.atomic_io import check_writable
+    from edge_deeplab.app.commands.common import dataset_input, model_inputs, require_current_qat
+    from edge_deeplab.core.outputs import Output, check_outputs
 
     # Everything a user can get wrong is checked here, before the seconds of conversion.
-    check_writable(args.out, "--out")
+    check_outputs([Output(args.out, "--out", suffixes=(".tflite",))],
+                  [*model_inputs(args.model),
+                   dataset_input(args.calibration_dataset, args.data_dir)])
+    if args.variant == "qat-int8":
+        require_current_qat(args.model)
     if args.calibration_dataset:
         from edge_deeplab.data import load_dataset
 
@@ -88,6 +91,11 @@ def run(args) -> int:
     print(f"wrote {info['path']} ({info['size_bytes'] / 1e6:.2f} MB, {info['variant']}; input "
           f"{i['dtype']}{i['shape']}, output {o['dtype']}{o['shape']} {info['metadata']['output']})"
           + (f" and {info['sidecar']}" if info["sidecar"] else ""))
+    if ex.get("widened_ranges"):
+        from converters.litert_quant import MIN_INT16_RANGE
+
+        print(f"  widened {ex['widened_ranges']} activation ranges narrower than "
+              f"+-{MIN_INT16_RANGE:g} to it (TFLite's int16 kernels refuse narrower ones)")
     kf = ex.get("keep_float")
     if kf:
         print(f"  kept float ({ex.get('float_ops')} ops): {', '.join(kf['layers'])}")
@@ -106,17 +114,22 @@ def _parse_labels(value):
     if value is None:
         return None
     p = Path(value)
+    if p.is_dir():
+        raise EdgeDeeplabError(f"--labels {value} is a directory; give A,B,... or a text file "
+                               f"with one name per line")
     if p.is_file():
         try:
             names = [line.strip() for line in p.read_text(encoding="utf-8").splitlines()]
         except (OSError, UnicodeDecodeError) as e:
             raise EdgeDeeplabError(f"cannot read --labels file {p}: {e}") from None
         names = [n for n in names if n]
+    elif "," not in str(value) and ("/" in str(value) or p.suffix.lower() in (".txt", ".csv")):
+        raise EdgeDeeplabError(f"--labels file not found: {value}")
     else:
         names = [n.strip() for n in str(value).split(",")]
-    if not names or any(not n for n in names):
-        raise EdgeDeeplabError(f"--labels needs non-empty names, got {value!r}")
-    return names
+    from edge_deeplab.data.labels import check_label_names
+
+    return list(check_label_names(names, f"--labels {value!r}"))
 
 
 def _check_labels_against_sidecar(labels, model, variant) -> None:

@@ -44,23 +44,35 @@ def run(args) -> int:
     from pathlib import Path
 
     from edge_deeplab.core.errors import EdgeDeeplabError
+    from edge_deeplab.core.outputs import Input, Output, check_outputs
+    from edge_deeplab.core.run_state import require_unlocked, run_lock, stale_origin
     from edge_deeplab.training.qat import run_qat
 
-    if args.json:
-        from edge_deeplab.core.atomic_io import check_writable
-
-        check_writable(args.json, "--json")
-    if args.resume and Path(args.run).is_dir():  # nothing to resume: say so before any work
+    check_outputs([Output(args.json, "--json", suffixes=(".json",))], [Input(args.run, "run")])
+    run = Path(args.run)
+    require_unlocked(run)  # a `train` or `qat` writing this run: say so before any work
+    if args.resume and run.is_dir():  # nothing to resume: say so before any work
         from edge_deeplab.training.train import require_resumable
 
-        require_resumable(Path(args.run) / "qat", Path(args.run) / "qat" / "checkpoints",
-                          what="QAT")
+        require_resumable(run / "qat", run / "qat" / "checkpoints", what="QAT")
+        done = _finished(run, args.steps)
+        if done is not None and not stale_origin(run / "qat", run / "model.keras"):
+            import sys
+
+            print(f"{run / 'qat'} is already complete ({done['final_step']}/{args.steps} steps); "
+                  f"nothing to do (nothing was changed)", file=sys.stderr)
+            if args.quiet:
+                print(json.dumps(done))
+            return 0
     if args.calibration_batches < 0:
         raise EdgeDeeplabError(f"calibration batches must be >= 0, got {args.calibration_batches}")
-    res = run_qat(args.run, steps=args.steps, lr=args.lr, batch_size=args.batch_size,
-                  resume=args.resume, checkpoint_every=args.checkpoint_every,
-                  freeze_bn=not args.no_freeze_bn, calibration_batches=args.calibration_batches,
-                  evaluate=not args.no_eval, verbose=0 if args.quiet else 1)
+    if not run.is_dir():
+        raise EdgeDeeplabError(f"run directory not found: {run}")
+    with run_lock(run, "qat"):  # one writer per run: not beside a `train` into it, nor another qat
+        res = run_qat(args.run, steps=args.steps, lr=args.lr, batch_size=args.batch_size,
+                      resume=args.resume, checkpoint_every=args.checkpoint_every,
+                      freeze_bn=not args.no_freeze_bn, calibration_batches=args.calibration_batches,
+                      evaluate=not args.no_eval, verbose=0 if args.quiet else 1)
     if args.json:
         from edge_deeplab.core.atomic_io import write_json_atomic
 
@@ -68,3 +80,19 @@ def run(args) -> int:
     if args.quiet:
         print(json.dumps(res))
     return 0
+
+
+def _finished(run, steps):
+    """``RUN/qat/qat_result.json`` when it records a QAT of ``steps`` steps, finished with its
+    model in place; else None."""
+    from pathlib import Path
+
+    p = Path(run) / "qat" / "qat_result.json"
+    try:
+        res = json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+    model = p.parent / Path(str(res.get("model_path", ""))).name
+    if res.get("final_step") == steps and model.is_file():
+        return res
+    return None

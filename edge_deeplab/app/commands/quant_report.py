@@ -32,10 +32,14 @@ def run(args) -> int:
         raise EdgeDeeplabError(f"--images must be >= 1, got {args.images}")
     if args.top < 0:
         raise EdgeDeeplabError(f"--top must be >= 0, got {args.top}")
-    for opt, ext in (("json", ".json"), ("plot", ".png")):
-        v = getattr(args, opt)
-        if v and not str(v).endswith(ext):
-            raise EdgeDeeplabError(f"--{opt} must end in {ext}, got {v}")
+    from edge_deeplab.app.commands.common import dataset_input, model_inputs
+    from edge_deeplab.core.outputs import Output, check_outputs
+
+    # suffixes, places that cannot be written, outputs that are inputs: before any work
+    check_outputs([Output(args.json, "--json", suffixes=(".json",)),
+                   Output(args.plot, "--plot", suffixes=(".png",))],
+                  [*model_inputs(args.model), *model_inputs(args.reference),
+                   dataset_input(args.dataset, args.data_dir)])
 
     from pathlib import Path
 

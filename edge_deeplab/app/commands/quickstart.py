@@ -26,7 +26,9 @@ def run(args) -> int:
     import sys
 
     from edge_deeplab.app.quickstart.run import run_quickstart
+    from edge_deeplab.core.outputs import Output, check_outputs
 
+    check_outputs([Output(args.out, "--out", folder=True)])  # a file, read-only: before any work
     report = run_quickstart(args.out, fast=args.fast, gpu=args.gpu)
     return report_checks(report, file=sys.stderr)
 

@@ -60,7 +60,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--log-every", type=positive_int, default=10,
                    help="steps between TensorBoard loss points (also RUN/train_result.json's loss_history)")
     t.add_argument("--seed", type=non_negative_int, default=0)
-    t.add_argument("--resume", action="store_true", help="continue RUN from its last checkpoint")
+    t.add_argument("--resume", action="store_true",
+                   help="continue RUN from its last checkpoint (on a finished run: nothing to do)")
+    t.add_argument("--force", action="store_true",
+                   help="retrain a finished RUN; its old contents are kept in RUN/previous-N")
     t.add_argument("--strategy", default="default", choices=STRATEGIES,
                    help="tf.distribute: mirrored (all local GPUs), multiworker (reads TF_CONFIG)")
     t.add_argument("--backbone-weights", default=None, help="imagenet or a MobileNetV2 .h5 path")
@@ -116,15 +119,25 @@ def build_configs(args):
 def run(args) -> int:
     from pathlib import Path
 
-    from edge_deeplab.training.train import model_config_for_dataset, require_resumable, train
+    from edge_deeplab.core.outputs import Input, Output, check_outputs
+    from edge_deeplab.training.train import check_run_state, model_config_for_dataset, train
 
-    if args.resume:  # a mistyped --out is an error before any data is opened
-        require_resumable(args.out, Path(args.out) / "checkpoints")
+    data_dir = args.data_dir
+    if data_dir is None and args.dataset == "synthetic":
+        from edge_deeplab.data.synthetic import default_data_dir
+
+        data_dir = default_data_dir()
+    check_outputs([Output(args.out, "--out", folder=True)],
+                  [Input(data_dir, "dataset"), Input(_weights_file(args.backbone_weights),
+                                                     "backbone weights")])
+    # a mistyped --out, or a finished run without --force: an error before any data is opened
+    check_run_state(Path(args.out), resume=args.resume, force=args.force,
+                    multiworker=args.strategy == "multiworker")
     mc, tc = build_configs(args)
     if args.num_classes is None:
         # The class count (and names) follow the dataset unless given explicitly.
         mc = model_config_for_dataset(mc, tc)
-    result = train(mc, tc, args.out, resume=args.resume)
+    result = train(mc, tc, args.out, resume=args.resume, force=args.force)
     best = result.get("best_miou")
     print(json.dumps({k: result[k] for k in ("total_steps", "start_step", "final_step",
                                              "best_miou", "final_miou", "train_seconds",
@@ -132,3 +145,8 @@ def run(args) -> int:
     if best is not None:
         print(f"best val mIoU {best:.4f} at step {result['best_step']}; model: {result['model_path']}")
     return 0
+
+
+def _weights_file(value):
+    """``--backbone-weights`` as an input file (``imagenet`` or nothing: ``None``)."""
+    return None if value in (None, "imagenet") else value
