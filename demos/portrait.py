@@ -89,6 +89,7 @@ class DemoResult:
         flicker: mean absolute frame-to-frame change of the matte where the image is static
             (:class:`demos.compositing.FlickerMeter`; None with fewer than two frames of a video).
         static_fraction: mean share of the static pixels the flicker was measured on.
+        cpu_seconds: CPU time of the whole process (every thread) during the loop.
         settings: smoothing, motion, refine, normalization, overlap.
     """
 
@@ -104,6 +105,7 @@ class DemoResult:
     frame_size: Optional[tuple]
     accelerator: str = "cpu"
     runtime: str = ""
+    cpu_seconds: Optional[float] = None
     flicker: Optional[float] = None
     static_fraction: Optional[float] = None
     settings: Dict = dataclasses.field(default_factory=dict)
@@ -120,6 +122,8 @@ class DemoResult:
                 "stages": self.stages, "inference_ms": inf,
                 "non_inference_ms": round(self.non_inference_ms, 3),
                 "non_inference_stages": [k for k in NON_INFERENCE if k in self.stages],
+                "cpu_ms_per_frame": (round(1000 * self.cpu_seconds / self.frames, 3)
+                                     if self.cpu_seconds is not None and self.frames else None),
                 "mask_flicker": self.flicker, "flicker_static_fraction": self.static_fraction,
                 "dropped": self.dropped, "source_kind": self.source_kind,
                 "frame_size": list(self.frame_size) if self.frame_size else None,
@@ -133,6 +137,8 @@ class DemoResult:
                  f"{self.fps:.1f} FPS end-to-end ({self.accelerator}, {self.runtime})"]
         if self.dropped:
             lines.append(f"dropped {self.dropped} stale camera frames")
+        if self.cpu_seconds is not None and self.frames:
+            lines.append(f"CPU {1000 * self.cpu_seconds / self.frames:.1f} ms per frame (all threads)")
         lines.append("stage        mean ms   p50 ms   p90 ms")
         for k, v in self.stages.items():
             lines.append(f"{k:<12}{v['mean_ms']:>8.2f}{v['p50_ms']:>9.2f}{v['p90_ms']:>9.2f}")
@@ -337,6 +343,7 @@ def run_demo(model, source="0", effect="blur", person_class: Optional[int] = Non
         shot_n = 0
         quit_ = False
         t_start = time.perf_counter()
+        cpu_start = time.process_time()
         t_prev = t_start
         stages = StagePipeline(_limited(source_obj, max_frames),
                                [("inference", infer_stage), ("matte", matte_stage)]).start()
@@ -401,6 +408,7 @@ def run_demo(model, source="0", effect="blur", person_class: Optional[int] = Non
                 break
         stages.close()
         seconds = time.perf_counter() - t_start
+        cpu_seconds = time.process_time() - cpu_start
         skipped = list(getattr(source_obj, "skipped", None) or [])
         if frames == 0:
             if skipped:
@@ -427,6 +435,7 @@ def run_demo(model, source="0", effect="blur", person_class: Optional[int] = Non
                          outputs=written, person=pipe.selector, source_kind=kind,
                          frame_size=last_size, accelerator=accelerator,
                          runtime=getattr(runner, "runtime_name", "?"),
+                         cpu_seconds=cpu_seconds,
                          flicker=None if still else pipe.flicker.value,
                          static_fraction=None if still else pipe.flicker.static_fraction,
                          settings={"smoothing": smoothing, "motion": motion, "refine": refine,
