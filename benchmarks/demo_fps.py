@@ -25,6 +25,7 @@ import json
 import os
 import re
 import resource
+import shlex
 import statistics
 import subprocess
 import sys
@@ -225,6 +226,7 @@ def main(argv=None) -> int:
     p.add_argument("--baseline", default=None, help="another checkout of this project to compare with")
     p.add_argument("--mean", default=None, help="--mean for this checkout's demo (a baseline may lack it)")
     p.add_argument("--std", default=None, help="--std for this checkout's demo")
+    p.add_argument("--demo-args", default="", help="more demo flags for both codes, e.g. '--person-class 1'")
     p.add_argument("--out", required=True, help="folder for demo_fps.json/.md/.png and the clips")
     a = p.parse_args(argv)
     sizes = [tuple(int(v) for v in s.lower().split("x")) for s in a.sizes.split(",") if s]
@@ -235,7 +237,9 @@ def main(argv=None) -> int:
     roots = {"this": here}
     if a.baseline:
         roots = {"baseline": Path(a.baseline).resolve(), "this": here}
-    extra = {"this": [*(["--mean", a.mean] if a.mean else []), *(["--std", a.std] if a.std else [])]}
+    both = shlex.split(a.demo_args)
+    extra = {"baseline": both,
+             "this": [*both, *(["--mean", a.mean] if a.mean else []), *(["--std", a.std] if a.std else [])]}
     from edge_deeplab.core.sysinfo import machine_info
 
     machine_before = machine_info()
