@@ -216,7 +216,7 @@ class ThreadedCapture(FrameSource):
             t0 = time.perf_counter()
             if self.is_live:
                 with self._cond:
-                    while self._latest is None and not self._eof:
+                    while self._latest is None and not self._eof and not self._stop.is_set():
                         self._cond.wait(timeout=0.1)
                     item, self._latest = self._latest, None
                 if item is None:

@@ -406,7 +406,7 @@ def run_demo(model, source="0", effect="blur", person_class: Optional[int] = Non
                 shared["lines"] = _overlay_lines(fps_ema, times, effects[shared["effect"]], window)
             if quit_ or (max_frames is not None and frames >= max_frames):
                 break
-        stages.close()
+        stages.stop()  # threads joined in `finally`, after the source is closed
         seconds = time.perf_counter() - t_start
         cpu_seconds = time.process_time() - cpu_start
         skipped = list(getattr(source_obj, "skipped", None) or [])
@@ -459,7 +459,7 @@ def run_demo(model, source="0", effect="blur", person_class: Optional[int] = Non
         raise
     finally:
         if stages is not None:
-            stages.close()
+            stages.stop()  # joined below, once the source they may wait on is closed
         if video_out is not None:
             video_out.abort()
         if folder_out is not None:

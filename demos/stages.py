@@ -144,6 +144,11 @@ class StagePipeline:
                 raise item.error
             yield item
 
+    def stop(self) -> None:
+        """Tells every thread to stop, without waiting (then close what they may wait on, and
+        :meth:`close`)."""
+        self._stop.set()
+
     def close(self) -> None:
         """Stops every thread and waits for them (each finishes the item it is working on)."""
         self._stop.set()
