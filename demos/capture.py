@@ -216,14 +216,14 @@ class ThreadedCapture(FrameSource):
             t0 = time.perf_counter()
             if self.is_live:
                 with self._cond:
-                    while self._latest is None and not self._eof:
+                    while self._latest is None and not self._eof and not self._stop.is_set():
                         self._cond.wait(timeout=0.1)
                     item, self._latest = self._latest, None
                 if item is None:
                     break
                 _, img, ts = item
             else:
-                item = self._q.get()
+                item = self._get_file()
                 if item is None:
                     break
                 img, ts = item
@@ -231,6 +231,16 @@ class ThreadedCapture(FrameSource):
             i += 1
         if self._error:
             raise EdgeDeeplabError(self._error)
+
+    def _get_file(self):
+        """The next decoded item, or None at the end or once :meth:`close` was called (never blocks
+        a consumer thread forever)."""
+        while not self._stop.is_set():
+            try:
+                return self._q.get(timeout=0.05)
+            except queue.Empty:
+                continue
+        return None
 
     def close(self) -> None:
         self._stop.set()

@@ -39,7 +39,12 @@ import cv2
 import numpy as np
 
 from edge_deeplab.core.errors import EdgeDeeplabError
-from edge_deeplab.core.imaging import guided_filter, read_image_bgr
+from edge_deeplab.core.imaging import (
+    fast_guided_filter,
+    guided_filter,
+    low_res_size,
+    read_image_bgr,
+)
 
 EFFECTS = ("blur", "replace", "color", "mask")
 
@@ -62,14 +67,21 @@ def upsample_mask(mask: np.ndarray, frame_hw: Tuple[int, int]) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 class TemporalSmoother:
-    """Exponential moving average of the soft mask across frames.
+    """Exponential moving average of the soft mask across frames, optionally motion-aware.
 
-    ``smoothed = momentum * previous + (1 - momentum) * current``. ``momentum = 0`` disables it; 0.5
-    halves the frame-to-frame noise energy of a flickering segmenter at the cost of ~1 frame of lag
-    on motion. The state resets by itself when the mask shape changes (a new image of a folder).
+    ``smoothed = w * previous + (1 - w) * current`` per pixel. Plain EMA (``motion=None``):
+    ``w = momentum`` everywhere; it halves a flickering segmenter's frame-to-frame noise energy
+    at 0.5 but drags a moving person's edge about a frame behind. Motion-aware (``motion=T``, with
+    the grey ``guide`` passed to :meth:`update`): ``w = momentum * exp(-(d / T)^2)`` where ``d``
+    is how much the image itself changed at that pixel since the last frame (3x3 mean of the
+    absolute grey difference, intensities in [0, 1]), so static regions are smoothed fully and
+    where something moved the mask follows the current frame at once. ``momentum = 0`` disables
+    smoothing. The state resets by itself when the mask shape changes (a new image of a folder).
 
     Args:
         momentum: weight of the previous smoothed mask, in ``[0, 1)``.
+        motion: image change (in [0, 1] grey levels) at which the weight falls to ``1/e`` of
+            ``momentum``; None for a plain EMA.
 
     Example:
         >>> import numpy as np
@@ -78,24 +90,96 @@ class TemporalSmoother:
         1.0
         >>> float(s.update(np.zeros((2, 2), np.float32))[0, 0])
         0.5
+        >>> m = TemporalSmoother(0.5, motion=0.05)
+        >>> still, moved = np.zeros((2, 2), np.uint8), np.full((2, 2), 200, np.uint8)
+        >>> _ = m.update(np.ones((2, 2), np.float32), still)
+        >>> float(m.update(np.zeros((2, 2), np.float32), moved)[0, 0])   # the image moved: follow
+        0.0
     """
 
-    def __init__(self, momentum: float = 0.5):
+    def __init__(self, momentum: float = 0.5, motion: Optional[float] = None):
         if not 0.0 <= float(momentum) < 1.0:
             raise EdgeDeeplabError(f"smoothing momentum must be in [0, 1), got {momentum}")
+        if motion is not None and not float(motion) > 0.0:
+            raise EdgeDeeplabError(f"smoothing motion threshold must be > 0, got {motion}")
         self.momentum = float(momentum)
+        self.motion = None if motion is None else float(motion)
         self._state: Optional[np.ndarray] = None
+        self._guide: Optional[np.ndarray] = None
 
     def reset(self) -> None:
         self._state = None
+        self._guide = None
 
-    def update(self, mask: np.ndarray) -> np.ndarray:
+    def update(self, mask: np.ndarray, guide: Optional[np.ndarray] = None) -> np.ndarray:
+        """Smooths ``mask`` (``hxw`` float) with the state; ``guide``: the ``hxw`` uint8 grey image
+        the mask was predicted from (used by the motion-aware mode)."""
         mask = np.asarray(mask, np.float32)
+        prev_guide, self._guide = self._guide, guide
         if self.momentum == 0.0 or self._state is None or self._state.shape != mask.shape:
             self._state = mask.copy()
+            return self._state
+        if self.motion is None or guide is None or prev_guide is None or prev_guide.shape != guide.shape:
+            w = self.momentum
         else:
-            self._state = self.momentum * self._state + (1.0 - self.momentum) * mask
+            d = cv2.absdiff(guide, prev_guide).astype(np.float32)
+            d = cv2.blur(d, (3, 3)) * (1.0 / (255.0 * self.motion))
+            w = self.momentum * np.exp(-(d * d))
+        self._state = mask + w * (self._state - mask)
         return self._state
+
+
+class FlickerMeter:
+    """Mask flicker: mean absolute frame-to-frame change of the matte where the image is static.
+
+    Per frame, on a grid of every ``stride``-th pixel: the pixels whose grey value changed by at
+    most ``static`` (0-255 levels) since the previous frame are static; the frame's flicker is the
+    mean ``|alpha_t - alpha_{t-1}|`` over them (0 = rock steady, 1 = full on/off blinking).
+    :attr:`value` is the mean over frames (None before the second frame), :attr:`static_fraction`
+    the mean share of static pixels. A change of frame size starts over.
+
+    Args:
+        stride: sampling step in pixels (cost stays tiny at any resolution).
+        static: largest grey change (0-255) that still counts as static.
+
+    Example:
+        >>> import numpy as np
+        >>> f = FlickerMeter(stride=1)
+        >>> g = np.zeros((4, 4), np.uint8)
+        >>> f.update(np.zeros((4, 4), np.float32), g); f.update(np.full((4, 4), 0.25, np.float32), g)
+        >>> f.value, f.static_fraction
+        (0.25, 1.0)
+    """
+
+    def __init__(self, stride: int = 4, static: int = 4):
+        self.stride = max(1, int(stride))
+        self.static = int(static)
+        self._prev: Optional[tuple] = None
+        self._sum = 0.0
+        self._static_sum = 0.0
+        self.frames = 0
+
+    def update(self, alpha: np.ndarray, gray: np.ndarray) -> None:
+        """Adds one frame: its matte ``alpha`` (``HxW`` float in [0, 1]) and grey frame (uint8)."""
+        a = np.asarray(alpha, np.float32)[::self.stride, ::self.stride]
+        g = np.asarray(gray)[::self.stride, ::self.stride]
+        prev, self._prev = self._prev, (a.copy(), g.copy())
+        if prev is None or prev[0].shape != a.shape:
+            return
+        still = cv2.absdiff(g, prev[1]) <= self.static
+        n = int(still.sum())
+        self._static_sum += n / still.size
+        self.frames += 1
+        if n:
+            self._sum += float(np.abs(a[still] - prev[0][still]).mean())
+
+    @property
+    def value(self) -> Optional[float]:
+        return self._sum / self.frames if self.frames else None
+
+    @property
+    def static_fraction(self) -> Optional[float]:
+        return self._static_sum / self.frames if self.frames else None
 
 
 def feather(mask: np.ndarray, radius: int) -> np.ndarray:
@@ -155,6 +239,59 @@ def refine_mask(mask: np.ndarray, frame: Optional[np.ndarray] = None, method: st
     else:
         raise EdgeDeeplabError(f"unknown refinement {method!r}; use guided, feather or none")
     return np.clip(out, 0.0, 1.0, out=np.array(out, np.float32, copy=True))
+
+
+def refine_matte(prob: np.ndarray, frame: np.ndarray, method: str = "guided",
+                 radius: Optional[int] = None, eps: float = 1e-2,
+                 levels: Optional[Tuple[float, float]] = (0.1, 0.9),
+                 gray: Optional[np.ndarray] = None) -> np.ndarray:
+    """The frame-resolution matte from a low-resolution person probability, touching full-resolution
+    pixels as little as possible.
+
+    ``guided``: the fast guided filter (:func:`edge_deeplab.core.imaging.fast_guided_filter`): the
+    probability is resized to :func:`~edge_deeplab.core.imaging.low_res_size` of the frame (1/4 of
+    720p), the filter's coefficients are computed there and applied to the full-resolution grey
+    frame with the levels folded in. ``feather`` / ``none``: bilinear upsampling, then
+    :func:`feather` and :func:`matte_levels`. Same result as upsampling first and refining with
+    :func:`refine_mask` to within a couple of grey levels on average, several times faster.
+
+    Args:
+        prob: ``hxw`` float person probability (the model's, letterbox padding cropped off).
+        frame: the ``HxWx3`` BGR uint8 frame.
+        method: ``guided``, ``feather`` or ``none``.
+        radius: refinement radius in frame pixels (None: :func:`default_radius`).
+        eps: guided filter regularisation.
+        levels: ``(low, high)`` of :func:`matte_levels`, or None.
+        gray: the frame in grey (uint8), if the caller already has it.
+
+    Returns:
+        float32 ``HxW`` matte in [0, 1].
+
+    Example:
+        >>> import numpy as np
+        >>> frame = np.zeros((480, 640, 3), np.uint8); frame[:, 320:] = 200
+        >>> prob = np.zeros((48, 64), np.float32); prob[:, 32:] = 1
+        >>> a = refine_matte(prob, frame)
+        >>> a.shape, float(a[:, :300].max()), float(a[:, 340:].min())
+        ((480, 640), 0.0, 1.0)
+    """
+    H, W = frame.shape[:2]
+    r = default_radius((H, W)) if radius is None else int(radius)
+    p = np.asarray(prob, np.float32)
+    if method == "guided" and r > 0:
+        if gray is None:
+            gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+        lh, lw = low_res_size((H, W))
+        p = cv2.resize(p, (lw, lh), interpolation=cv2.INTER_LINEAR) if p.shape != (lh, lw) else p
+        return fast_guided_filter(gray, p, r, eps=eps, levels=levels)
+    if method not in ("guided", "feather", "none"):
+        raise EdgeDeeplabError(f"unknown refinement {method!r}; use guided, feather or none")
+    a = upsample_mask(p, (H, W))
+    if method == "feather" and r > 0:
+        a = feather(a, r)
+    if levels:
+        return matte_levels(a, *levels)
+    return np.clip(a, 0.0, 1.0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -234,17 +371,30 @@ def parse_effect(text: str) -> Effect:
 
 
 def blur_background(frame: np.ndarray, strength: float = 0.04) -> np.ndarray:
-    """Strong, cheap background blur: Gaussian at 1/4 resolution, upsampled back.
+    """Strong, cheap background blur: Gaussian at reduced resolution, upsampled back.
+
+    The frame is shrunk (area average) by a factor that keeps the Gaussian's sigma about 3 pixels
+    there (up to 1/8 of the frame), blurred, and bilinearly enlarged: the cost barely depends on
+    the strength, and the full-resolution work is one resize in and one out.
 
     Args:
         frame: BGR uint8 frame.
         strength: sigma as a fraction of the frame's short side.
+
+    Example:
+        >>> import numpy as np
+        >>> f = np.zeros((720, 1280, 3), np.uint8); f[:, 640:] = 200
+        >>> b = blur_background(f)
+        >>> b.shape, int(b[0, 0, 0]), int(b[0, -1, 0]), 0 < int(b[0, 640, 0]) < 200
+        ((720, 1280, 3), 0, 200, True)
     """
     h, w = frame.shape[:2]
-    f = 4 if min(h, w) >= 64 else 1
+    sigma_full = max(1.0, strength * min(h, w))
+    f = int(np.clip(sigma_full // 3, 1, 8))
+    if min(h, w) // f < 8:
+        f = 1
     small = cv2.resize(frame, (max(1, w // f), max(1, h // f)), interpolation=cv2.INTER_AREA) if f > 1 else frame
-    sigma = max(1.0, strength * min(h, w) / f)
-    blurred = cv2.GaussianBlur(small, (0, 0), sigmaX=sigma, borderType=cv2.BORDER_REFLECT)
+    blurred = cv2.GaussianBlur(small, (0, 0), sigmaX=max(1.0, sigma_full / f), borderType=cv2.BORDER_REFLECT)
     if f > 1:
         blurred = cv2.resize(blurred, (w, h), interpolation=cv2.INTER_LINEAR)
     return blurred
@@ -286,23 +436,30 @@ def composite(frame: np.ndarray, background: np.ndarray, alpha: np.ndarray) -> n
     """``background + alpha * (frame - background)``, rounded to uint8.
 
     Exact at the extremes: where ``alpha == 1`` the result equals ``frame``, where ``alpha == 0``
-    it equals ``background``; in between it blends monotonically in ``alpha``.
+    it equals ``background``; in between it blends monotonically in ``alpha`` (quantized to 1/255,
+    the output's own step). Computed in 8 bits with OpenCV's saturating arithmetic, the rise and
+    the fall toward the frame separately (``bg + round(a * (f - bg)^+) - round(a * (bg - f)^+)``),
+    which is exact and about 1.5x faster than a float blend at 720p.
+
+    Example:
+        >>> import numpy as np
+        >>> f, bg = np.full((1, 3, 3), 200, np.uint8), np.full((1, 3, 3), 100, np.uint8)
+        >>> composite(f, bg, np.array([[0.0, 0.5, 1.0]], np.float32))[0, :, 0].tolist()
+        [100, 150, 200]
     """
     if frame.shape != background.shape:
         raise EdgeDeeplabError(f"background shape {background.shape} != frame shape {frame.shape}")
     a = np.asarray(alpha, np.float32)
     if a.shape != frame.shape[:2]:
         raise EdgeDeeplabError(f"mask shape {a.shape} != frame size {frame.shape[:2]}")
-    a = np.ascontiguousarray(a)
-    if hasattr(cv2, "blendLinear") and frame.dtype == np.uint8 and background.dtype == np.uint8:
-        # One fused pass in OpenCV (~15x faster than numpy float math at 640x480).
-        return cv2.blendLinear(frame, background, a, 1.0 - a)
-    f = frame.astype(np.float32)
-    bg = background.astype(np.float32)
-    out = bg + a[..., None] * (f - bg)
-    out += 0.5
-    np.clip(out, 0, 255, out=out)
-    return out.astype(np.uint8)
+    if frame.dtype != np.uint8 or background.dtype != np.uint8:
+        raise EdgeDeeplabError(f"composite needs uint8 images, got {frame.dtype} and {background.dtype}")
+    a8 = cv2.convertScaleAbs(np.ascontiguousarray(a), alpha=255.0)  # rounds and saturates to 0..255
+    if frame.ndim == 3:
+        a8 = cv2.merge([a8] * frame.shape[2]) if frame.shape[2] != 3 else cv2.cvtColor(a8, cv2.COLOR_GRAY2BGR)
+    rise = cv2.multiply(cv2.subtract(frame, background), a8, scale=1.0 / 255.0)
+    fall = cv2.multiply(cv2.subtract(background, frame), a8, scale=1.0 / 255.0)
+    return cv2.subtract(cv2.add(background, rise), fall)
 
 
 def render_matte(alpha: np.ndarray) -> np.ndarray:

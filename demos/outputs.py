@@ -98,6 +98,61 @@ class VideoOutput:
             self.tmp.unlink(missing_ok=True)
 
 
+class FolderOutput:
+    """Writes a run's images into a hidden temporary folder beside ``path``; swaps them in at the end.
+
+    :meth:`write` puts ``NAME`` into ``.PATH.XXXX.tmp/`` (a sibling of ``path``); :meth:`finish`
+    creates ``path`` if needed and moves every image onto ``path/NAME`` (``os.replace``, one rename
+    each, so a reader never sees half an image), then deletes the temporary folder; :meth:`abort`
+    deletes it. An interrupted or failed run therefore leaves an earlier ``path`` exactly as it was
+    (other files in ``path`` are never touched) and no temporary folder.
+
+    Args:
+        path: the output folder (need not exist yet).
+
+    Example:
+        >>> import numpy as np, tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp()) / "out"
+        >>> o = FolderOutput(d); _ = o.write("a.png", np.zeros((4, 4, 3), np.uint8))
+        >>> d.exists(), [p.name for p in o.finish()], sorted(p.name for p in d.parent.iterdir())
+        (False, ['a.png'], ['out'])
+    """
+
+    def __init__(self, path):
+        import tempfile
+
+        self.path = Path(path)
+        if self.path.exists() and not self.path.is_dir():
+            raise EdgeDeeplabError(f"output must be a directory here, and {self.path} is a file")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent))
+        self.names: List[str] = []
+
+    def write(self, name: str, img: np.ndarray) -> Path:
+        """Writes ``img`` as ``name`` (its extension picks the format) into the temporary folder."""
+        p = write_image(self.tmp / name, img)
+        if name not in self.names:
+            self.names.append(name)
+        return p
+
+    def finish(self) -> List[Path]:
+        """Moves the images into ``path``; returns their final paths."""
+        import shutil
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        done = []
+        for name in self.names:
+            os.replace(self.tmp / name, self.path / name)
+            done.append(self.path / name)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        return done
+
+    def abort(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
 def write_image(path, img: np.ndarray) -> Path:
     """Encodes ``img`` by the extension of ``path`` and writes it atomically."""
     from edge_deeplab.core.atomic_io import write_bytes_atomic

@@ -4,13 +4,15 @@
 2. ``inference``: :meth:`edge_deeplab.runtime.Runner.predict` (normalization/quantization per the
    model's metadata);
 3. ``mask``: person probability (:mod:`demos.person`), the letterbox's valid region cropped back out,
-   temporal smoothing (EMA), upsampling to the frame, edge refinement (guided filter);
+   motion-aware temporal smoothing (EMA), edge refinement (fast guided filter: coefficients at low
+   resolution, applied to the full-resolution frame);
 4. ``composite``: the effect (blur, replace, colour, matte view) and the FPS/timings overlay.
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -23,8 +25,11 @@ from demos.person import person_probability, resolve_person_channel
 from edge_deeplab.core.contract import semantics as contract
 from edge_deeplab.core.errors import EdgeDeeplabError
 from edge_deeplab.core.imaging import crop_box, letterbox
+from edge_deeplab.runtime.tensors import dequantize, image_to_input
 
 STAGES = ("capture", "preprocess", "inference", "mask", "composite", "write", "display")
+#: Stages that are not the model itself (what the speed goal adds up).
+NON_INFERENCE = ("preprocess", "mask", "composite", "write")
 
 
 def check_model_io(runner) -> tuple:
@@ -67,18 +72,42 @@ class StageTimer:
         return out
 
 
+@dataclasses.dataclass
+class Inferred:
+    """What the inference stage hands to the matte stage for one frame.
+
+    Attributes:
+        prob: ``hxw`` float32 person probability (letterbox padding cropped off).
+        guide: ``hxw`` uint8 grey of the model's view of the frame (for motion-aware smoothing).
+        times: seconds of ``preprocess`` and ``inference``.
+    """
+
+    prob: np.ndarray
+    guide: np.ndarray
+    times: Dict[str, float]
+
+
 class PortraitPipeline:
-    """Frame in, composited frame out.
+    """Frame in, composited frame out, in two halves that can run on two threads.
+
+    :meth:`infer` (preprocess + inference) and :meth:`finish` (smoothing, matte, composite,
+    overlay) keep no state between each other, so :mod:`demos.stages` runs them overlapped; only
+    :meth:`finish` keeps state across frames (the smoother, the flicker meter) and must see the
+    frames in order. :meth:`process` runs both for one frame.
 
     Args:
         runner: an opened :class:`edge_deeplab.runtime.Runner` (``open_runner``).
         effect: an :class:`demos.compositing.Effect` (``parse_effect("blur")``).
         person_class: override of the person channel.
         smoothing: EMA momentum of the soft mask across frames (0 disables).
+        motion: motion-aware smoothing: image change (grey, [0, 1]) at which the EMA weight falls
+            to 1/e (:class:`demos.compositing.TemporalSmoother`); None for a plain EMA.
         refine: ``"guided"``, ``"feather"`` or ``"none"``.
         refine_radius: refinement radius in frame pixels (None: scales with the frame).
         levels: ``(low, high)`` probabilities mapped to alpha 0 and 1 (:func:`comp.matte_levels`),
             so confidently-person pixels are shown untouched; ``None`` keeps the raw probability.
+        mean, std: input normalization for a model whose metadata does not say (one or three
+            values, applied to 0..255 pixels as ``(x - mean) / std``); the metadata wins.
 
     Example:
         >>> from edge_deeplab.runtime import open_runner                  # doctest: +SKIP
@@ -88,7 +117,8 @@ class PortraitPipeline:
 
     def __init__(self, runner, effect: comp.Effect, person_class: Optional[int] = None,
                  smoothing: float = 0.5, refine: str = "guided", refine_radius: Optional[int] = None,
-                 levels: Optional[tuple] = (0.1, 0.9)):
+                 levels: Optional[tuple] = (0.1, 0.9), motion: Optional[float] = 0.04,
+                 mean=None, std=None):
         self.runner = runner
         self.input_hw = check_model_io(runner)
         self.selector = resolve_person_channel(runner.output.shape, runner.output.dtype,
@@ -96,7 +126,8 @@ class PortraitPipeline:
                                                quantized=bool(getattr(runner.output, "scale", None)))
         self.output_kind = contract.output_kind(runner.metadata)
         self.effect = effect
-        self.smoother = comp.TemporalSmoother(smoothing)
+        self.smoother = comp.TemporalSmoother(smoothing, motion=motion)
+        self.flicker = comp.FlickerMeter()
         if refine not in ("guided", "feather", "none"):
             raise EdgeDeeplabError(f"unknown refinement {refine!r}; use guided, feather or none")
         self.refine = refine
@@ -104,47 +135,91 @@ class PortraitPipeline:
         self.levels = tuple(levels) if levels else None
         if self.levels:
             comp.matte_levels(np.zeros(1, np.float32), *self.levels)  # validates
-        norm = getattr(runner, "normalization", None)
-        mean = norm()[0] if norm is not None else contract.normalization(None)[0]
-        self.pad_value = int(np.clip(np.round(np.mean(mean)), 0, 255))
+        meta = runner.metadata
+        if contract.has_normalization(meta) or (mean is None and std is None):
+            norm = getattr(runner, "normalization", None)
+            self.mean, self.std = norm() if norm is not None else contract.normalization(meta)
+            self.normalization_source = "metadata" if contract.has_normalization(meta) else "default"
+        else:
+            self.mean, self.std = contract.normalization(None, mean, std)
+            self.normalization_source = "flags"
+        self.pad_value = int(np.clip(np.round(np.mean(self.mean)), 0, 255))
+
+    def infer(self, frame: np.ndarray) -> Inferred:
+        """Preprocess + inference for one BGR frame (no state: safe on its own thread)."""
+        if frame is None or frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise EdgeDeeplabError(f"expected a BGR uint8 frame, got {getattr(frame, 'shape', None)}")
+        t0 = time.perf_counter()
+        # shrink by a whole factor first (OpenCV's fast integer area path), then letterbox the
+        # small image: a 1080p frame costs about what a 720p one does
+        f = int(min(frame.shape[0] / self.input_hw[0], frame.shape[1] / self.input_hw[1]))
+        small = cv2.resize(frame, None, fx=1.0 / f, fy=1.0 / f, interpolation=cv2.INTER_AREA) if f > 1 else frame
+        canvas, box = letterbox(small, self.input_hw, pad_value=self.pad_value)  # then RGB, small
+        rgb = cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB)
+        x = image_to_input(rgb, self.runner.input, self.mean, self.std)
+        t1 = time.perf_counter()
+        y = dequantize(self.runner.run(x), self.runner.output)[0]
+        t2 = time.perf_counter()
+        prob = crop_box(person_probability(y, self.selector, self.output_kind), box, self.input_hw)
+        guide = cv2.cvtColor(np.ascontiguousarray(crop_box(canvas, box)), cv2.COLOR_BGR2GRAY)
+        if guide.shape != prob.shape:
+            guide = cv2.resize(guide, (prob.shape[1], prob.shape[0]), interpolation=cv2.INTER_AREA)
+        return Inferred(prob, guide, {"preprocess": t1 - t0, "inference": t2 - t1,
+                                      "postprocess": time.perf_counter() - t2})
+
+    def matte(self, frame: np.ndarray, inferred: Inferred, gray: Optional[np.ndarray] = None) -> np.ndarray:
+        """The refined ``HxW`` float32 matte of ``frame`` (smoothing state advances by a frame)."""
+        prob = self.smoother.update(inferred.prob, inferred.guide)
+        return comp.refine_matte(prob, frame, self.refine, self.refine_radius, levels=self.levels,
+                                 gray=gray)
+
+    def finish(self, frame: np.ndarray, inferred: Inferred, effect: Optional[comp.Effect] = None,
+               overlay: Optional[Sequence[str]] = None):
+        """Smoothing, matte, flicker, composite and overlay for one frame, in frame order.
+
+        Returns:
+            ``(output_bgr, alpha, times)`` with ``times`` in seconds of ``mask`` and ``composite``
+            (``postprocess``, the person probability, counts into ``mask``).
+        """
+        t0 = time.perf_counter()
+        gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if self.refine == "guided" else None
+        alpha = self.matte(frame, inferred, gray)
+        self.flicker.update(alpha, gray if gray is not None else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))
+        t1 = time.perf_counter()
+        out = self.compose(frame, alpha, effect, overlay)
+        times = {"mask": t1 - t0 + inferred.times.get("postprocess", 0.0),
+                 "composite": time.perf_counter() - t1}
+        return out, alpha, times
+
+    def compose(self, frame: np.ndarray, alpha: np.ndarray, effect: Optional[comp.Effect] = None,
+                overlay: Optional[Sequence[str]] = None) -> np.ndarray:
+        """The effect and the overlay on one frame with its matte."""
+        out = comp.apply_effect(frame, alpha, effect or self.effect)
+        if overlay:
+            comp.draw_overlay(out, overlay)
+        return out
 
     def mask(self, frame: np.ndarray, times: Optional[Dict[str, float]] = None) -> np.ndarray:
         """The refined person matte ``(H, W)`` float32 in [0, 1] for a BGR frame."""
-        times = {} if times is None else times
+        inferred = self.infer(frame)
         t0 = time.perf_counter()
-        rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-        canvas, box = letterbox(rgb, self.input_hw, pad_value=self.pad_value)
-        t1 = time.perf_counter()
-        y = self.runner.predict(canvas)
-        t2 = time.perf_counter()
-        prob = person_probability(y, self.selector, self.output_kind)
-        prob = crop_box(prob, box, self.input_hw)
-        prob = self.smoother.update(prob)
-        alpha = comp.upsample_mask(prob, frame.shape[:2])
-        alpha = comp.refine_mask(alpha, frame, self.refine, self.refine_radius)
-        if self.levels:
-            alpha = comp.matte_levels(alpha, *self.levels)
-        t3 = time.perf_counter()
-        times["preprocess"] = t1 - t0
-        times["inference"] = t2 - t1
-        times["mask"] = t3 - t2
+        alpha = self.matte(frame, inferred)
+        if times is not None:
+            times["preprocess"] = inferred.times["preprocess"]
+            times["inference"] = inferred.times["inference"]
+            times["mask"] = time.perf_counter() - t0 + inferred.times["postprocess"]
         return alpha
 
     def process(self, frame: np.ndarray, effect: Optional[comp.Effect] = None,
                 overlay: Optional[Sequence[str]] = None):
-        """Runs the pipeline on one BGR frame.
+        """Runs the whole pipeline on one BGR frame (one thread).
 
         Returns:
             ``(output_bgr, alpha, times)`` with ``times`` in seconds per stage (preprocess,
             inference, mask, composite).
         """
-        if frame is None or frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-            raise EdgeDeeplabError(f"expected a BGR uint8 frame, got {getattr(frame, 'shape', None)}")
-        times: Dict[str, float] = {}
-        alpha = self.mask(frame, times)
-        t0 = time.perf_counter()
-        out = comp.apply_effect(frame, alpha, effect or self.effect)
-        if overlay:
-            comp.draw_overlay(out, overlay)
-        times["composite"] = time.perf_counter() - t0
+        inferred = self.infer(frame)
+        out, alpha, t = self.finish(frame, inferred, effect, overlay)
+        times = {"preprocess": inferred.times["preprocess"], "inference": inferred.times["inference"]}
+        times.update(t)
         return out, alpha, times

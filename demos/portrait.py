@@ -26,9 +26,10 @@ import cv2  # noqa: E402  (after demos.capture, which quiets OpenCV's logging)
 
 from demos import capture as capture_lib
 from demos import compositing as comp
-from demos.outputs import VideoOutput, image_output_path, write_image
+from demos.outputs import FolderOutput, VideoOutput, image_output_path, write_image
 from demos.person import PersonSelector
-from demos.pipeline import PortraitPipeline, StageTimer
+from demos.pipeline import NON_INFERENCE, PortraitPipeline, StageTimer
+from demos.stages import StagePipeline
 from edge_deeplab.core.errors import EdgeDeeplabError
 
 WINDOW = "edge-deeplab portrait"
@@ -84,6 +85,12 @@ class DemoResult:
         person: the :class:`PersonSelector` used.
         source_kind: camera/video/image/folder.
         frame_size: ``(width, height)`` of the last frame.
+        accelerator, runtime: where inference ran.
+        flicker: mean absolute frame-to-frame change of the matte where the image is static
+            (:class:`demos.compositing.FlickerMeter`; None with fewer than two frames of a video).
+        static_fraction: mean share of the static pixels the flicker was measured on.
+        cpu_seconds: CPU time of the whole process (every thread) during the loop.
+        settings: smoothing, motion, refine, normalization, overlap.
     """
 
     frames: int
@@ -98,15 +105,49 @@ class DemoResult:
     frame_size: Optional[tuple]
     accelerator: str = "cpu"
     runtime: str = ""
+    cpu_seconds: Optional[float] = None
+    flicker: Optional[float] = None
+    static_fraction: Optional[float] = None
+    settings: Dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def non_inference_ms(self) -> float:
+        """Mean ms per frame of the stages around the model (:data:`demos.pipeline.NON_INFERENCE`)."""
+        return float(sum(self.stages[k]["mean_ms"] for k in NON_INFERENCE if k in self.stages))
+
+    def to_json(self, machine: Optional[dict] = None) -> dict:
+        """The run as a JSON-ready dict (what ``demo --json`` writes)."""
+        inf = self.stages.get("inference", {}).get("mean_ms")
+        return {"frames": self.frames, "seconds": round(self.seconds, 4), "fps": round(self.fps, 2),
+                "stages": self.stages, "inference_ms": inf,
+                "non_inference_ms": round(self.non_inference_ms, 3),
+                "non_inference_stages": [k for k in NON_INFERENCE if k in self.stages],
+                "cpu_ms_per_frame": (round(1000 * self.cpu_seconds / self.frames, 3)
+                                     if self.cpu_seconds is not None and self.frames else None),
+                "mask_flicker": self.flicker, "flicker_static_fraction": self.static_fraction,
+                "dropped": self.dropped, "source_kind": self.source_kind,
+                "frame_size": list(self.frame_size) if self.frame_size else None,
+                "output": str(self.output) if self.output else None,
+                "person_class": self.person.index, "person_reason": self.person.reason,
+                "accelerator": self.accelerator, "runtime": self.runtime,
+                "settings": self.settings, "machine": machine or {}}
 
     def report(self) -> str:
         lines = [f"{self.frames} frames from {self.source_kind} in {self.seconds:.2f} s: "
                  f"{self.fps:.1f} FPS end-to-end ({self.accelerator}, {self.runtime})"]
         if self.dropped:
             lines.append(f"dropped {self.dropped} stale camera frames")
+        if self.cpu_seconds is not None and self.frames:
+            lines.append(f"CPU {1000 * self.cpu_seconds / self.frames:.1f} ms per frame (all threads)")
         lines.append("stage        mean ms   p50 ms   p90 ms")
         for k, v in self.stages.items():
             lines.append(f"{k:<12}{v['mean_ms']:>8.2f}{v['p50_ms']:>9.2f}{v['p90_ms']:>9.2f}")
+        if "inference" in self.stages:
+            lines.append(f"around the model (preprocess+mask+composite+write): {self.non_inference_ms:.2f} ms "
+                         f"per frame, on overlapped threads")
+        if self.flicker is not None:
+            lines.append(f"mask flicker {self.flicker * 255:.2f}/255 (static pixels: "
+                         f"{100 * (self.static_fraction or 0):.0f}%)")
         if self.output:
             lines.append(f"wrote {self.output}")
         return "\n".join(lines)
@@ -124,14 +165,53 @@ def _overlay_lines(fps: float, times: Dict[str, float], effect: comp.Effect, win
     return lines
 
 
+def check_output_is_not_source(source, output) -> None:
+    """Refuses an ``output`` that is the ``source`` itself (the same file, or the same folder).
+
+    Raises:
+        EdgeDeeplabError: in one line, before any work starts.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> check_output_is_not_source(d, d / "out")            # a different folder: fine
+        >>> check_output_is_not_source(d, d / ".")              # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        edge_deeplab.core.errors.EdgeDeeplabError: --output ... is the source itself; ...
+    """
+    if output is None or capture_lib.parse_camera_index(source) is not None and not os.path.exists(str(source)):
+        return
+    src, out = Path(os.fspath(source)), Path(os.fspath(output))
+    try:
+        same = src.exists() and out.exists() and os.path.samefile(src, out)
+    except OSError:
+        same = False
+    if same or (src.exists() and src.resolve() == out.resolve()):
+        raise EdgeDeeplabError(f"--output {output} is the source itself; write the result somewhere else "
+                               "(the source would be overwritten)")
+
+
+def _limited(source, max_frames: Optional[int]):
+    for i, fr in enumerate(source):
+        yield fr
+        if max_frames is not None and i + 1 >= max_frames:
+            return
+
+
 def run_demo(model, source="0", effect="blur", person_class: Optional[int] = None,
              accelerator: str = "cpu", threads: Optional[int] = None, headless: bool = False,
              output=None, max_frames: Optional[int] = None, overlay: bool = True,
              refine: str = "guided", smoothing: float = 0.5, screenshot_dir=".",
              runtime: str = "auto", camera_size: Optional[tuple] = None,
              log: Optional[Callable[[str], None]] = print,
-             warn: Optional[Callable[[str], None]] = None) -> DemoResult:
-    """Runs the portrait demo.
+             warn: Optional[Callable[[str], None]] = None, motion: Optional[float] = 0.04,
+             mean=None, std=None, json_path=None) -> DemoResult:
+    """Runs the portrait demo, its stages overlapped on threads (:mod:`demos.stages`).
+
+    Capture/decode, inference (with preprocessing), matte + composite, and writing/display run at
+    the same time on their own threads, frames in order; none is dropped for a file (a live camera
+    drops stale frames and counts them).
 
     Args:
         model: path to a .tflite segmentation model.
@@ -142,7 +222,7 @@ def run_demo(model, source="0", effect="blur", person_class: Optional[int] = Non
         threads: CPU threads for inference (None: runtime default).
         headless: no window; write ``output`` (video for camera/video sources, an image file for an
             image, a directory for a folder) and print timings.
-        output: see ``headless``; optional (timings only) when None.
+        output: see ``headless``; optional (timings only) when None. Never the source itself.
         max_frames: stop after this many frames (the end of a video also stops).
         overlay: draw FPS and per-stage times on the frames.
         refine: edge refinement, ``guided``, ``feather`` or ``none``.
@@ -153,19 +233,31 @@ def run_demo(model, source="0", effect="blur", person_class: Optional[int] = Non
         log: where progress/the report goes (None: silent).
         warn: where notes and warnings go (default: stderr): which output of a multi-output
             model is used, images of a folder that could not be read (they are skipped).
+        motion: motion-aware smoothing threshold (:class:`demos.compositing.TemporalSmoother`);
+            None for a plain EMA.
+        mean, std: input normalization of a model without it in its metadata (e.g. ``0`` and
+            ``255`` for a model that takes [0, 1] pixels, like MediaPipe's selfie segmenter).
+        json_path: also write the result (:meth:`DemoResult.to_json`, with the machine) there.
 
     Outputs are replaced only by a finished run: a video is written to a hidden temporary file
-    beside ``output`` and moved onto it at the end, so Ctrl-C (``KeyboardInterrupt``) or SIGTERM
-    (:class:`~edge_deeplab.core.errors.Terminated`) removes the temporary file, leaves an earlier
-    ``output`` as it was and propagates. A headless camera recording therefore needs
-    ``max_frames``; in window mode ``q`` ends a session normally.
+    beside ``output`` and moved onto it at the end, a folder's images to a hidden temporary folder
+    beside it and moved in at the end (:class:`demos.outputs.FolderOutput`), so Ctrl-C
+    (``KeyboardInterrupt``) or SIGTERM (:class:`~edge_deeplab.core.errors.Terminated`) removes the
+    temporary files, leaves an earlier ``output`` as it was and propagates. A stage that raises
+    stops every thread and its error propagates. A headless camera recording needs ``max_frames``;
+    in window mode ``q`` ends a session normally.
 
     Returns:
         :class:`DemoResult`.
 
     Raises:
         EdgeDeeplabError: missing/unreadable model or source, missing camera, a model that is not a
-            segmentation model, no GUI in window mode, unwritable output.
+            segmentation model, an output that is the source, no GUI in window mode, unwritable
+            output.
+
+    Example:
+        >>> res = run_demo("person.tflite", "clip.mp4", headless=True, output="out.mp4")  # doctest: +SKIP
+        >>> res.fps, res.flicker                                                           # doctest: +SKIP
     """
     from edge_deeplab.core.atomic_io import require_file
     from edge_deeplab.runtime import open_runner
@@ -174,9 +266,10 @@ def run_demo(model, source="0", effect="blur", person_class: Optional[int] = Non
     tell = warn or (lambda s: print(s, file=sys.stderr, flush=True))
     if max_frames is not None and max_frames < 1:
         raise EdgeDeeplabError(f"--max-frames must be >= 1, got {max_frames}")
+    out_path = Path(output) if output is not None else None
+    check_output_is_not_source(source, out_path)
     eff = effect if isinstance(effect, comp.Effect) else comp.parse_effect(effect)
     require_file(model, "model")
-    out_path = Path(output) if output is not None else None
     if not headless:
         ok, why = gui_available()
         if not ok:
@@ -185,13 +278,15 @@ def run_demo(model, source="0", effect="blur", person_class: Optional[int] = Non
     runner = open_runner(model, accelerator=accelerator, threads=threads, runtime=runtime)
     source_obj = None
     video_out: Optional[VideoOutput] = None
+    folder_out: Optional[FolderOutput] = None
+    stages: Optional[StagePipeline] = None
     written: List[Path] = []
     timer = StageTimer()
     frames = 0
     last_size = None
     try:
         pipe = PortraitPipeline(runner, eff, person_class=person_class, smoothing=smoothing,
-                                refine=refine)
+                                refine=refine, motion=motion, mean=mean, std=std)
         say(f"model {Path(model).name}: input {list(runner.input.shape)}, output "
             f"{list(runner.output.shape)}, person = class {pipe.selector.index} ({pipe.selector.reason}); "
             f"{getattr(runner, 'runtime_name', '?')} on {accelerator}"
@@ -199,6 +294,9 @@ def run_demo(model, source="0", effect="blur", person_class: Optional[int] = Non
                f" (fully accelerated: {runner.fully_accelerated}"
                + (f"; CPU fallback for {', '.join(runner.unsupported_ops)}" if runner.unsupported_ops else "")
                + ")"))
+        if pipe.normalization_source == "default":
+            say(f"input normalization: (x - {pipe.mean.tolist()}) / {pipe.std.tolist()} (MobileNet-v2 default; "
+                "the model's metadata does not say; --mean/--std set it)")
         outs = list(getattr(runner, "outputs", None) or [runner.output])
         if len(outs) > 1:
             tell(f"note: {Path(model).name} has {len(outs)} outputs; using output 0 "
@@ -214,47 +312,56 @@ def run_demo(model, source="0", effect="blur", person_class: Optional[int] = Non
             if kind == "folder":
                 if out_path.exists() and not out_path.is_dir():
                     raise EdgeDeeplabError(f"output for a folder source must be a directory: {out_path}")
-                out_path.mkdir(parents=True, exist_ok=True)
+                folder_out = FolderOutput(out_path)
             elif kind == "image":
                 if out_path.suffix and out_path.suffix.lower() not in capture_lib.IMAGE_EXTS:
                     raise EdgeDeeplabError(
                         f"output for an image source must be an image file or directory, got {out_path.name}")
                 if not out_path.suffix:
-                    out_path.mkdir(parents=True, exist_ok=True)
+                    folder_out = FolderOutput(out_path)
             elif out_path.suffix.lower() in capture_lib.IMAGE_EXTS:
                 raise EdgeDeeplabError(f"output for a {kind} source must be a video (.mp4), got {out_path.name}")
         window = not headless
         if window:
             _open_window()
         effects = comp.effect_cycle(eff)
-        eff_i = 0
-        fps_ema = None
-        t_start = time.perf_counter()
-        t_prev = t_start
         still = kind in ("image", "folder")
-        shot_n = 0
-        quit_ = False
-        # Ctrl-C/SIGTERM propagate: the unfinished video is discarded in `finally`
-        frame_iter = iter(source_obj)
-        while True:
-            try:
-                fr = next(frame_iter)
-            except StopIteration:
-                break
-            img = fr.image
-            times = {"capture": fr.wait_s}
+        # shared with the matte thread: the effect the `e` key picked, the overlay's latest figures
+        shared = {"effect": 0, "lines": None}
+
+        def infer_stage(fr):
+            return fr, pipe.infer(fr.image)
+
+        def matte_stage(item):
+            fr, inferred = item
             if still:
                 pipe.smoother.reset()
+            out, alpha, t = pipe.finish(fr.image, inferred, effects[shared["effect"]], shared["lines"])
+            return fr, inferred, out, alpha, t
+
+        fps_ema = None
+        shot_n = 0
+        quit_ = False
+        t_start = time.perf_counter()
+        cpu_start = time.process_time()
+        t_prev = t_start
+        stages = StagePipeline(_limited(source_obj, max_frames),
+                               [("inference", infer_stage), ("matte", matte_stage)]).start()
+        # Ctrl-C/SIGTERM arrive here, in the main thread: `finally` stops the stages and discards
+        # the unfinished outputs
+        for fr, inferred, out, alpha, t in stages:
+            img = fr.image
+            times = {"capture": fr.wait_s, "preprocess": inferred.times["preprocess"],
+                     "inference": inferred.times["inference"]}
+            times.update(t)
             while True:  # re-render the same still when the effect is switched
-                lines = _overlay_lines(fps_ema or 0.0, last_times if frames else times,  # noqa: F821
-                                       effects[eff_i], window) if overlay else None
-                out, _, t = pipe.process(img, effects[eff_i], lines)
-                times.update(t)
                 t_w = time.perf_counter()
                 if headless and out_path is not None:
-                    if kind in ("image", "folder"):
-                        p = image_output_path(out_path, kind, fr.name)
-                        written.append(write_image(p, out))
+                    if folder_out is not None:
+                        name = image_output_path(out_path, "folder", fr.name).name
+                        written.append(folder_out.write(name, out))
+                    elif kind == "image":
+                        written.append(write_image(image_output_path(out_path, kind, fr.name), out))
                     else:
                         if video_out is None:
                             # a file keeps its own rate; a camera records at the rate we
@@ -273,9 +380,10 @@ def run_demo(model, source="0", effect="blur", person_class: Optional[int] = Non
                     written.append(write_image(p, out))
                     say(f"screenshot: {p}")
                 if key in (ord("e"), ord("E")):
-                    eff_i = (eff_i + 1) % len(effects)
-                    say(f"effect: {effects[eff_i].label}")
+                    shared["effect"] = (shared["effect"] + 1) % len(effects)
+                    say(f"effect: {effects[shared['effect']].label}")
                     if still:
+                        out = pipe.compose(img, alpha, effects[shared["effect"]], shared["lines"])
                         continue
                 if key in (ord("q"), ord("Q"), 27):
                     quit_ = True
@@ -288,16 +396,19 @@ def run_demo(model, source="0", effect="blur", person_class: Optional[int] = Non
                     quit_ = True
             for k, v in times.items():
                 timer.add(k, v)
-            last_times = dict(times)  # noqa: F841 - read on the next frame
             frames += 1
             last_size = (img.shape[1], img.shape[0])
             now = time.perf_counter()
             inst = 1.0 / max(1e-6, now - t_prev)
             t_prev = now
             fps_ema = inst if fps_ema is None else 0.9 * fps_ema + 0.1 * inst
+            if overlay:
+                shared["lines"] = _overlay_lines(fps_ema, times, effects[shared["effect"]], window)
             if quit_ or (max_frames is not None and frames >= max_frames):
                 break
+        stages.stop()  # threads joined in `finally`, after the source is closed
         seconds = time.perf_counter() - t_start
+        cpu_seconds = time.process_time() - cpu_start
         skipped = list(getattr(source_obj, "skipped", None) or [])
         if frames == 0:
             if skipped:
@@ -313,29 +424,50 @@ def run_demo(model, source="0", effect="blur", person_class: Optional[int] = Non
             final = video_out.finish()
             written.append(final)
             video_out = None
+        elif folder_out is not None:
+            written = folder_out.finish() + [p for p in written if folder_out.tmp not in p.parents]
+            folder_out = None
+            final = out_path if kind == "folder" else written[0]
         elif kind == "image" and written and headless:
             final = written[0]
-        elif kind == "folder" and headless and out_path is not None:
-            final = out_path
         res = DemoResult(frames=frames, seconds=seconds, fps=frames / max(seconds, 1e-9),
                          stages=timer.summary(), dropped=source_obj.dropped, output=final,
                          outputs=written, person=pipe.selector, source_kind=kind,
                          frame_size=last_size, accelerator=accelerator,
-                         runtime=getattr(runner, "runtime_name", "?"))
+                         runtime=getattr(runner, "runtime_name", "?"),
+                         cpu_seconds=cpu_seconds,
+                         flicker=None if still else pipe.flicker.value,
+                         static_fraction=None if still else pipe.flicker.static_fraction,
+                         settings={"smoothing": smoothing, "motion": motion, "refine": refine,
+                                   "effect": eff.label, "overlay": overlay, "overlapped": True,
+                                   "normalization": {"mean": pipe.mean.tolist(), "std": pipe.std.tolist(),
+                                                     "from": pipe.normalization_source}})
         say(res.report())
+        if json_path is not None:
+            from edge_deeplab.core.atomic_io import write_json_atomic
+            from edge_deeplab.core.sysinfo import machine_info
+
+            write_json_atomic(json_path, res.to_json(machine_info()))
         return res
     except KeyboardInterrupt:
-        # Ctrl-C or SIGTERM: not a finished run. `finally` deletes the temporary video; an earlier
-        # output stays as it was. The CLI exits 130/143.
-        if video_out is not None:
-            say(f"stopped after {frames} frames; {video_out.path} not written"
-                + (" (the earlier file is unchanged)" if video_out.path.exists() else ""))
+        # Ctrl-C or SIGTERM: not a finished run. `finally` deletes the temporary video or folder;
+        # an earlier output stays as it was. The CLI exits 130/143.
+        unfinished = video_out or folder_out
+        if unfinished is not None:
+            say(f"stopped after {frames} frames; {unfinished.path} not written"
+                + (" (the earlier output is unchanged)" if unfinished.path.exists() else ""))
         raise
     finally:
+        if stages is not None:
+            stages.stop()  # joined below, once the source they may wait on is closed
         if video_out is not None:
             video_out.abort()
+        if folder_out is not None:
+            folder_out.abort()
         if source_obj is not None:
             source_obj.close()
+        if stages is not None:
+            stages.close()  # a source thread that waited on the capture has now ended too
         try:
             runner.close()
         except Exception:  # noqa: BLE001

@@ -285,6 +285,93 @@ def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float = 
     return mean_a * I + mean_b
 
 
+def low_res_size(frame_hw: Tuple[int, int], min_short_side: int = 160) -> Tuple[int, int]:
+    """``(height, width)`` where :func:`fast_guided_filter` computes its coefficients: the frame
+    divided by the largest of 1, 2, 4 or 8 that keeps the short side at least ``min_short_side``
+    (a whole factor, so the area-average downscale takes OpenCV's fast integer path).
+
+    Example:
+        >>> low_res_size((720, 1280)), low_res_size((1080, 1920)), low_res_size((120, 160))
+        ((180, 320), (270, 480), (120, 160))
+    """
+    h, w = int(frame_hw[0]), int(frame_hw[1])
+    f = 1
+    while f < 8 and min(h, w) // (2 * f) >= min_short_side:
+        f *= 2
+    return max(1, h // f), max(1, w // f)
+
+
+def fast_guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float = 1e-2,
+                       levels: Optional[Tuple[float, float]] = None,
+                       guide_small: Optional[np.ndarray] = None) -> np.ndarray:
+    """Fast guided filter (He & Sun 2015): coefficients at low resolution, applied at full resolution.
+
+    The linear coefficients ``a, b`` of the guided filter are computed (and box-averaged) at the
+    resolution of ``src`` (a low-resolution mask, e.g. the model's output), bilinearly upsampled and
+    applied to the full-resolution grey guide: ``q = a * I + b``. Only two resizes, one multiply-add
+    and one clip touch full-resolution pixels, all in float32. Optional ``levels = (low, high)``
+    maps ``[low, high]`` to ``[0, 1]`` in the same pass (folded into ``a`` and ``b``).
+
+    Args:
+        guide: full-resolution ``HxW`` grey or ``HxWx3`` BGR image, uint8.
+        src: ``hxw`` float mask at low resolution (``h <= H``); its size sets where ``a, b`` are
+            computed (:func:`low_res_size` is a good choice).
+        radius: box radius in full-resolution pixels (scaled down with ``src``).
+        eps: regularisation (intensities in [0, 1]).
+        levels: ``(low, high)`` output levels, or None (no stretch).
+        guide_small: the grey guide already at ``src``'s size (uint8), if the caller has it.
+
+    Returns:
+        float32 ``HxW`` in [0, 1].
+
+    Example:
+        >>> import numpy as np
+        >>> g = np.zeros((60, 80), np.uint8); g[:, 40:] = 255
+        >>> m = np.zeros((15, 20), np.float32); m[:, 10:] = 1
+        >>> q = fast_guided_filter(g, m, radius=4, eps=1e-3)
+        >>> q.shape, float(q[:, :38].max()) < 0.05, float(q[:, 42:].min()) > 0.95
+        ((60, 80), True, True)
+    """
+    import cv2
+
+    gray = np.asarray(guide)
+    if gray.dtype != np.uint8:
+        raise EdgeDeeplabError(f"fast_guided_filter needs a uint8 guide, got {gray.dtype}")
+    if gray.ndim == 3:
+        gray = cv2.cvtColor(gray, cv2.COLOR_BGR2GRAY)
+    H, W = gray.shape
+    p = np.asarray(src, np.float32)
+    h, w = p.shape
+    if h > H or w > W:
+        raise EdgeDeeplabError(f"mask {p.shape} is larger than the guide {gray.shape}")
+    if guide_small is None or guide_small.shape != (h, w):
+        guide_small = cv2.resize(gray, (w, h), interpolation=cv2.INTER_AREA)
+    Is = guide_small.astype(np.float32)
+    Is *= 1.0 / 255.0
+    r = max(1, int(round(radius * h / H)))
+    mean_I = box_filter(Is, r)
+    mean_p = box_filter(p, r)
+    var_I = box_filter(Is * Is, r) - mean_I * mean_I
+    a = (box_filter(Is * p, r) - mean_I * mean_p) / (var_I + eps)
+    b = mean_p - a * mean_I
+    a = box_filter(a, r)
+    b = box_filter(b, r)
+    gain, bias = 1.0 / 255.0, 0.0  # the full-resolution guide stays uint8: fold its 1/255 into a
+    if levels is not None:
+        low, high = float(levels[0]), float(levels[1])
+        if not 0.0 <= low < high <= 1.0:
+            raise EdgeDeeplabError(f"levels need 0 <= low < high <= 1, got {low}, {high}")
+        gain, bias = gain / (high - low), -low / (high - low)
+        b = b * (1.0 / (high - low)) + bias
+    a *= gain
+    if (h, w) != (H, W):
+        a = cv2.resize(a, (W, H), interpolation=cv2.INTER_LINEAR)
+        b = cv2.resize(b, (W, H), interpolation=cv2.INTER_LINEAR)
+    np.multiply(a, gray, out=a)
+    np.add(a, b, out=a)
+    return np.clip(a, 0.0, 1.0, out=a)
+
+
 # --------------------------------------------------------------------------------------------
 # palette
 # --------------------------------------------------------------------------------------------

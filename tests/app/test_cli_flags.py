@@ -374,8 +374,9 @@ def test_demo_person_class_and_refine(colour, tmp_path, capsys):
 
 
 def test_demo_smoothing_carries_the_matte_across_frames(colour, tmp_path):
-    """Video A, A, B, B: without smoothing the last frame's matte is B's; with momentum 0.9 it is
-    still mostly A's (0.81 A + 0.19 B)."""
+    """Video A, A, B, B: without smoothing the last frame's matte is B's; with momentum 0.9 and a
+    plain EMA it is still mostly A's (0.81 A + 0.19 B); the default, motion-aware EMA sees that the
+    image changed and follows B as promptly as no smoothing does."""
     import cv2
 
     m, _, frames = colour
@@ -388,11 +389,11 @@ def test_demo_smoothing_carries_the_matte_across_frames(colour, tmp_path):
         w.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
     w.release()
 
-    def last_matte(smoothing):
-        out = tmp_path / f"s{smoothing}.mp4"
+    def last_matte(smoothing, *extra):
+        out = tmp_path / f"s{smoothing}{len(extra)}.mp4"
         assert main(["demo", "--model", str(m), "--source", str(src), "--headless", "--output", str(out),
                      "--effect", "mask", "--no-overlay", "--refine", "none",
-                     "--smoothing", str(smoothing)]) == 0
+                     "--smoothing", str(smoothing), *extra]) == 0
         cap = cv2.VideoCapture(str(out))
         got = []
         ok, f = cap.read()
@@ -405,9 +406,10 @@ def test_demo_smoothing_carries_the_matte_across_frames(colour, tmp_path):
     def d(x, y):
         return np.abs(x - y).mean()
 
-    m0, m9 = last_matte(0), last_matte(0.9)
+    m0, m9, aware = last_matte(0), last_matte(0.9, "--plain-ema"), last_matte(0.9)
     assert d(m0, pb) < d(m0, pa) / 3
     assert d(m9, pa) < d(m9, pb)
+    assert d(aware, pb) < d(aware, pa) / 3
 
 
 @pytest.mark.gpu

@@ -7,7 +7,9 @@ from PIL import Image
 from edge_deeplab.core.errors import EdgeDeeplabError
 from edge_deeplab.core.imaging import (
     crop_box,
+    fast_guided_filter,
     letterbox,
+    low_res_size,
     parse_size,
     read_image_bgr,
     read_image_rgb,
@@ -55,3 +57,42 @@ def test_parse_size():
     for bad in ("abc", "1x2x3", (1, 2, 3)):
         with pytest.raises(EdgeDeeplabError, match="input size must be N or"):
             parse_size(bad)
+
+
+def test_low_res_size_is_a_whole_fraction_of_the_frame():
+    assert low_res_size((480, 640)) == (240, 320)
+    assert low_res_size((720, 1280)) == (180, 320)
+    assert low_res_size((1080, 1920)) == (270, 480)
+    assert low_res_size((2160, 3840)) == (270, 480)  # at most 1/8
+    assert low_res_size((100, 100)) == (100, 100)
+
+
+def test_fast_guided_filter_snaps_a_coarse_mask_to_the_image_edge():
+    import cv2
+
+    h, w, edge = 240, 320, 163
+    guide = np.full((h, w, 3), 30, np.uint8)
+    guide[:, edge:] = 220
+    truth = np.zeros((h, w), np.float32)
+    truth[:, edge:] = 1
+    # what a segmenter gives: a blurry mask at 1/4 resolution, its edge 6 px off
+    coarse = np.zeros((h // 4, w // 4), np.float32)
+    coarse[:, (edge - 6) // 4:] = 1
+    coarse = cv2.GaussianBlur(coarse, (0, 0), 2)
+    q = fast_guided_filter(guide, coarse, radius=8, eps=1e-3)
+    assert q.dtype == np.float32 and q.shape == (h, w) and q.min() >= 0 and q.max() <= 1
+    jumps = np.diff(q[h // 2])
+    up = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR)
+    assert int(np.argmax(jumps)) == edge - 1  # the edge is the image's, a sharp step
+    assert jumps.max() > 0.35 and jumps.max() > 3 * np.diff(up[h // 2]).max()
+    band = slice(edge - 12, edge + 12)
+    assert np.abs(q[:, band] - truth[:, band]).mean() < 0.8 * np.abs(up[:, band] - truth[:, band]).mean()
+    # levels folded in == the levels stretch applied afterwards
+    lv = fast_guided_filter(guide, coarse, radius=8, eps=1e-3, levels=(0.2, 0.7))
+    np.testing.assert_allclose(lv, np.clip((q - 0.2) / 0.5, 0, 1), atol=1e-5)
+    with pytest.raises(EdgeDeeplabError, match="uint8"):
+        fast_guided_filter(guide.astype(np.float32), coarse, 8)
+    with pytest.raises(EdgeDeeplabError, match="larger"):
+        fast_guided_filter(guide[:10, :10], coarse, 8)
+    with pytest.raises(EdgeDeeplabError, match="levels"):
+        fast_guided_filter(guide, coarse, 8, levels=(0.8, 0.2))

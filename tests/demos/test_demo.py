@@ -246,17 +246,36 @@ def test_headless_video_through_tiny_deeplab(deeplab_tflite, clip, tmp_path, cap
     frames = _read_video(out)
     assert len(frames) == clip.num_frames
     assert frames[0].shape == (clip.height, clip.width, 3)
-    # --max-frames caps it; every effect runs
-    res = portrait.run_demo(deeplab_tflite, clip.path, effect="mask", headless=True,
+    # --max-frames caps it
+    res = portrait.run_demo(deeplab_tflite, clip.path, effect="blur", headless=True,
                             output=tmp_path / "five.mp4", max_frames=5, overlay=False, log=None)
     assert res.frames == 5 and res.output == tmp_path / "five.mp4"
     assert len(_read_video(res.output)) == 5
     assert set(res.stages) >= {"capture", "preprocess", "inference", "mask", "composite", "write"}
     assert res.fps > 0 and res.frame_size == (clip.width, clip.height)
-    m = _read_video(res.output)[2]
-    # The matte itself, no overlay: the untrained 21-class net gives p(person) ~ 1/21 < 0.1 (the
-    # low matte level) everywhere, so the matte is 0: a black frame (white overlay text would show)
-    assert m.shape == (clip.height, clip.width, 3) and int(m.max()) <= 8, int(m.max())
+
+
+def test_mask_video_shows_the_person_where_it_is(color_models, tmp_path):
+    """``--effect mask`` writes the matte: white on the (red) person as it moves, black elsewhere.
+    A demo that wrote black (or white, or stale) frames fails here."""
+    src = tmp_path / "rect.mp4"
+    w = cv2.VideoWriter(str(src), cv2.VideoWriter_fourcc(*"mp4v"), 10, (200, 120))
+    truths = []
+    for i in range(8):
+        x0 = 20 + 12 * i
+        frame, truth = _red_rect_frame(rect=(30, x0, 90, x0 + 60))
+        w.write(frame)
+        truths.append(truth)
+    w.release()
+    res = portrait.run_demo(color_models["sigmoid"], src, effect="mask", headless=True,
+                            output=tmp_path / "matte.mp4", overlay=False, smoothing=0.0, log=None)
+    frames = _read_video(res.output)
+    assert res.frames == 8 and len(frames) == 8
+    for m, truth in zip(frames, truths):
+        white = m.min(axis=2) > 200
+        black = m.max(axis=2) < 55
+        assert (white & truth).sum() > 0.85 * truth.sum()     # the person is white...
+        assert (black & ~truth).sum() > 0.85 * (~truth).sum()  # ...and only the person
 
 
 def test_video_output_measures_live_rate(tmp_path):
@@ -439,6 +458,60 @@ def test_interrupted_demo_keeps_the_earlier_output(color_models, tmp_path, sig, 
     assert err.strip().splitlines()[-1] == f"edge-deeplab demo: {word}"
     assert out.read_bytes() == before  # the earlier output is intact
     assert sorted(x.name for x in out.parent.iterdir()) == ["portrait.mp4"]  # no .portrait.mp4.*.tmp.mp4
+
+
+def test_interrupted_folder_run_keeps_the_earlier_folder(color_models, tmp_path):
+    """A folder's results go to a hidden sibling folder and are moved in only at the end: SIGTERM
+    in the middle leaves the earlier results (and the user's other files) as they were."""
+    import signal
+    import time
+
+    src = tmp_path / "frames"
+    clip_lib.generate_images(src, num_images=400, width=160, height=120)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "frame_000_portrait.png").write_bytes(b"earlier result")
+    (out / "notes.txt").write_text("mine")
+    p = _demo_process(["--model", color_models["binary"], "--source", src, "--headless",
+                       "--output", out, "--threads", "1"], cwd=tmp_path)
+    try:
+        deadline = time.time() + 120
+        tmps = []
+        while p.poll() is None and time.time() < deadline:
+            tmps = list(tmp_path.glob(".out.*.tmp"))
+            if tmps and len(list(tmps[0].iterdir())) >= 3:
+                break
+            time.sleep(0.05)
+        assert tmps, "the demo never started writing"
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 143, err
+    assert (out / "frame_000_portrait.png").read_bytes() == b"earlier result"
+    assert sorted(x.name for x in out.iterdir()) == ["frame_000_portrait.png", "notes.txt"]
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["frames", "out"]  # no temporary folder
+
+
+@pytest.mark.parametrize("case", ["video", "folder", "folder-dot", "image"])
+def test_output_that_is_the_source_is_refused_before_any_work(color_models, clip, tmp_path, capsys, case):
+    if case == "video":
+        src, out = clip.path, clip.path
+    elif case == "image":
+        src = tmp_path / "p.png"
+        cv2.imwrite(str(src), _red_rect_frame()[0])
+        out = src
+    else:
+        src = tmp_path / "frames"
+        clip_lib.generate_images(src, num_images=2, width=80, height=60)
+        out = src if case == "folder" else src / "."
+    before = {p: p.read_bytes() for p in ([src] if src.is_file() else sorted(src.iterdir()))}
+    rc = cli_main(["demo", "--model", str(tmp_path / "not_even_read.tflite"), "--source", str(src),
+                   "--headless", "--output", str(out)])
+    assert_one_line_error(capsys.readouterr(), "is the source itself", rc=rc, code=2)
+    assert {p: p.read_bytes() for p in before} == before
+    assert not list(tmp_path.glob(".*"))
 
 
 def test_quit_key_ends_a_window_session_normally(color_models, clip, monkeypatch, capsys):

@@ -6,7 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from edge_deeplab.app.commands.common import non_negative_int, positive_float, positive_int
+from edge_deeplab.app.commands.common import (
+    floats_1_or_3,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    std_floats,
+)
 
 HELP = "benchmark .tflite models (FPS, latency, memory, delegation, mIoU) locally or on Android via adb"
 DESCRIPTION = (
@@ -15,24 +21,7 @@ DESCRIPTION = (
     "(LiteRT's GPU run call returns early). Exit status is non-zero when any model failed.")
 
 
-def _floats(text, *, nonzero=False):
-    """``--mean``/``--std``: one number or three comma-separated numbers (argparse ``type``)."""
-    import math
-
-    try:
-        vals = [float(x) for x in str(text).replace(" ", "").split(",") if x]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or comma-separated numbers, got {text!r}") from None
-    if len(vals) not in (1, 3):
-        raise argparse.ArgumentTypeError(f"expected 1 or 3 values, got {text!r}")
-    if not all(math.isfinite(v) for v in vals) or (nonzero and any(v == 0 for v in vals)):
-        raise argparse.ArgumentTypeError(
-            f"expected {'non-zero ' if nonzero else ''}finite numbers, got {text!r}")
-    return vals if len(vals) == 3 else vals[0]
-
-
-def _std(text):
-    return _floats(text, nonzero=True)
+_floats, _std = floats_1_or_3, std_floats  # --mean/--std: one home (common.py), shared with `demo`
 
 
 def _seconds(text):

@@ -168,3 +168,33 @@ def require_current_qat(model) -> None:
     if why:
         raise EdgeDeeplabError(f"the QAT model in {run / 'qat'} is stale: {why}; redo it with "
                                f"`edge-deeplab qat {run}`")
+
+
+def floats_1_or_3(text, *, nonzero=False):
+    """argparse ``type`` of ``--mean``/``--std``: one number or three comma-separated numbers."""
+    import math
+
+    try:
+        vals = [float(x) for x in str(text).replace(" ", "").split(",") if x]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or comma-separated numbers, got {text!r}") from None
+    if len(vals) not in (1, 3):
+        raise argparse.ArgumentTypeError(f"expected 1 or 3 values, got {text!r}")
+    if not all(math.isfinite(v) for v in vals) or (nonzero and any(v == 0 for v in vals)):
+        raise argparse.ArgumentTypeError(
+            f"expected {'non-zero ' if nonzero else ''}finite numbers, got {text!r}")
+    return vals[0] if len(vals) == 1 else vals
+
+
+def std_floats(text):
+    """argparse ``type`` of ``--std``: like :func:`floats_1_or_3`, none of them zero."""
+    return floats_1_or_3(text, nonzero=True)
+
+
+def add_normalization_arguments(p: argparse.ArgumentParser) -> None:
+    """``--mean``/``--std``: the input normalization of a model whose metadata does not give one."""
+    p.add_argument("--mean", type=floats_1_or_3, default=None,
+                   help="input mean (one or 3 values, on 0..255 pixels) when the model has no metadata")
+    p.add_argument("--std", type=std_floats, default=None,
+                   help="input std (one or 3 values) when the model has no metadata; e.g. --mean 0 "
+                        "--std 255 for a model that takes [0, 1] pixels")

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from edge_deeplab.app.commands.common import non_negative_int, positive_int
+from edge_deeplab.app.commands.common import (
+    add_normalization_arguments,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 
 HELP = "portrait demo: background blur/replace from a webcam, video, image or folder"
 DESCRIPTION = (
@@ -15,7 +21,10 @@ DESCRIPTION = (
     "--headless writes --output OUT (a video for camera/video sources, an image for an image, a directory "
     "for a folder; a camera also needs --max-frames) and prints per-stage timings and end-to-end FPS. "
     "OUT is replaced only when the run finishes: Ctrl-C (exit 130) or SIGTERM (exit 143) leaves an "
-    "earlier OUT as it was. Images of a folder that cannot be read are skipped and counted.")
+    "earlier OUT as it was; OUT may not be the source. Capture, inference, matte+composite and "
+    "writing run overlapped on threads, frames in order. A model without normalization metadata "
+    "needs --mean/--std (e.g. 0 and 255 for [0, 1] inputs). Images of a folder that cannot be read "
+    "are skipped and counted.")
 
 
 def _momentum(text):
@@ -73,6 +82,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="matte edge refinement")
     p.add_argument("--smoothing", type=_momentum, default=0.5,
                    help="temporal EMA momentum of the mask in [0, 1) (0 disables)")
+    p.add_argument("--motion", type=positive_float, default=0.04,
+                   help="motion-aware smoothing: grey change (0-1) of the image at which the EMA "
+                        "lets go of the previous mask (smaller: follows motion sooner)")
+    p.add_argument("--plain-ema", action="store_true",
+                   help="smooth the same everywhere, moving or not (the plain EMA)")
+    add_normalization_arguments(p)
+    p.add_argument("--json", default=None, metavar="OUT.json",
+                   help="also write the run's figures (FPS, per-stage ms, mask flicker, machine) as JSON")
     p.add_argument("--no-overlay", action="store_true", help="do not draw FPS/timings on frames")
     p.add_argument("--camera-size", type=_camera_size, default=None,
                    help="requested camera resolution WxH, e.g. 640x480")
@@ -85,6 +102,8 @@ def run(args) -> int:
 
     if args.output and not args.headless:
         raise EdgeDeeplabError("--output is written in --headless mode; add --headless")
+    if args.json and args.output and os.path.abspath(args.json) == os.path.abspath(args.output):
+        raise EdgeDeeplabError("--json and --output name the same file")
     if args.headless and not args.output:
         raise EdgeDeeplabError("--headless needs --output OUT (a video for a camera/video, an image "
                                "or directory for an image, a directory for a folder)")
@@ -93,5 +112,7 @@ def run(args) -> int:
              output=args.output, max_frames=args.max_frames, overlay=not args.no_overlay,
              refine=args.refine, smoothing=args.smoothing, screenshot_dir=args.screenshot_dir,
              camera_size=args.camera_size, runtime=args.runtime,
+             motion=None if args.plain_ema else args.motion, mean=args.mean, std=args.std,
+             json_path=args.json,
              warn=lambda msg: print(f"edge-deeplab demo: {msg}", file=sys.stderr, flush=True))
     return 0
