@@ -108,6 +108,12 @@ def two_output_model(dest: Path, size: int = 32) -> Path:
 CONV_STACK_BASE_DEPTH = 4
 
 
+def conv_stack_macs(depth: int) -> int:
+    """Multiply-adds of :func:`conv_stack_model` (``depth``): stem 3->32, ``depth`` x 32->32 (3x3),
+    head 32->5 (1x1), all at 64x64."""
+    return 64 * 64 * (3 * 9 * 32 + depth * 32 * 9 * 32 + 32 * NUM_CLASSES)
+
+
 def conv_stack_model(config, depth: int) -> Path:
     """A real float32 .tflite: a 3x3 conv stem, ``depth`` 3x3 convs of 32 channels and a 1x1 head to
     :data:`NUM_CLASSES` classes, all at 64x64 (so its compute grows linearly with ``depth``); fixed
