@@ -52,6 +52,18 @@ BOUNDS = {
     "qat-int8": (0.98, 0.01),    # measured vs the QAT Keras model: 0.99048
     "w8a16": (0.99, 0.005),      # measured: 0.99509 (int16 activations: only the int8 weights' error)
 }
+#: The demo's person matte (>= 0.5) against the Keras model's, as IoU of the person pixels (3.4% of
+#: the clip), per variant; measured on the CPU (AMD EPYC, AVX-512) beside each. qat-int8: not
+#: measured: in that build the QAT Keras model found no person on the clip (0.0% of pixels, which
+#: the test's own precondition refuses); held like int8.
+PERSON_IOU = {
+    "float32": 0.99,   # measured: 1.00000
+    "float16": 0.98,   # measured: 0.99290
+    "dynamic": 0.94,   # measured: 0.96270
+    "int8": 0.85,      # measured: 0.88312
+    "qat-int8": 0.85,  # not measured (see above)
+    "w8a16": 0.95,     # measured: 0.97193
+}
 GPU_AGREEMENT = 0.995
 #: GPU vs CPU of int8 / qat-int8 with the accelerator in fp16 (see the module doc): measured
 #: 0.98888 / 0.99278 here. In fp32 they are held to :data:`GPU_AGREEMENT` like every export.
@@ -383,11 +395,14 @@ def test_demo(trained, clip_frames, variant, accelerator, tmp_path, capsys):
     assert rc == 0 and "person = class 1" in text, text
     got = np.stack([cv2.imread(str(out / f"{p.stem}_portrait.png"))[..., 0] for p in paths]) / 255.0
     assert got.shape == matte.shape
-    person_agree = float(((got >= 0.5) == (matte >= 0.5)).mean())
+    ours, keras_person = got >= 0.5, matte >= 0.5
+    # person IoU, not pixel accuracy: with the person on a few % of the frame an all-background
+    # matte is right on most pixels, but its IoU is 0
+    iou = float((ours & keras_person).sum() / max(1, (ours | keras_person).sum()))
     diff = float(np.abs(got - matte).mean())
-    print(f"{variant} {accelerator}: demo person-mask agreement with Keras {person_agree:.5f}, "
-          f"mean |matte diff| {diff:.4f}, Keras person pixels {(matte >= 0.5).mean():.3f}")
-    assert (matte >= 0.5).mean() > 0.02  # the clip has a person the model finds
-    assert person_agree >= BOUNDS[variant][0]
+    print(f"{variant} {accelerator}: demo person IoU with Keras {iou:.5f}, "
+          f"mean |matte diff| {diff:.4f}, Keras person pixels {keras_person.mean():.3f}")
+    assert keras_person.mean() > 0.02  # the clip has a person the model finds
+    assert iou >= PERSON_IOU[variant]
     if variant == "float32":
         assert diff <= 1.0 / 255
