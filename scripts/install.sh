@@ -18,11 +18,13 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 if command -v apt-get >/dev/null 2>&1 && [ "${SKIP_APT:-0}" != 1 ]; then
-  need_venv=0 need_mesa=0 target=()
+  need_venv=0 need_mesa=0 need_strace=0 target=()
   # Debian's python3 lacks ensurepip (so `python3 -m venv` fails) until python3-venv is installed.
   if [ ! -x "$VENV/bin/python" ] && ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
     need_venv=1
   fi
+  # strace: the multi-worker test proves which process wrote which file of a run.
+  if ! command -v strace >/dev/null 2>&1; then need_strace=1; fi
   if ! dpkg-query -W -f='${Version}' mesa-vulkan-drivers 2>/dev/null | grep -qE '^(2[4-9]|[3-9][0-9])\.'; then
     need_mesa=1
     if [ -r /etc/os-release ] && grep -q 'VERSION_CODENAME=bookworm' /etc/os-release; then
@@ -33,11 +35,14 @@ if command -v apt-get >/dev/null 2>&1 && [ "${SKIP_APT:-0}" != 1 ]; then
       target=(-t bookworm-backports)
     fi
   fi
-  if [ "$need_venv" = 1 ] || [ "$need_mesa" = 1 ]; then
+  if [ "$need_venv$need_mesa$need_strace" != 000 ]; then
     $SUDO apt-get update -qq
   fi
   if [ "$need_venv" = 1 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv >/dev/null
+  fi
+  if [ "$need_strace" = 1 ]; then
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq strace >/dev/null
   fi
   if [ "$need_mesa" = 1 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${target[@]}" \

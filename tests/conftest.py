@@ -9,11 +9,13 @@ test may skip for something the machine lacks; each capability is probed once pe
   (:mod:`tests.support.board`, ``scripts/tflite_runtime_venv.sh``), made once and cached.
 * ``mediapipe_python``: the python of the MediaPipe Tasks venv (:mod:`tests.support.mediapipe_venv`,
   ``scripts/mediapipe_venv.sh``), made once and cached.
+* ``strace``: the path of ``strace``, which the multi-worker test runs each worker under to prove
+  which process wrote which file.
 * ``selfie_teacher``: MediaPipe's selfie segmentation ``.tflite`` from its npm package
   (:mod:`tests.support.real_media`), fetched once and cached.
 
 A missing capability is a skip that names it, except under ``CI=true`` for the ones this project
-installs itself (lavapipe, the two side venvs): there it fails. A probe that crashes, hangs or makes
+installs itself (lavapipe, the two side venvs, strace): there it fails. A probe that crashes, hangs or makes
 a broken venv fails everywhere. ``trained`` (not gated): the small trained model and its exports
 of every variant (:mod:`tests.support.trained`), built once per session and cached.
 """
@@ -59,6 +61,14 @@ def mediapipe_python():
     from tests.support.mediapipe_venv import mediapipe_python as make
 
     return str(require("mediapipe", make))
+
+
+@pytest.fixture(scope="session")
+def strace():
+    """The path of ``strace`` (it must be able to trace here), through the gate."""
+    from tests.support.capability import probe_strace, require
+
+    return require("strace", probe_strace)
 
 
 @pytest.fixture(scope="session")

@@ -41,17 +41,18 @@ def _outcome(name, probe) -> tuple[str, str]:
         return "fail", str(e)
 
 
-def test_the_project_installs_lavapipe_and_the_side_venvs_but_not_npm():
-    assert PROJECT_INSTALLED == {"gpu": True, "board": True, "mediapipe": True, "npm": False}
+def test_the_project_installs_lavapipe_the_side_venvs_and_strace_but_not_npm():
+    assert PROJECT_INSTALLED == {"gpu": True, "board": True, "mediapipe": True, "strace": True,
+                                 "npm": False}
 
 
-@pytest.mark.parametrize("name", ["gpu", "board", "mediapipe", "npm"])
+@pytest.mark.parametrize("name", ["gpu", "board", "mediapipe", "strace", "npm"])
 def test_missing_capability_skips_outside_ci(fresh, name):
     fresh.delenv("CI", raising=False)
     assert _outcome(name, _missing) == ("skip", f"capability {name} missing: no such thing here")
 
 
-@pytest.mark.parametrize("name", ["gpu", "board", "mediapipe"])
+@pytest.mark.parametrize("name", ["gpu", "board", "mediapipe", "strace"])
 def test_missing_project_capability_fails_under_ci(fresh, name):
     fresh.setenv("CI", "true")
     kind, msg = _outcome(name, _missing)

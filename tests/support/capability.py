@@ -7,12 +7,13 @@ capability     what it is                                        who installs it
 ``gpu``        the LiteRT GPU accelerator (lavapipe Vulkan)      this project (``scripts/install.sh``, apt)
 ``board``      ``.venv-tflite-runtime`` (tflite_runtime only)    this project (``scripts/tflite_runtime_venv.sh``)
 ``mediapipe``  ``.venv-mediapipe`` (MediaPipe Tasks)             this project (``scripts/mediapipe_venv.sh``)
+``strace``     which process wrote a file (multi-worker)          this project (``scripts/install.sh``, apt)
 ``npm``        models fetched from npm (the selfie teacher)      the machine (``npm`` is not ours to install)
 =============  ================================================  ==========================================
 
 A probe says "this machine lacks it" by raising :class:`Missing`; that is the only skip, and its
 reason names the capability. Under ``CI=true`` (``.ci/run`` exports it) a capability the project
-installs itself may not be missing: the gate fails the test, so a CI run where the GPU, board and
+installs itself (lavapipe, the side venvs, strace) may not be missing: the gate fails the test, so a CI run where the GPU, board and
 MediaPipe tests all skip is red, not green. Anything else a probe raises (a crash, a timeout, a venv
 that was made but is broken) fails the test everywhere. Each probe runs once per session; its
 outcome, skip or fail included, is remembered.
@@ -25,7 +26,7 @@ import os
 import pytest
 
 #: capability -> who installs it; ``True``: this project does (so CI must have it).
-PROJECT_INSTALLED = {"gpu": True, "board": True, "mediapipe": True, "npm": False}
+PROJECT_INSTALLED = {"gpu": True, "board": True, "mediapipe": True, "strace": True, "npm": False}
 
 _OUTCOMES: dict = {}
 
@@ -70,6 +71,27 @@ def require(name: str, probe):
                     f"itself, so it may not skip: {value}", pytrace=False)
     pytest.fail(f"capability {name} is broken (a failure, not a missing capability): {value}",
                 pytrace=False)
+
+
+def probe_strace() -> str:
+    """The path of ``strace`` when it runs and may trace here; raises :class:`Missing` otherwise.
+
+    Example:
+        >>> probe_strace()  # doctest: +SKIP
+        '/usr/bin/strace'
+    """
+    import shutil
+    import subprocess
+
+    path = shutil.which("strace")
+    if path is None:
+        raise Missing("strace is not installed (scripts/install.sh installs it with apt)")
+    p = subprocess.run([path, "-f", "-qq", "-o", os.devnull, "true"], capture_output=True, text=True,
+                       timeout=60)
+    if p.returncode != 0:
+        tail = (p.stderr.strip().splitlines() or ["no output"])[-1]
+        raise Missing(f"strace cannot trace here (ptrace not permitted?): {tail}")
+    return path
 
 
 def forget(name: str) -> None:
