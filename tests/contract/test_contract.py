@@ -27,8 +27,8 @@ Bounds (measured on this model, 24 val images x 64x64; see :data:`BOUNDS`):
   runs, with the accelerator in fp32 (``gpu_precision="fp32"``). In its default fp16 the float
   exports hold 99.5% too; int8 / qat-int8 do not (:data:`GPU_FP16_INTEGER`): the GPU emulates
   their quantization in float, and fp16 rounding moves some activations into the neighbouring
-  quantization step, which flips about 1% of pixels (measured 98.9% / 99.3%; 99.6% / 99.8% in
-  fp32). w8a16 (int16 activations) is refused: the LiteRT GPU accelerator claimed a few of its
+  quantization step, which flips about 1% of pixels (measured 98.8% / 99.3%; 99.7% / 99.9% in
+  fp32), and the test holds those measured figures. w8a16 (int16 activations) is refused: the LiteRT GPU accelerator claimed a few of its
   ops, refused the rest, and that mix agreed with the CPU on only 86.6% of pixels, so
   ``open_runner`` refuses the GPU for int16-activation models with one line
   (:func:`edge_deeplab.runtime.runners.refuse_int16_on_gpu`), and every consumer checks that
@@ -65,9 +65,16 @@ PERSON_IOU = {
     "w8a16": 0.95,     # measured: 0.97193
 }
 GPU_AGREEMENT = 0.995
-#: GPU vs CPU of int8 / qat-int8 with the accelerator in fp16 (see the module doc): measured
-#: 0.98888 / 0.99278 here. In fp32 they are held to :data:`GPU_AGREEMENT` like every export.
-GPU_FP16_INTEGER = {"int8": 0.98, "qat-int8": 0.985}
+#: GPU vs CPU of int8 / qat-int8 with the accelerator in fp16 (see the module doc), held at the
+#: measured figure (the README quotes it), not below: measured 0.98770 / 0.99347 (lavapipe, AMD
+#: EPYC; 24 val images x 64x64 = 98304 pixels, one pixel = 1e-5). In fp32 they reach
+#: :data:`GPU_AGREEMENT` like every export (measured 0.99731 / 0.99907). Re-measure when the trained
+#: model (tests/support/trained.py) changes.
+GPU_FP16_INTEGER = {"int8": 0.987, "qat-int8": 0.993}
+#: GPU vs CPU of the float exports on the val images, in fp16 and fp32: the README's ">= 99.9%".
+#: Measured fp16 0.99931 / 0.99934, fp32 1.00000 / 1.00000 (dynamic: 0.99867 / 0.99880, held to
+#: :data:`GPU_AGREEMENT`).
+GPU_FLOAT_AGREEMENT = {"float32": 0.999, "float16": 0.999}
 
 
 #: Variants the LiteRT GPU accelerator takes whole (it refuses every op of a w8a16 graph: int16
@@ -208,7 +215,7 @@ def test_predict(request, tmp_path, trained, reference, variant, runtime, accele
         cpu = _predict_all(path, reference["images"], runtime, "cpu")
         gpu_cpu = float((got.argmax(-1) == cpu.argmax(-1)).mean())
         print(f"{variant}: GPU ({precision}) vs CPU argmax agreement {gpu_cpu:.5f}")
-        assert gpu_cpu >= gpu_bound(variant, precision)
+        assert gpu_cpu >= GPU_FLOAT_AGREEMENT.get(variant, gpu_bound(variant, precision))
         # the GPU computes in fp16: float32 is held to float16's bound against Keras
         assert agree >= BOUNDS["float16" if variant == "float32" else variant][0]
         return
