@@ -18,6 +18,7 @@ What is measured, per model x accelerator (all times in ms):
 * ``e2e_ms``: end-to-end on a JPEG frame: decode, resize, normalize(+quantize), infer, postprocess
   (argmax at model resolution then nearest upsample to the frame size, as phone apps do; 1-channel
   outputs are thresholded), each stage separately plus the total;
+* ``model_sha256``: the SHA-256 of the file the worker opened, so a row names its model by content;
 * ``peak_rss_mb``: the worker's peak resident memory (``VmHWM``) after the timed runs, and
   ``baseline_rss_mb`` before the model was opened (Python + numpy + runtime import);
 * ``fully_accelerated`` / ``unsupported_ops`` from the runtime;
@@ -211,6 +212,28 @@ def _ms(t0: float) -> float:
     return (time.perf_counter() - t0) * 1000.0
 
 
+def file_sha256(path) -> str:
+    """The hex SHA-256 of a file's bytes (read in 1 MiB blocks).
+
+    Args:
+        path: the file.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "m.tflite"
+        >>> _ = p.write_bytes(b"abc")
+        >>> file_sha256(p)[:16]
+        'ba7816bf8f01cfea'
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def measure_model(spec: dict) -> dict:
     """Benchmarks one model on one accelerator in this process (the worker's body).
 
@@ -373,6 +396,7 @@ def _measure_open(runner, spec: dict, row: dict, init_ms: float, baseline) -> di
     variant = contract.variant(path, runner.metadata)
     row.update({
         "ok": True,
+        "model_sha256": file_sha256(path),
         "runtime": runner.runtime_name,
         "runtime_version": runner.runtime_version,
         "gpu_precision": runner.gpu_precision,

@@ -6,7 +6,9 @@
 #   scripts/mediapipe_venv.sh            # -> prints the venv's python path
 #   MEDIAPIPE_VENV=/tmp/mp scripts/mediapipe_venv.sh
 #
-# Exit status 0 and the python path on the last line when the venv works.
+# Exit status 0 and the python path on the last line when the venv works; 3 when mediapipe cannot
+# be installed (no network for pip, no wheel for this Python/platform); 1 when the venv was made
+# but is wrong (mediapipe does not import, or is another version). The last stderr line says why.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${MEDIAPIPE_VENV:-.venv-mediapipe}"
@@ -24,7 +26,11 @@ if [ -x "$PY" ] && check; then
 fi
 rm -rf "$VENV.tmp"
 python3 -m venv "$VENV.tmp"
-"$VENV.tmp/bin/python" -m pip install -q --disable-pip-version-check "mediapipe==$VERSION" >&2
+if ! "$VENV.tmp/bin/python" -m pip install -q --disable-pip-version-check "mediapipe==$VERSION" >&2; then
+  rm -rf "$VENV.tmp"
+  echo "cannot install mediapipe==$VERSION into a $(python3 -V 2>&1) venv (pip failed; see above)" >&2
+  exit 3
+fi
 rm -rf "$VENV"
 mv "$VENV.tmp" "$VENV"
 # venv scripts hard-code their directory; python itself runs from anywhere, which is all we use.

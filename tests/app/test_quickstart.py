@@ -225,15 +225,23 @@ def test_quickstart_marks_its_folder_first_and_resumes_it(tmp_path, monkeypatch,
     assert (out / MARKER).is_file()
 
 
+#: The full quickstart's own limit (s). It needs about 13 CPU-minutes (measured: 728 s user + 42 s
+#: system, exit 0), 9-11 min on 2 idle cores; 39 min wall measured on 2 AMD EPYC cores shared at load
+#: average 8-13 (it got 32% of a CPU). The subprocess gets this limit and pytest-timeout 5 min more,
+#: so a run past it fails with the quickstart's own output, not pytest's stack dump.
+FULL_QUICKSTART_LIMIT_S = 3000
+
+
 @pytest.mark.slow
-@pytest.mark.beyond_ci
+@pytest.mark.timeout(FULL_QUICKSTART_LIMIT_S + 300)
 def test_full_quickstart_checks_hold(tmp_path):
-    """The README's main job as users run it (about 10-15 min on 2 cores): exit 0 means every check
-    held with the full thresholds (float >= 0.80, QAT within 0.5 points of float, QAT >= PTQ,
-    w8a16 >= PTQ - 0.15 points, every export but w8a16 fully on the GPU where one starts)."""
+    """The README's main job as users run it (about 10-15 min on 2 cores; .ci/run runs it): exit 0
+    means every check held with the full thresholds (float >= 0.80, QAT within 0.5 points of float,
+    QAT >= PTQ, w8a16 >= PTQ - 0.15 points, every export but w8a16 fully on the GPU where one
+    starts)."""
     out = tmp_path / "quickstart"
     proc = subprocess.run([sys.executable, "-m", "edge_deeplab.app.cli", "quickstart", "--out", str(out)],
-                          capture_output=True, text=True, timeout=3600)
+                          capture_output=True, text=True, timeout=FULL_QUICKSTART_LIMIT_S)
     report = json.loads((out / "report.json").read_text())
     assert proc.returncode == 0, (failed_checks(report), proc.stderr[-2000:])
     assert report["thresholds"]["float_miou"] == FULL_THRESHOLDS["float_miou"]

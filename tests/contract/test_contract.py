@@ -27,8 +27,8 @@ Bounds (measured on this model, 24 val images x 64x64; see :data:`BOUNDS`):
   runs, with the accelerator in fp32 (``gpu_precision="fp32"``). In its default fp16 the float
   exports hold 99.5% too; int8 / qat-int8 do not (:data:`GPU_FP16_INTEGER`): the GPU emulates
   their quantization in float, and fp16 rounding moves some activations into the neighbouring
-  quantization step, which flips about 1% of pixels (measured 98.9% / 99.3%; 99.6% / 99.8% in
-  fp32). w8a16 (int16 activations) is refused: the LiteRT GPU accelerator claimed a few of its
+  quantization step, which flips about 1% of pixels (measured 98.8% / 99.3%; 99.7% / 99.9% in
+  fp32), and the test holds those measured figures. w8a16 (int16 activations) is refused: the LiteRT GPU accelerator claimed a few of its
   ops, refused the rest, and that mix agreed with the CPU on only 86.6% of pixels, so
   ``open_runner`` refuses the GPU for int16-activation models with one line
   (:func:`edge_deeplab.runtime.runners.refuse_int16_on_gpu`), and every consumer checks that
@@ -52,10 +52,29 @@ BOUNDS = {
     "qat-int8": (0.98, 0.01),    # measured vs the QAT Keras model: 0.99048
     "w8a16": (0.99, 0.005),      # measured: 0.99509 (int16 activations: only the int8 weights' error)
 }
+#: The demo's person matte (>= 0.5) against the Keras model's, as IoU of the person pixels (3.4% of
+#: the clip), per variant; measured on the CPU (AMD EPYC, AVX-512) beside each. qat-int8: not
+#: measured: in that build the QAT Keras model found no person on the clip (0.0% of pixels, which
+#: the test's own precondition refuses); held like int8.
+PERSON_IOU = {
+    "float32": 0.99,   # measured: 1.00000
+    "float16": 0.98,   # measured: 0.99290
+    "dynamic": 0.94,   # measured: 0.96270
+    "int8": 0.85,      # measured: 0.88312
+    "qat-int8": 0.85,  # not measured (see above)
+    "w8a16": 0.95,     # measured: 0.97193
+}
 GPU_AGREEMENT = 0.995
-#: GPU vs CPU of int8 / qat-int8 with the accelerator in fp16 (see the module doc): measured
-#: 0.98888 / 0.99278 here. In fp32 they are held to :data:`GPU_AGREEMENT` like every export.
-GPU_FP16_INTEGER = {"int8": 0.98, "qat-int8": 0.985}
+#: GPU vs CPU of int8 / qat-int8 with the accelerator in fp16 (see the module doc), held at the
+#: measured figure (the README quotes it), not below: measured 0.98770 / 0.99347 (lavapipe, AMD
+#: EPYC; 24 val images x 64x64 = 98304 pixels, one pixel = 1e-5). In fp32 they reach
+#: :data:`GPU_AGREEMENT` like every export (measured 0.99731 / 0.99907). Re-measure when the trained
+#: model (tests/support/trained.py) changes.
+GPU_FP16_INTEGER = {"int8": 0.987, "qat-int8": 0.993}
+#: GPU vs CPU of the float exports on the val images, in fp16 and fp32: the README's ">= 99.9%".
+#: Measured fp16 0.99931 / 0.99934, fp32 1.00000 / 1.00000 (dynamic: 0.99867 / 0.99880, held to
+#: :data:`GPU_AGREEMENT`).
+GPU_FLOAT_AGREEMENT = {"float32": 0.999, "float16": 0.999}
 
 
 #: Variants the LiteRT GPU accelerator takes whole (it refuses every op of a w8a16 graph: int16
@@ -196,7 +215,7 @@ def test_predict(request, tmp_path, trained, reference, variant, runtime, accele
         cpu = _predict_all(path, reference["images"], runtime, "cpu")
         gpu_cpu = float((got.argmax(-1) == cpu.argmax(-1)).mean())
         print(f"{variant}: GPU ({precision}) vs CPU argmax agreement {gpu_cpu:.5f}")
-        assert gpu_cpu >= gpu_bound(variant, precision)
+        assert gpu_cpu >= GPU_FLOAT_AGREEMENT.get(variant, gpu_bound(variant, precision))
         # the GPU computes in fp16: float32 is held to float16's bound against Keras
         assert agree >= BOUNDS["float16" if variant == "float32" else variant][0]
         return
@@ -383,11 +402,14 @@ def test_demo(trained, clip_frames, variant, accelerator, tmp_path, capsys):
     assert rc == 0 and "person = class 1" in text, text
     got = np.stack([cv2.imread(str(out / f"{p.stem}_portrait.png"))[..., 0] for p in paths]) / 255.0
     assert got.shape == matte.shape
-    person_agree = float(((got >= 0.5) == (matte >= 0.5)).mean())
+    ours, keras_person = got >= 0.5, matte >= 0.5
+    # person IoU, not pixel accuracy: with the person on a few % of the frame an all-background
+    # matte is right on most pixels, but its IoU is 0
+    iou = float((ours & keras_person).sum() / max(1, (ours | keras_person).sum()))
     diff = float(np.abs(got - matte).mean())
-    print(f"{variant} {accelerator}: demo person-mask agreement with Keras {person_agree:.5f}, "
-          f"mean |matte diff| {diff:.4f}, Keras person pixels {(matte >= 0.5).mean():.3f}")
-    assert (matte >= 0.5).mean() > 0.02  # the clip has a person the model finds
-    assert person_agree >= BOUNDS[variant][0]
+    print(f"{variant} {accelerator}: demo person IoU with Keras {iou:.5f}, "
+          f"mean |matte diff| {diff:.4f}, Keras person pixels {keras_person.mean():.3f}")
+    assert keras_person.mean() > 0.02  # the clip has a person the model finds
+    assert iou >= PERSON_IOU[variant]
     if variant == "float32":
         assert diff <= 1.0 / 255

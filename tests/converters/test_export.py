@@ -401,6 +401,11 @@ def test_full_size_int8_quantize_only_at_io(full):
     print(f"int8: ops {r['ops']}, input {r['inputs'][0]}, output {r['outputs'][0]}")
 
 
+#: GPU (fp16) vs CPU argmax agreement of the default, untrained 512x512 model on its test image,
+#: measured on lavapipe (AMD EPYC): float16 0.97482, int8 0.99286 (was held to 0.9).
+FULL_SIZE_RANDOM_GPU_AGREEMENT = {"float16": 0.97, "int8": 0.99}
+
+
 @pytest.mark.slow
 @pytest.mark.gpu
 @pytest.mark.parametrize("variant", ["float16", "int8"])
@@ -415,9 +420,9 @@ def test_full_size_gpu(full, variant):
     agree = float((cpu == gpu).mean())
     print(f"{variant}: GPU/CPU argmax agreement {agree:.5f}")
     # 99.5% holds for a trained model (EDGE_DEEPLAB_TRAINED_MODEL; tests/contract enforces it on
-    # the small trained one). A random 512x512 net's near-ties only support "the same function":
-    # a broken kernel scores ~1/21.
-    assert agree >= (0.995 if full[5] else 0.9)
+    # the small trained one). The default random 512x512 net has near-ties the GPU's fp16 flips:
+    # it is held at its measured figure (a broken kernel scores ~1/21).
+    assert agree >= (0.995 if full[5] else FULL_SIZE_RANDOM_GPU_AGREEMENT[variant])
 
 
 # ----------------------------------------- issue 12: outputs and arguments checked before work

@@ -1,9 +1,10 @@
 """Our exports in a real client: MediaPipe Tasks ``ImageSegmenter`` (mediapipe 0.10.35).
 
 MediaPipe pins its own numpy/OpenCV, so it lives in its own venv (``.venv-mediapipe``, made and
-cached by ``scripts/mediapipe_venv.sh``, created here when absent) and runs
-``tests/support/mediapipe_segment.py`` there. Skipped, with the reason, only if that venv cannot
-be created (e.g. no network for pip on a fresh machine).
+cached by ``scripts/mediapipe_venv.sh``, created when absent) and runs
+``tests/support/mediapipe_segment.py`` there. The venv comes from the one capability gate
+(``mediapipe_python`` in ``tests/conftest.py``): skipped, with the reason, only if the venv cannot
+be created (e.g. no network for pip) and never under ``CI=true``; a broken venv fails.
 
 Per export with float32 or uint8 input: MediaPipe loads it, ``labels`` equal ours by name, and
 its category mask agrees with our runtime's argmax on >= 99.5% of pixels of held-out images fed
@@ -14,7 +15,6 @@ at the model's input size. The model's classes follow image colour/brightness wi
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -40,20 +40,6 @@ VARIANTS = {
     "float32_raw_pixels": ("float32", {"normalize_in_graph": True}),
     "int8_raw_pixels": ("int8", {"normalize_in_graph": True}),
 }
-
-
-@pytest.fixture(scope="module")
-def mediapipe_python():
-    py = Path(os.environ.get("MEDIAPIPE_VENV", ROOT / ".venv-mediapipe")) / "bin" / "python"
-    try:
-        proc = subprocess.run([str(ROOT / "scripts" / "mediapipe_venv.sh")], capture_output=True,
-                              text=True, timeout=900)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        pytest.skip(f"cannot create the MediaPipe venv: {e}")
-    if proc.returncode != 0 or not py.exists():
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        pytest.skip(f"cannot create the MediaPipe venv (scripts/mediapipe_venv.sh: {tail})")
-    return str(py)
 
 
 @pytest.fixture(scope="module")

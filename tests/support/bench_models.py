@@ -101,3 +101,37 @@ def two_output_model(dest: Path, size: int = 32) -> Path:
     b = keras.layers.Conv2D(3, 1, name="seg_b")(inp)
     m = keras.Model(inp, [a, b])
     return write_bytes_atomic(dest, tf.lite.TFLiteConverter.from_keras_model(m).convert())
+
+
+#: Conv layers (32 -> 32 channels, 3x3, at 64x64) of :func:`conv_stack_model`'s base model; the
+#: "double" model has twice as many: 155 vs 306 million multiply-adds (stem and head included).
+CONV_STACK_BASE_DEPTH = 4
+
+
+def conv_stack_macs(depth: int) -> int:
+    """Multiply-adds of :func:`conv_stack_model` (``depth``): stem 3->32, ``depth`` x 32->32 (3x3),
+    head 32->5 (1x1), all at 64x64."""
+    return 64 * 64 * (3 * 9 * 32 + depth * 32 * 9 * 32 + 32 * NUM_CLASSES)
+
+
+def conv_stack_model(config, depth: int) -> Path:
+    """A real float32 .tflite: a 3x3 conv stem, ``depth`` 3x3 convs of 32 channels and a 1x1 head to
+    :data:`NUM_CLASSES` classes, all at 64x64 (so its compute grows linearly with ``depth``); fixed
+    weights (seed 0), cached by this file's code."""
+    from tests.support.trained import cache_dir
+
+    path = cache_dir(config, "edge_deeplab_conv_stack", ("tests/support/bench_models.py",)) / \
+        f"conv_stack_{depth}.tflite"
+    if path.is_file() and path.stat().st_size > 0:
+        return path
+    from edge_deeplab.core._tf import keras, tf
+    from edge_deeplab.core.atomic_io import write_bytes_atomic
+    from tests.support.tiny import convert_naive
+
+    tf.random.set_seed(0)
+    inp = keras.Input((64, 64, 3), batch_size=1, name="image")
+    x = keras.layers.Conv2D(32, 3, padding="same", activation="relu")(inp)
+    for _ in range(depth):
+        x = keras.layers.Conv2D(32, 3, padding="same", activation="relu")(x)
+    out = keras.layers.Conv2D(NUM_CLASSES, 1, name="logits")(x)
+    return write_bytes_atomic(path, convert_naive(keras.Model(inp, out)))

@@ -2,9 +2,11 @@
 
 ``scripts/tflite_runtime_venv.sh`` makes and caches it (``.venv-tflite-runtime``, or
 ``$TFLITE_RUNTIME_VENV``) with this checkout installed editable. :func:`board_python` runs the
-script: a venv that cannot be *created* (the script's exit 3: no network for pip, no wheel for
-this Python/platform) is a skip naming the script's last stderr line; one that was created but is
-wrong (exit 1, e.g. TensorFlow importable in it) fails the test.
+script and is the probe of the ``board`` capability (gated in ``tests/conftest.py``): a venv that
+cannot be *created* (the script's exit 3: no network for pip, no wheel for this Python/platform)
+raises :class:`~tests.support.capability.Missing` naming the script's last stderr line (a skip,
+but a failure under ``CI=true``); one that was created but is wrong (exit 1, e.g. TensorFlow
+importable in it) raises ``RuntimeError`` (a failure everywhere).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
-import pytest
+
+from tests.support.capability import Missing
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "tflite_runtime_venv.sh"
@@ -24,18 +27,23 @@ VERSION = "2.14.0"
 
 
 def board_python() -> Path:
-    """The board venv's python (created when absent); skip/fail as the module doc says."""
+    """The board venv's python (created when absent); raises as the module doc says.
+
+    Example:
+        >>> board_python().name  # doctest: +SKIP
+        'python'
+    """
     try:
         proc = subprocess.run([str(SCRIPT)], capture_output=True, text=True, timeout=900, cwd=ROOT)
     except subprocess.TimeoutExpired:
-        pytest.skip("cannot create the tflite_runtime venv: scripts/tflite_runtime_venv.sh took "
-                    "over 900 s")
+        raise Missing("cannot create the tflite_runtime venv: scripts/tflite_runtime_venv.sh took "
+                      "over 900 s") from None
     tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
     if proc.returncode == 3:
-        pytest.skip(f"cannot create the tflite_runtime venv (scripts/tflite_runtime_venv.sh: {tail})")
+        raise Missing(f"cannot create the tflite_runtime venv (scripts/tflite_runtime_venv.sh: {tail})")
     if proc.returncode != 0:
-        pytest.fail(f"scripts/tflite_runtime_venv.sh made a broken venv (exit {proc.returncode}): "
-                    f"{tail}", pytrace=False)
+        raise RuntimeError(f"scripts/tflite_runtime_venv.sh made a broken venv (exit "
+                           f"{proc.returncode}): {tail}")
     py = Path(proc.stdout.strip().splitlines()[-1])
     py = py if py.is_absolute() else ROOT / py
     assert py.is_file(), proc.stdout

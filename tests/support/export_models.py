@@ -54,6 +54,6 @@ def predict(path, image: np.ndarray, accelerator: str = "cpu") -> np.ndarray:
 
 
 def keras_logits(model, image: np.ndarray) -> np.ndarray:
-    from converters.export import to_model_range
-
-    return model(to_model_range(image)[None], training=False).numpy()[0]
+    """The Keras model's logits on a uint8 RGB image, normalized here with the literal MobileNet-v2
+    rule ``pixel / 127.5 - 1`` (never the exporter's own helper: this is the exports' reference)."""
+    return model((image.astype(np.float32) / 127.5 - 1.0)[None], training=False).numpy()[0]

@@ -14,6 +14,7 @@ at most 5.6% over 4 steps).
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -56,16 +57,44 @@ def _cmd(data, run, steps, *extra):
             "--out", str(run), "--steps", str(steps), *ARGS, *extra]
 
 
-def _start_workers(data, run, steps, logs: Path, *extra):
+def _start_workers(data, run, steps, logs: Path, *extra, strace=None):
+    """The two workers; with ``strace`` (its path), each runs under it, tracing the system calls
+    that create or change files into ``logs/trace_worker<i>.<pid>`` (one file per thread)."""
     cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
     procs = []
     for i in range(2):
         env = dict(os.environ, EDGE_DEEPLAB_DEBUG="1",
                    TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}))
         out = open(logs / f"worker{i}.log", "w")
-        procs.append(subprocess.Popen(_cmd(data, run, steps, "--strategy", "multiworker", *extra),
+        trace = [strace, "-f", "-ff", "-qq", "-s", "4096", "-e", f"trace={','.join(WRITE_CALLS)}",
+                 "-o", str(logs / f"trace_worker{i}")] if strace else []
+        procs.append(subprocess.Popen([*trace, *_cmd(data, run, steps, "--strategy", "multiworker", *extra)],
                                       env=env, stdout=out, stderr=subprocess.STDOUT, cwd=logs))
     return procs
+
+
+#: System calls that create, replace or remove a file or folder.
+WRITE_CALLS = ("open", "openat", "creat", "rename", "renameat", "renameat2", "mkdir", "mkdirat",
+               "unlink", "unlinkat", "truncate", "link", "linkat", "symlink", "symlinkat")
+_CALL = re.compile(r"^(\w+)\((.*)\)\s+=\s+(-?\d+)")
+
+
+def written_paths(logs: Path, worker: int) -> set:
+    """Every path worker ``worker`` created, wrote, renamed onto or removed (successful calls in its
+    strace files; relative paths are taken from its working folder, ``logs``)."""
+    out = set()
+    for f in logs.glob(f"trace_worker{worker}.*"):
+        for line in f.read_text(errors="replace").splitlines():
+            m = _CALL.match(line)
+            if not m or int(m.group(3)) < 0:
+                continue
+            call, args = m.group(1), m.group(2)
+            paths = re.findall(r'"((?:[^"\\]|\\.)*)"', args)
+            if not paths or (call in ("open", "openat") and not re.search(r"O_WRONLY|O_RDWR|O_CREAT", args)):
+                continue
+            target = Path(paths[-1] if call.startswith(("rename", "link", "symlink")) else paths[0])
+            out.add(target if target.is_absolute() else logs / target)
+    return out
 
 
 def _wait_all(procs, timeout):
@@ -81,9 +110,9 @@ def _wait_all(procs, timeout):
     return [p.returncode for p in procs]
 
 
-def test_two_workers_train_like_one_process(data, tmp_path):
+def test_two_workers_train_like_one_process(data, tmp_path, strace):
     run, single = tmp_path / "mw", tmp_path / "single"
-    procs = _start_workers(data, run, 4, tmp_path)
+    procs = _start_workers(data, run, 4, tmp_path, strace=strace)
     rcs = _wait_all(procs, timeout=900)
     logs = [(tmp_path / f"worker{i}.log").read_text() for i in range(2)]
     assert rcs == [0, 0], "\n".join(l[-3000:] for l in logs)
@@ -91,13 +120,21 @@ def test_two_workers_train_like_one_process(data, tmp_path):
     for log in logs:
         summary = json.loads(next(l for l in log.splitlines() if l.startswith("{\"total_steps\"")))
         assert summary["final_step"] == summary["total_steps"] == 4 and summary["start_step"] == 0
-    # The chief (worker 0) alone wrote the run directory; worker 1 left nothing anywhere in it.
     result = json.loads((run / "train_result.json").read_text())
     assert result["num_replicas"] == 2 and result["strategy"] == "multiworker"
-    assert sorted(p.name for p in run.iterdir()) == sorted(
-        ["checkpoints", "logs", "last.json", "last.keras", "model.json", "model.keras",
-         "train_config.json", "train_result.json"])
     assert sorted(p.name for p in (run / "checkpoints").glob("*.index")) == ["ckpt-2.index", "ckpt-4.index"]
+    # Which process wrote: the chief (worker 0) made every file of the run directory; worker 1
+    # created, changed or removed nothing in it, while it did save its share (its scratch folder).
+    def inside(paths, folder):
+        return {p for p in paths if folder == p or folder in p.parents}
+
+    chief, other = written_paths(tmp_path, 0), written_paths(tmp_path, 1)
+    assert inside(other, run) == set(), sorted(inside(other, run))
+    assert any("edge_deeplab_worker_" in str(p) and "ckpt" in p.name for p in other), sorted(other)[:20]
+    made = {p.relative_to(run).as_posix() for p in inside(chief, run)}
+    for name in ("train_result.json", "train_config.json", "model.keras", "last.keras"):
+        assert name in made, (name, sorted(made))
+    assert any(m.startswith("checkpoints/ckpt-4") for m in made), sorted(made)
 
     r = subprocess.run(_cmd(data, single, 4), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]

@@ -93,12 +93,20 @@ def test_calibrated_ranges_are_tight(qat_model):
     assert mins and max(abs(m) for m in mins) < 1e-3
 
 
+#: The calibrated QAT model against its float model on held-out inputs: (min argmax agreement, min
+#: logit SNR in dB). Measured: 0.959 and 18.9 dB. Ranges calibrated on a quarter of the input range
+#: (clipping) measured 0.691 and 2.3 dB; uncalibrated ranges 0.032 and 0.0 dB.
+QAT_VS_FLOAT = (0.93, 15.0)
+
+
 def test_qat_model_tracks_float_model(float_model, qat_model):
     x = _batch(2, seed=9)
     f = float_model(x, training=False).numpy()
     q = qat_model(x, training=False).numpy()
     agree = (f.argmax(-1) == q.argmax(-1)).mean()
-    assert np.isfinite(q).all() and agree > 0.6
+    snr = 10 * np.log10(np.mean(f ** 2) / np.mean((f - q) ** 2))
+    print(f"QAT vs float: argmax agreement {agree:.4f}, logit SNR {snr:.1f} dB")
+    assert np.isfinite(q).all() and agree >= QAT_VS_FLOAT[0] and snr >= QAT_VS_FLOAT[1]
 
 
 def test_save_reload_identical(qat_model, tmp_path):
