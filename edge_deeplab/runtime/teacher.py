@@ -4,7 +4,8 @@ A teacher is a ``.tflite`` (run with the project's runners) or a Keras model (``
 with our sidecar). Its output is read by kind:
 
 * one channel: a sigmoid foreground probability (MediaPipe's selfie segmenter), or a logit when the
-  metadata says ``logits``; its classes are ``background`` and the foreground label;
+  metadata says ``logits``; its classes are ``background`` and the foreground label (``person``
+  when the model names none);
 * C channels: probabilities (metadata ``probabilities``, or values that sum to one per pixel) or
   logits (softmax is applied);
 * an integer class map: one-hot.
@@ -26,7 +27,6 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import sys
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
@@ -170,10 +170,8 @@ def _labels(path, meta_labels, given, channels) -> List[str]:
         labels = list(meta_labels)
         if channels == 1 and len(labels) == 1:
             labels = [KEY_BACKGROUND] + labels
-    elif channels == 1:
+    elif channels == 1:  # MediaPipe's selfie segmenter and its kin: a person probability
         labels = [KEY_BACKGROUND, "person"]
-        print(f"teacher {Path(path).name}: one output channel and no labels: read as "
-              f"background,person (--teacher-labels names it)", file=sys.stderr)
     else:
         raise EdgeDeeplabError(
             f"teacher {Path(path).name} carries no labels for its {channels} classes; pass "

@@ -44,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="student classes, matched to the teacher's labels by name")
     s.add_argument("--teacher-labels", default=None,
                    help="the teacher's class names when it carries none (one name for a "
-                        "one-channel model: its foreground)")
+                        "one-channel model: its foreground; default person)")
     s.add_argument("--teacher-range", default=None, choices=("0,1", "-1,1", "0,255"),
                    help="input pixel range of a teacher without normalization metadata")
 
