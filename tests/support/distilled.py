@@ -55,3 +55,36 @@ def distilled_student(config, teacher: Path) -> dict:
             if Path(manifest["keras"]).is_file():
                 return manifest
         return build_distilled(root, teacher)
+
+
+#: QAT of the distilled student: the quickstart's QAT learning rate (float lr 5e-3 x 0.2).
+QAT_ARGS = ["--steps", "150", "--lr", "1e-3"]
+
+
+def distilled_exports(config, teacher: Path) -> dict:
+    """The distilled run fine-tuned with ``qat`` (:data:`QAT_ARGS`) and exported as float32 and
+    qat-int8 through the CLI, cached beside the run: ``{"run", "float32", "qat-int8"}``."""
+    from edge_deeplab.app.cli import main
+
+    base = distilled_student(config, teacher)
+    root = cache_dir(config, "edge_deeplab_distilled_qat", CODE + (
+        "edge_deeplab/training/qat.py", "converters/export.py"), extra=SELFIE_NPM + " ".join(QAT_ARGS))
+    done = root / "done.json"
+    with cache_lock(root):
+        if done.is_file():
+            manifest = json.loads(done.read_text())
+            if all(Path(manifest[k]).is_file() for k in ("float32", "qat-int8")):
+                return manifest
+        for p in root.iterdir():
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+        run = root / "run"
+        shutil.copytree(base["run"], run)
+        # the copied run's train_config.json names the base run's labels folder: still there
+        assert main(["qat", str(run), *QAT_ARGS]) == 0
+        out = {"run": str(run)}
+        for variant in ("float32", "qat-int8"):
+            path = root / f"portrait_{variant}.tflite"
+            assert main(["export", str(run), "--variant", variant, "--out", str(path)]) == 0
+            out[variant] = str(path)
+        done.write_text(json.dumps(out, indent=1))
+        return out
