@@ -100,3 +100,19 @@ def test_undecodable_frames_are_skipped_and_counted(teacher, tmp_path):
     person = {store.entry(s)["frame"]: store.read_soft(s)[..., 1].mean() / 255
               for s in store.stems("train") + store.stems("val")}
     assert person[0] > 0.1 and person[3] < 0.02, person
+
+
+def test_explicit_held_out_sources_hold_out_whole_sources(teacher, tmp_path):
+    folder = tmp_path / "people"
+    folder.mkdir()
+    photos = real_photos()
+    for name in ("astronaut", "camera"):
+        shutil.copy(photos[name], folder / f"{name}.png")
+    clip = resolve_sources([str(real_clip())], stride=30)  # 4 frames, all training
+    m = label_sources(teacher, clip, CLASSES, tmp_path / "labels", val_fraction=0.5,
+                      val_sources=resolve_sources([str(folder)]), verbose=0)
+    by_split = {}
+    for e in m["entries"].values():
+        by_split.setdefault(e["split"], set()).add((e["source"], e["frame"]))
+    assert by_split["train"] == {(str(real_clip().resolve()), i) for i in range(4)}
+    assert by_split["val"] == {(str(folder.resolve()), 0), (str(folder.resolve()), 1)}
