@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.converters.test_mediapipe_interop import mediapipe_python  # noqa: F401 - the venv fixture
+
 pytestmark = [pytest.mark.slow, pytest.mark.kernels]
 
 
@@ -50,3 +52,31 @@ def test_exports_run_wholly_on_the_gpu_accelerator(exports, variant):
     p = probe_accelerator(exports[variant], "gpu", timeout=300)
     assert p.get("available") and not p.get("error"), p
     assert p.get("fully_accelerated") is True, p
+
+
+@pytest.mark.mediapipe
+def test_mediapipe_tasks_loads_the_int8_portrait_model_with_its_labels(exports, selfie_teacher,
+                                                                       mediapipe_python, tmp_path):  # noqa: F811
+    import subprocess
+
+    import cv2
+    import numpy as np
+
+    from tests.app.test_distill import _clip, _teacher_person
+
+    frames = _clip()[100::10]  # held-out frames 100 and 110
+    paths = []
+    for i, f in enumerate(frames):
+        paths.append(str(tmp_path / f"frame_{i}.npy"))
+        np.save(paths[-1], f)
+    helper = Path(__file__).resolve().parents[1] / "support" / "mediapipe_segment.py"
+    proc = subprocess.run([mediapipe_python, str(helper), exports["qat-int8"], str(tmp_path / "out"),
+                           *paths], capture_output=True, text=True, timeout=600)
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert res["ok"] and res["labels"] == ["background", "person"], res
+    for f, mask_path in zip(frames, res["masks"]):
+        mp_person = np.load(mask_path) == 1
+        teacher = _teacher_person(selfie_teacher, [f], f.shape[:2])[0]
+        iou = (mp_person & teacher).sum() / (mp_person | teacher).sum()
+        assert iou > 0.9, iou
+        assert cv2.countNonZero(mp_person.astype(np.uint8)) > 0.2 * mp_person.size
