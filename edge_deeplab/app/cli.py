@@ -27,6 +27,7 @@ COMMANDS = {
     "build": "edge_deeplab.app.commands.build",
     "summary": "edge_deeplab.app.commands.summary",
     "train": "edge_deeplab.app.commands.train",
+    "distill": "edge_deeplab.app.commands.distill",
     "qat": "edge_deeplab.app.commands.qat",
     "eval": "edge_deeplab.app.commands.eval",
     "export": "edge_deeplab.app.commands.export",
