@@ -165,8 +165,13 @@ def _overlay_lines(fps: float, times: Dict[str, float], effect: comp.Effect, win
     return lines
 
 
-def check_output_is_not_source(source, output) -> None:
-    """Refuses an ``output`` that is the ``source`` itself (the same file, or the same folder).
+def check_demo_outputs(model, source, output, json_path=None) -> None:
+    """Checks the demo's outputs with the one output discipline (:mod:`edge_deeplab.core.outputs`).
+
+    ``--output`` may not be the source (the same file or folder), lie inside a source folder (a
+    later run would process its own results), be the model, or hold either; ``--json`` must end in
+    ``.json`` and differ from ``--output``; both must be writable. A folder source (or an existing
+    folder given as ``--output``) makes ``--output`` a folder output.
 
     Raises:
         EdgeDeeplabError: in one line, before any work starts.
@@ -174,22 +179,19 @@ def check_output_is_not_source(source, output) -> None:
     Example:
         >>> import tempfile, pathlib
         >>> d = pathlib.Path(tempfile.mkdtemp())
-        >>> check_output_is_not_source(d, d / "out")            # a different folder: fine
-        >>> check_output_is_not_source(d, d / ".")              # doctest: +ELLIPSIS
+        >>> check_demo_outputs(d / "m.tflite", d, d.parent / "out")   # a different folder: fine
+        >>> check_demo_outputs(d / "m.tflite", d, d / ".")            # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        edge_deeplab.core.errors.EdgeDeeplabError: --output ... is the source itself; ...
+        edge_deeplab.core.errors.EdgeDeeplabError: --output ... is the source ...: it would be overwritten; ...
     """
-    if output is None or capture_lib.parse_camera_index(source) is not None and not os.path.exists(str(source)):
-        return
-    src, out = Path(os.fspath(source)), Path(os.fspath(output))
-    try:
-        same = src.exists() and out.exists() and os.path.samefile(src, out)
-    except OSError:
-        same = False
-    if same or (src.exists() and src.resolve() == out.resolve()):
-        raise EdgeDeeplabError(f"--output {output} is the source itself; write the result somewhere else "
-                               "(the source would be overwritten)")
+    from edge_deeplab.core.outputs import Input, Output, check_outputs
+
+    camera = capture_lib.parse_camera_index(source) is not None and not os.path.exists(str(source))
+    folder = output is not None and (os.path.isdir(str(source)) or os.path.isdir(str(output)))
+    check_outputs([Output(output, "--output", folder=folder),
+                   Output(json_path, "--json", suffixes=(".json",))],
+                  [Input(model, "model"), Input(None if camera else source, "source")])
 
 
 def _limited(source, max_frames: Optional[int]):
@@ -267,7 +269,7 @@ def run_demo(model, source="0", effect="blur", person_class: Optional[int] = Non
     if max_frames is not None and max_frames < 1:
         raise EdgeDeeplabError(f"--max-frames must be >= 1, got {max_frames}")
     out_path = Path(output) if output is not None else None
-    check_output_is_not_source(source, out_path)
+    check_demo_outputs(model, source, out_path, json_path)
     eff = effect if isinstance(effect, comp.Effect) else comp.parse_effect(effect)
     require_file(model, "model")
     if not headless:

@@ -494,23 +494,36 @@ def test_interrupted_folder_run_keeps_the_earlier_folder(color_models, tmp_path)
     assert sorted(x.name for x in tmp_path.iterdir()) == ["frames", "out"]  # no temporary folder
 
 
-@pytest.mark.parametrize("case", ["video", "folder", "folder-dot", "image"])
-def test_output_that_is_the_source_is_refused_before_any_work(color_models, clip, tmp_path, capsys, case):
+@pytest.mark.parametrize("case", ["video", "folder", "folder-dot", "image", "inside", "model"])
+def test_output_that_is_an_input_is_refused_before_any_work(color_models, clip, tmp_path, capsys, case):
+    """Through the one output discipline: the source itself, a folder inside a folder source (a
+    later run would process its own results), or the model, refused in one line before any work."""
+    model = tmp_path / "not_even_read.tflite"
+    expected = "is the source"
     if case == "video":
         src, out = clip.path, clip.path
     elif case == "image":
         src = tmp_path / "p.png"
         cv2.imwrite(str(src), _red_rect_frame()[0])
         out = src
+    elif case == "model":
+        src, out, expected = clip.path, tmp_path / "m.mp4", "is the model"
+        model = out
+        out.write_bytes(b"a model")
     else:
         src = tmp_path / "frames"
         clip_lib.generate_images(src, num_images=2, width=80, height=60)
-        out = src if case == "folder" else src / "."
-    before = {p: p.read_bytes() for p in ([src] if src.is_file() else sorted(src.iterdir()))}
-    rc = cli_main(["demo", "--model", str(tmp_path / "not_even_read.tflite"), "--source", str(src),
-                   "--headless", "--output", str(out)])
-    assert_one_line_error(capsys.readouterr(), "is the source itself", rc=rc, code=2)
+        out = {"folder": src, "folder-dot": src / ".", "inside": src / "out"}[case]
+        if case == "inside":
+            expected = "lies inside the source"
+    watched = [src, model] if case == "model" else [src]
+    files = [f for w in watched for f in ([w] if w.is_file() else sorted(w.iterdir()))]
+    before = {p: p.read_bytes() for p in files}
+    rc = cli_main(["demo", "--model", str(model), "--source", str(src), "--headless",
+                   "--output", str(out)])
+    assert_one_line_error(capsys.readouterr(), expected, rc=rc, code=2)
     assert {p: p.read_bytes() for p in before} == before
+    assert not (tmp_path / "frames" / "out").exists()
     assert not list(tmp_path.glob(".*"))
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from edge_deeplab.app.commands.common import (
@@ -102,8 +101,6 @@ def run(args) -> int:
 
     if args.output and not args.headless:
         raise EdgeDeeplabError("--output is written in --headless mode; add --headless")
-    if args.json and args.output and os.path.abspath(args.json) == os.path.abspath(args.output):
-        raise EdgeDeeplabError("--json and --output name the same file")
     if args.headless and not args.output:
         raise EdgeDeeplabError("--headless needs --output OUT (a video for a camera/video, an image "
                                "or directory for an image, a directory for a folder)")
