@@ -179,8 +179,9 @@ def check_demo_outputs(model, source, output, json_path=None) -> None:
     Example:
         >>> import tempfile, pathlib
         >>> d = pathlib.Path(tempfile.mkdtemp())
-        >>> check_demo_outputs(d / "m.tflite", d, d.parent / "out")   # a different folder: fine
-        >>> check_demo_outputs(d / "m.tflite", d, d / ".")            # doctest: +ELLIPSIS
+        >>> m = d.parent / "m.tflite"
+        >>> check_demo_outputs(m, d, d.parent / "out")   # a different folder: fine
+        >>> check_demo_outputs(m, d, d / ".")            # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
         edge_deeplab.core.errors.EdgeDeeplabError: --output ... is the source ...: it would be overwritten; ...
