@@ -48,6 +48,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
+from edge_deeplab.core.atomic_io import file_sha256
 from edge_deeplab.core.contract import semantics as contract
 from edge_deeplab.core.errors import DelegateUnavailableError, EdgeDeeplabError
 
@@ -210,28 +211,6 @@ def output_to_classmap(y: np.ndarray, info) -> np.ndarray:
 
 def _ms(t0: float) -> float:
     return (time.perf_counter() - t0) * 1000.0
-
-
-def file_sha256(path) -> str:
-    """The hex SHA-256 of a file's bytes (read in 1 MiB blocks).
-
-    Args:
-        path: the file.
-
-    Example:
-        >>> import tempfile, pathlib
-        >>> p = pathlib.Path(tempfile.mkdtemp()) / "m.tflite"
-        >>> _ = p.write_bytes(b"abc")
-        >>> file_sha256(p)[:16]
-        'ba7816bf8f01cfea'
-    """
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def measure_model(spec: dict) -> dict:

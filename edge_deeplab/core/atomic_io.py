@@ -136,3 +136,22 @@ def require_file(path: str | os.PathLike, what: str = "file") -> Path:
     if not p.is_file():
         raise EdgeDeeplabError(f"{what} is not a file: {p}")
     return p
+
+
+def file_sha256(path) -> str:
+    """SHA-256 (hex) of a file's bytes, read in 1 MiB blocks: the one content hash of the toolkit
+    (QAT's record of its float model, a teacher's identity in the label cache, a bench row's model).
+
+    Example:
+        >>> import tempfile, os
+        >>> p = os.path.join(tempfile.mkdtemp(), "x"); _ = open(p, "wb").write(b"abc")
+        >>> file_sha256(p)[:12]
+        'ba7816bf8f01'
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -6,7 +6,7 @@ float model a derived model was built from, and setting an old result aside.
   that is gone (killed, machine rebooted) is taken over with a note on stderr.
 * :func:`mark_complete` / :func:`read_complete`: ``RUN/complete.json``, written last, when the
   result is final. A finished run is not retrained by accident and ``--resume`` on it does nothing.
-* :func:`file_digest`: the SHA-256 that QAT records of ``RUN/model.keras`` (``RUN/qat/origin.json``),
+* :func:`~edge_deeplab.core.atomic_io.file_sha256`: the SHA-256 that QAT records of ``RUN/model.keras`` (``RUN/qat/origin.json``),
   so a QAT model built from other float weights is refused (:func:`stale_origin`).
 * :func:`set_aside`: ``--force`` moves the old results into ``RUN/previous-N/`` rather than
   deleting them.
@@ -23,7 +23,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import socket
@@ -32,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Iterator, Optional
 
-from edge_deeplab.core.atomic_io import write_json_atomic
+from edge_deeplab.core.atomic_io import file_sha256, write_json_atomic
 from edge_deeplab.core.errors import EdgeDeeplabError
 
 LOCK_NAME = ".lock"
@@ -184,22 +183,6 @@ def clear_complete(run_dir) -> None:
         (Path(run_dir) / COMPLETE_NAME).unlink()
 
 
-def file_digest(path) -> str:
-    """SHA-256 (hex) of a file's bytes.
-
-    Example:
-        >>> import tempfile, os
-        >>> p = os.path.join(tempfile.mkdtemp(), "x"); _ = open(p, "wb").write(b"abc")
-        >>> file_digest(p)[:12]
-        'ba7816bf8f01'
-    """
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def record_origin(derived_dir, source) -> dict:
     """Records in ``derived_dir/origin.json`` which file (and which bytes) it is built from.
 
@@ -213,7 +196,7 @@ def record_origin(derived_dir, source) -> dict:
         >>> record_origin(d, src)["sha256"][:8]
         '6b86b273'
     """
-    rec = {"source": str(Path(source).resolve()), "sha256": file_digest(source)}
+    rec = {"source": str(Path(source).resolve()), "sha256": file_sha256(source)}
     write_json_atomic(Path(derived_dir) / ORIGIN_NAME, rec)
     return rec
 
@@ -239,7 +222,7 @@ def stale_origin(derived_dir, source) -> Optional[str]:
         return f"{p} is unreadable"
     if not Path(source).is_file():
         return f"{source} is missing"
-    if rec.get("sha256") != file_digest(source):
+    if rec.get("sha256") != file_sha256(source):
         return f"{source} changed since {derived_dir} was built from it"
     return None
 

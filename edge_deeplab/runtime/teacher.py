@@ -26,26 +26,18 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from edge_deeplab.core.atomic_io import file_sha256
 from edge_deeplab.core.contract import semantics as contract
 from edge_deeplab.core.errors import EdgeDeeplabError
 
 #: ``--teacher-range`` names -> (mean, std) over 0..255 pixels.
 RANGES = {"0,1": (0.0, 255.0), "-1,1": (127.5, 127.5), "0,255": (0.0, 1.0)}
 KEY_BACKGROUND = "background"
-
-
-def file_sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def class_map(teacher_labels: Sequence[str], classes: Sequence[str]) -> List[List[int]]:

@@ -42,11 +42,10 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from edge_deeplab.core.atomic_io import write_json_atomic
+from edge_deeplab.core.atomic_io import file_sha256, write_json_atomic
 from edge_deeplab.core.errors import EdgeDeeplabError
 from edge_deeplab.core.run_state import (
     clear_complete,
-    file_digest,
     mark_complete,
     read_complete,
     require_unlocked,
@@ -567,7 +566,7 @@ def _train_loop(model_config, tc, out, total, strategy, chief, scratch, train_ds
         write_json_atomic(out / "train_result.json", result)
         mark_complete(out, {"command": "train", "total_steps": total, "final_step": step,
                             "best_miou": result["best_miou"],
-                            "model_sha256": file_digest(out / "model.keras")})
+                            "model_sha256": file_sha256(out / "model.keras")})
     return result
 
 
