@@ -174,6 +174,7 @@ def test_undeserializable_keras_file_error_has_no_config_dump(tmp_path, capsys):
 
 _HANGS_AFTER_CTRL_C = r"""
 import os, signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)  # not an ignored SIGINT a background shell passed on
 import edge_deeplab.app.cli as cli
 cli.INTERRUPT_GRACE_S = 1.0
 undo = cli._exit_promptly_on_interrupt("train")

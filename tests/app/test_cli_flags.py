@@ -17,7 +17,7 @@ import pytest
 
 from edge_deeplab import __version__
 from edge_deeplab.app.cli import main
-from tests.support.cli import assert_one_line_error
+from tests.support.cli import assert_one_line_error, default_sigint
 
 EXE = str(Path(sys.executable).parent / "edge-deeplab")
 HEADS = ["--aspp-filters", "16", "--decoder-filters", "16", "--low-level-filters", "8"]
@@ -71,7 +71,8 @@ def test_ctrl_c_exits_130(data, tmp_path):
     """A real SIGINT to a training process: exit 130 and one 'interrupted' line, no traceback."""
     out = tmp_path / "run"
     p = subprocess.Popen([EXE, *_train_args(data, out, "--steps", "100000", "--val-split", "none")],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=default_sigint)
     try:
         from edge_deeplab.core._tf import tf
 

@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.converters.test_mediapipe_interop import mediapipe_python  # noqa: F401 - the venv fixture
-
 pytestmark = [pytest.mark.slow, pytest.mark.kernels]
 
 
@@ -56,7 +54,7 @@ def test_exports_run_wholly_on_the_gpu_accelerator(exports, variant):
 
 @pytest.mark.mediapipe
 def test_mediapipe_tasks_loads_the_int8_portrait_model_with_its_labels(exports, selfie_teacher,
-                                                                       mediapipe_python, tmp_path):  # noqa: F811
+                                                                       mediapipe_python, tmp_path):
     import subprocess
 
     import cv2

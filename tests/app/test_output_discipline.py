@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 from edge_deeplab.app.cli import main
-from tests.support.cli import assert_one_line_error
+from tests.support.cli import assert_one_line_error, default_sigint
 from tests.support.data_trees import make_folder_tree, save_gray_png
 
 
@@ -123,7 +123,7 @@ def test_interrupted_save_predictions_leaves_the_earlier_folder_as_it_was(model,
     cmd = [sys.executable, "-m", "edge_deeplab.app.cli", "eval", str(model), "--dataset", "folder",
            "--data-dir", str(data), "--quiet", "--save-predictions", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, PYTHONPATH=os.getcwd()))
+                            env=dict(os.environ, PYTHONPATH=os.getcwd()), preexec_fn=default_sigint)
     try:
         deadline = time.time() + 300
         started = []

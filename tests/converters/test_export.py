@@ -287,6 +287,8 @@ def test_cli_errors_are_one_line(small, tmp_path, capsys):
     garbage.write_bytes(b"not a zip file")
     text = tmp_path / "model.txt"
     text.write_text("hello")
+    run_without_qat = tmp_path / "run"  # a folder with no QAT model (the output lies outside it)
+    run_without_qat.mkdir()
     cases = [
         (["export", str(tmp_path / "missing.keras"), "--out", str(tmp_path / "a.tflite")], "not found"),
         (["export", str(garbage), "--out", str(tmp_path / "a.tflite")], "cannot load Keras model"),
@@ -296,7 +298,7 @@ def test_cli_errors_are_one_line(small, tmp_path, capsys):
         (["export", str(keras_path), "--out", str(tmp_path / "a.onnx")], ".tflite"),
         (["export", str(keras_path), "--io-type", "uint8", "--out", str(tmp_path / "a.tflite")],
          "integer variant"),
-        (["export", str(tmp_path), "--variant", "qat-int8", "--out", str(tmp_path / "a.tflite")],
+        (["export", str(run_without_qat), "--variant", "qat-int8", "--out", str(tmp_path / "a.tflite")],
          "qat"),
     ]
     for argv, msg in cases:

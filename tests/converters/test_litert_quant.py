@@ -50,7 +50,7 @@ def test_w8a16_keeps_accuracy_and_has_int16_activations(exported, capsys):
     from edge_deeplab.data import load_dataset
 
     d, data = exported
-    miou = {v: _eval(d / f"{v}.tflite", data, d / f"{v}.json") for v in ("float32", "int8", "w8a16")}
+    miou = {v: _eval(d / f"{v}.tflite", data, d / f"{v}.eval.json") for v in ("float32", "int8", "w8a16")}
     images = [img for _, img, _ in load_dataset("folder", data, "val")]
     ref = _argmax(d / "float32.tflite", images)
     agree = {v: float((_argmax(d / f"{v}.tflite", images) == ref).mean()) for v in ("int8", "w8a16")}

@@ -15,7 +15,7 @@ from demos import compositing as comp
 from demos import outputs, person, pipeline, portrait
 from edge_deeplab.app.cli import main as cli_main
 from edge_deeplab.core.errors import EdgeDeeplabError
-from tests.support.cli import assert_one_line_error
+from tests.support.cli import assert_one_line_error, default_sigint
 
 # --------------------------------------------------------------------------------------------
 # fixtures: real .tflite models
@@ -419,7 +419,6 @@ def test_window_mode_keys(color_models, clip, tmp_path, monkeypatch):
 def _demo_process(args, cwd):
     """``edge-deeplab demo ARGS`` as a real process that turns SIGINT into Ctrl-C (even when this
     test runs with SIGINT ignored, as background jobs do)."""
-    import signal
     import subprocess
     import sys
     from pathlib import Path
@@ -428,7 +427,7 @@ def _demo_process(args, cwd):
     env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0", "TF_CPP_MIN_LOG_LEVEL": "2"}
     return subprocess.Popen([str(exe), "demo", *map(str, args)], cwd=cwd, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            preexec_fn=default_sigint)
 
 
 @pytest.mark.parametrize("sig,code,word", [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")])

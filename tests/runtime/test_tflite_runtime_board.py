@@ -32,7 +32,9 @@ from tests.support.cli import assert_one_line_error
 pytestmark = pytest.mark.board
 
 #: ``{variant: max |board mIoU - LiteRT mIoU|}`` (measured values in the module doc).
-MIOU_BOUND = {"float32": 1e-6, "float16": 1e-6, "w8a16": 1e-6,
+#: w8a16: equal on the model trained on an AVX-512 Xeon; 6.5e-6 (one of 98,304 pixels) on the one
+#: trained on a Zen 4 EPYC (tests/support/trained.py builds a different model per CPU kind).
+MIOU_BOUND = {"float32": 1e-6, "float16": 1e-6, "w8a16": 5e-5,
               "dynamic": 0.003, "int8": 0.006, "qat-int8": 0.008}
 
 

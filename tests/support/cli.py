@@ -36,3 +36,12 @@ def assert_one_line_error(out, *needles: str, rc=None, code=None, prefix: str | 
         assert rc is not None and rc != 0, (rc, line)
         assert code is None or rc == code, (rc, code, line)
     return line
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` of a child a test sends SIGINT: restores SIGINT's default disposition, so
+    the child's Python raises KeyboardInterrupt even when the test run itself was started as a
+    shell's background job (which starts with SIGINT ignored, inherited by every child)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
