@@ -459,9 +459,12 @@ def test_interrupted_demo_keeps_the_earlier_output(color_models, tmp_path, sig, 
     assert sorted(x.name for x in out.parent.iterdir()) == ["portrait.mp4"]  # no .portrait.mp4.*.tmp.mp4
 
 
-def test_interrupted_folder_run_keeps_the_earlier_folder(color_models, tmp_path):
+@pytest.mark.parametrize("accelerator", ["cpu", pytest.param("gpu", marks=pytest.mark.gpu)])
+def test_interrupted_folder_run_keeps_the_earlier_folder(color_models, tmp_path, accelerator):
     """A folder's results go to a hidden sibling folder and are moved in only at the end: SIGTERM
-    in the middle leaves the earlier results (and the user's other files) as they were."""
+    in the middle leaves the earlier results (and the user's other files) as they were, and says
+    so in one line, with no native teardown chatter (the GPU accelerator's "DestroyAccelerator"
+    lines used to follow)."""
     import signal
     import time
 
@@ -472,7 +475,7 @@ def test_interrupted_folder_run_keeps_the_earlier_folder(color_models, tmp_path)
     (out / "frame_000_portrait.png").write_bytes(b"earlier result")
     (out / "notes.txt").write_text("mine")
     p = _demo_process(["--model", color_models["binary"], "--source", src, "--headless",
-                       "--output", out, "--threads", "1"], cwd=tmp_path)
+                       "--output", out, "--threads", "1", "--accelerator", accelerator], cwd=tmp_path)
     try:
         deadline = time.time() + 120
         tmps = []
@@ -488,6 +491,7 @@ def test_interrupted_folder_run_keeps_the_earlier_folder(color_models, tmp_path)
         if p.poll() is None:
             p.kill()
     assert p.returncode == 143, err
+    assert err.strip().splitlines() == ["edge-deeplab demo: terminated"], err
     assert (out / "frame_000_portrait.png").read_bytes() == b"earlier result"
     assert sorted(x.name for x in out.iterdir()) == ["frame_000_portrait.png", "notes.txt"]
     assert sorted(x.name for x in tmp_path.iterdir()) == ["frames", "out"]  # no temporary folder
