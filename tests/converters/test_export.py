@@ -404,8 +404,9 @@ def test_full_size_int8_quantize_only_at_io(full):
 
 
 #: GPU (fp16) vs CPU argmax agreement of the default, untrained 512x512 model on its test image,
-#: measured on lavapipe (AMD EPYC): float16 0.97482, int8 0.99286 (was held to 0.9).
-FULL_SIZE_RANDOM_GPU_AGREEMENT = {"float16": 0.97, "int8": 0.99}
+#: measured on lavapipe (AMD EPYC): float16 0.97482, int8 0.99286 with TF's Eigen kernels, int8
+#: 0.98613 in CI's oneDNN pass (calibration runs through oneDNN there) (was held to 0.9).
+FULL_SIZE_RANDOM_GPU_AGREEMENT = {"float16": 0.97, "int8": 0.98}
 
 
 @pytest.mark.slow
