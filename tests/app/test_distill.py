@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.support.real_media import real_clip
+from tests.support.real_media import read_video, real_clip
 
 pytestmark = pytest.mark.slow  # trains the student to its target (cached after the first run)
 
@@ -30,15 +30,7 @@ def distilled(pytestconfig, selfie_teacher):
 
 
 def _clip():
-    cap = cv2.VideoCapture(str(real_clip()))
-    frames = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        frames.append(np.ascontiguousarray(f[..., ::-1]))
-    cap.release()
-    return frames
+    return [np.ascontiguousarray(f[..., ::-1]) for f in read_video(real_clip())]
 
 
 def _teacher_person(path, frames, size):

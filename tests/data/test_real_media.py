@@ -9,18 +9,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from tests.support.real_media import PEOPLE, SCENES, real_clip, real_photos
+from tests.support.real_media import PEOPLE, SCENES, read_video, real_clip, real_photos
 
 
 def test_real_clip_decodes_with_a_person_sized_frame():
-    cap = cv2.VideoCapture(str(real_clip()))
-    frames = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        frames.append(f)
-    cap.release()
+    frames = read_video(real_clip())
     assert len(frames) >= 100, len(frames)
     assert frames[0].shape == (144, 176, 3)
     # real video: consecutive frames differ, but only a little (not noise, not a still)

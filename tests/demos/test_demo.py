@@ -16,6 +16,7 @@ from demos import outputs, person, pipeline, portrait
 from edge_deeplab.app.cli import main as cli_main
 from edge_deeplab.core.errors import EdgeDeeplabError
 from tests.support.cli import assert_one_line_error, default_sigint
+from tests.support.real_media import read_video
 
 # --------------------------------------------------------------------------------------------
 # fixtures: real .tflite models
@@ -88,17 +89,6 @@ def clip(tmp_path_factory):
                                   width=160, height=120, fps=12)
 
 
-def _read_video(path):
-    c = cv2.VideoCapture(str(path))
-    assert c.isOpened(), f"cannot open {path}"
-    frames = []
-    while True:
-        ok, f = c.read()
-        if not ok:
-            break
-        frames.append(f)
-    c.release()
-    return frames
 
 
 def _red_rect_frame(h=120, w=200, rect=(30, 50, 70, 130)):
@@ -242,14 +232,14 @@ def test_headless_video_through_tiny_deeplab(deeplab_tflite, clip, tmp_path, cap
     assert rc == 0
     text = capsys.readouterr().out
     assert "FPS end-to-end" in text and "inference" in text and "person = class 15" in text
-    frames = _read_video(out)
+    frames = read_video(out)
     assert len(frames) == clip.num_frames
     assert frames[0].shape == (clip.height, clip.width, 3)
     # --max-frames caps it
     res = portrait.run_demo(deeplab_tflite, clip.path, effect="blur", headless=True,
                             output=tmp_path / "five.mp4", max_frames=5, overlay=False, log=None)
     assert res.frames == 5 and res.output == tmp_path / "five.mp4"
-    assert len(_read_video(res.output)) == 5
+    assert len(read_video(res.output)) == 5
     assert set(res.stages) >= {"capture", "preprocess", "inference", "mask", "composite", "write"}
     assert res.fps > 0 and res.frame_size == (clip.width, clip.height)
 
@@ -268,7 +258,7 @@ def test_mask_video_shows_the_person_where_it_is(color_models, tmp_path):
     w.release()
     res = portrait.run_demo(color_models["sigmoid"], src, effect="mask", headless=True,
                             output=tmp_path / "matte.mp4", overlay=False, smoothing=0.0, log=None)
-    frames = _read_video(res.output)
+    frames = read_video(res.output)
     assert res.frames == 8 and len(frames) == 8
     for m, truth in zip(frames, truths):
         white = m.min(axis=2) > 200
@@ -289,12 +279,12 @@ def test_video_output_measures_live_rate(tmp_path):
     c = cv2.VideoCapture(str(tmp_path / "live.mp4"))
     assert abs(c.get(cv2.CAP_PROP_FPS) - 10.0) < 0.5
     c.release()
-    assert len(_read_video(tmp_path / "live.mp4")) == 25
+    assert len(read_video(tmp_path / "live.mp4")) == 25
     short = outputs.VideoOutput(tmp_path / "short.avi", None, (64, 48))
     for i in range(3):
         short.write(img, timestamp=i * 0.05)
     short.finish()
-    assert len(_read_video(tmp_path / "short.avi")) == 3
+    assert len(read_video(tmp_path / "short.avi")) == 3
     assert not list(tmp_path.glob(".*tmp*"))  # no temp files left behind
     empty = outputs.VideoOutput(tmp_path / "empty.mp4", 15, (64, 48))
     with pytest.raises(EdgeDeeplabError, match="no frames"):
@@ -306,7 +296,7 @@ def test_demo_on_clip(color_models, tmp_path):
     res = portrait.demo_on_clip(color_models["binary"], tmp_path / "qs", num_frames=6,
                                 width=96, height=64, log=None)
     assert res.output == tmp_path / "qs" / "portrait.mp4" and res.frames == 6
-    frames = _read_video(res.output)
+    frames = read_video(res.output)
     assert len(frames) == 6 and frames[0].shape == (64, 96, 3)
 
 
@@ -572,7 +562,7 @@ def test_headless_without_output_and_unending_camera_recording_are_refused(color
     assert not (tmp_path / "rec.mp4").exists()
     assert cli_main(["demo", "--model", str(color_models["binary"]), "--source", "0", "--headless",
                      "--output", str(tmp_path / "rec.mp4"), "--max-frames", "3"]) == 0
-    assert len(_read_video(tmp_path / "rec.mp4")) == 3
+    assert len(read_video(tmp_path / "rec.mp4")) == 3
 
 
 def test_folder_with_corrupt_images_skips_and_counts_them(color_models, tmp_path, capsys):

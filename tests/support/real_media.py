@@ -54,6 +54,22 @@ def real_clip() -> Path:
     return p
 
 
+def read_video(path) -> list:
+    """Every frame of a video file, BGR as OpenCV decodes it (an unopenable file fails the test)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    assert cap.isOpened(), f"cannot open {path}"
+    frames = []
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        frames.append(f)
+    cap.release()
+    return frames
+
+
 def real_photos() -> dict:
     """``{name: path}`` of the photos named in :data:`PEOPLE` and :data:`SCENES`."""
     d = _package_dir("skimage") / "data"
