@@ -246,14 +246,13 @@ def distill_train(model_config: ModelConfig, train_config: TrainConfig, out_dir,
         The ``train_result.json`` dict (``best_miou``, ``best_person_iou``, ``final_step`` ...).
     """
     from edge_deeplab.core._tf import keras, tf
-    from edge_deeplab.model.deeplab import build_model
     from edge_deeplab.model.model_io import save_model
-    from edge_deeplab.training.schedules import PolyDecay
     from edge_deeplab.training.train import (
-        decay_variables,
+        build_training_state,
         has_checkpoint_files,
         make_predict_step,
         make_strategy,
+        make_train_step,
         recalibrate_batchnorm,
         require_resumable,
         restore_newest_loadable,
@@ -297,21 +296,8 @@ def distill_train(model_config: ModelConfig, train_config: TrainConfig, out_dir,
         "model": model_config.to_dict(), "train": tc.to_dict(), "total_steps": total,
         "distill": {**dataclasses.asdict(options), **(extra_config or {})}})
 
-    with strategy.scope():
-        model = build_model(model_config, backbone_weights=tc.backbone_weights)
-        if tc.bn_momentum is not None:
-            for layer in model.layers:
-                if isinstance(layer, keras.layers.BatchNormalization):
-                    layer.momentum = float(tc.bn_momentum)
-        schedule = PolyDecay(tc.lr, total, power=tc.poly_power, warmup_steps=tc.warmup_steps)
-        optimizer = keras.optimizers.Adam(schedule) if tc.optimizer == "adam" else \
-            keras.optimizers.SGD(schedule, momentum=tc.momentum)
-        step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="train_step")
-        best_miou = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_miou")
-        best_step = tf.Variable(-1, dtype=tf.int64, trainable=False, name="best_step")
-        optimizer.build(model.trainable_variables)
-    ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step_var,
-                               best_miou=best_miou, best_step=best_step)
+    model, optimizer, _, step_var, best_miou, best_step, ckpt = build_training_state(
+        model_config, tc, total, strategy)
     start = 0
     if resume:
         used = restore_newest_loadable(ckpt, ckpt_dir)
@@ -328,27 +314,10 @@ def distill_train(model_config: ModelConfig, train_config: TrainConfig, out_dir,
 
     data = iter(strategy.experimental_distribute_dataset(stream(int(tc.seed) + 1_000_003 * start)))
     recal = stream(int(tc.seed) + 7)
-    kernels = decay_variables(model)
-    n_rep = strategy.num_replicas_in_sync
-    wd = float(tc.weight_decay)
-
-    def replica_step(x, q, w):
-        with tf.GradientTape() as tape:
-            logits = model(x, training=True)
-            kd = soft_target_loss(logits, q, w, options.temperature, options.hard_weight)
-            reg = wd * tf.add_n([tf.nn.l2_loss(k) for k in kernels]) if wd else 0.0
-            loss = (kd + reg) / n_rep
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return kd / n_rep
-
-    @tf.function
-    def train_step(it):
-        x, q, w = next(it)
-        per = strategy.run(replica_step, args=(x, q, w))
-        step_var.assign_add(1)
-        return strategy.reduce(tf.distribute.ReduceOp.SUM, per, axis=None)
-
+    train_step = make_train_step(
+        model, optimizer, strategy, step_var, tc.weight_decay,
+        loss=lambda logits, q, w: soft_target_loss(logits, q, w, options.temperature,
+                                                   options.hard_weight))
     predict = make_predict_step(model)
     writer = tf.summary.create_file_writer(str(out / "logs"))
     final = None

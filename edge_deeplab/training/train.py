@@ -181,39 +181,99 @@ def make_predict_step(model):
     return predict
 
 
-def make_train_step(model, optimizer, strategy, step_var, weight_decay: float = 0.0):
-    """The distributed training step: ``step(iterator) -> summed cross-entropy`` (a ``tf.function``).
+def mean_masked_cross_entropy(logits, masks):
+    """Mean cross-entropy over the labelled pixels of a batch (label 255 ignored): the default loss
+    of :func:`make_train_step`."""
+    from edge_deeplab.core._tf import tf
+
+    loss_sum, count = masked_cross_entropy(masks, logits)
+    return loss_sum / tf.maximum(count, 1.0)
+
+
+def make_train_step(model, optimizer, strategy, step_var, weight_decay: float = 0.0, loss=None):
+    """The distributed training step: ``step(iterator) -> summed loss`` (a ``tf.function``).
 
     One optimizer update per call on the next global batch of ``iterator`` (from
-    ``strategy.experimental_distribute_dataset``): masked cross-entropy (label 255 ignored) plus
+    ``strategy.experimental_distribute_dataset``; a batch is ``(images, *targets)``): ``loss`` plus
     ``weight_decay`` x L2 of the conv kernels, averaged over replicas. Increments ``step_var``.
     It runs the stock layers (no native dilated op), so it executes on every device.
+
+    Args:
+        model, optimizer, strategy, step_var: what :func:`build_training_state` returns.
+        weight_decay: L2 factor on the conv kernels (:func:`decay_variables`).
+        loss: ``loss(logits, *targets) -> scalar`` for one replica's batch; default
+            :func:`mean_masked_cross_entropy` (targets: the masks). Distillation passes its
+            soft-target loss (``training.distill.soft_target_loss``).
+
+    Example:
+        >>> step = make_train_step(model, optimizer, strategy, step_var, 4e-5)  # doctest: +SKIP
+        >>> float(step(iter(strategy.experimental_distribute_dataset(batches))))  # doctest: +SKIP
     """
     from edge_deeplab.core._tf import tf
 
+    loss = loss or mean_masked_cross_entropy
     n_rep = strategy.num_replicas_in_sync
     kernels = decay_variables(model)
     wd = float(weight_decay)
 
-    def replica_step(images, masks):
+    def replica_step(images, *targets):
         with tf.GradientTape() as tape:
             logits = model(images, training=True)
-            loss_sum, count = masked_cross_entropy(masks, logits)
-            ce = loss_sum / tf.maximum(count, 1.0)
+            data_loss = loss(logits, *targets)
             reg = wd * tf.add_n([tf.nn.l2_loss(k) for k in kernels]) if wd else 0.0
-            loss = (ce + reg) / n_rep
-        grads = tape.gradient(loss, model.trainable_variables)
+            total = (data_loss + reg) / n_rep
+        grads = tape.gradient(total, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return ce / n_rep
+        return data_loss / n_rep
 
     @tf.function
     def train_step(it):
-        images, masks = next(it)
-        per = strategy.run(replica_step, args=(images, masks))
+        per = strategy.run(replica_step, args=tuple(next(it)))
         step_var.assign_add(1)
         return strategy.reduce(tf.distribute.ReduceOp.SUM, per, axis=None)
 
     return train_step
+
+
+def build_training_state(model_config: ModelConfig, tc: TrainConfig, total: int, strategy):
+    """The model, optimizer and counters of a run, made under ``strategy``'s scope, and the
+    ``tf.train.Checkpoint`` that holds them all (what ``--resume`` restores).
+
+    Args:
+        model_config: the network to build (``tc.backbone_weights`` loaded into it).
+        tc: the recipe: BatchNorm momentum, optimizer, poly LR (``lr``, ``poly_power``,
+            ``warmup_steps``) over ``total`` steps.
+        total: the run's number of optimizer steps.
+        strategy: from :func:`make_strategy`.
+
+    Returns:
+        ``(model, optimizer, schedule, step_var, best_miou, best_step, checkpoint)``.
+
+    Example:
+        >>> model, opt, _, step, *_ = build_training_state(cfg, tc, 1000, make_strategy("default"))  # doctest: +SKIP
+    """
+    from edge_deeplab.core._tf import keras, tf
+    from edge_deeplab.model.deeplab import build_model
+    from edge_deeplab.training.schedules import PolyDecay
+
+    with strategy.scope():
+        model = build_model(model_config, backbone_weights=tc.backbone_weights)
+        if tc.bn_momentum is not None:
+            for layer in model.layers:
+                if isinstance(layer, keras.layers.BatchNormalization):
+                    layer.momentum = float(tc.bn_momentum)
+        schedule = PolyDecay(tc.lr, total, power=tc.poly_power, warmup_steps=tc.warmup_steps)
+        if tc.optimizer == "adam":
+            optimizer = keras.optimizers.Adam(schedule)
+        else:
+            optimizer = keras.optimizers.SGD(schedule, momentum=tc.momentum)
+        step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="train_step")
+        best_miou = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_miou")
+        best_step = tf.Variable(-1, dtype=tf.int64, trainable=False, name="best_step")
+        optimizer.build(model.trainable_variables)
+    ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step_var,
+                               best_miou=best_miou, best_step=best_step)
+    return model, optimizer, schedule, step_var, best_miou, best_step, ckpt
 
 
 def open_datasets(tc: TrainConfig):
@@ -417,8 +477,6 @@ def _train_loop(model_config, tc, out, total, strategy, chief, scratch, train_ds
                 verbose) -> dict:
     from edge_deeplab.core._tf import keras, tf
     from edge_deeplab.data.pipeline import make_train_dataset
-    from edge_deeplab.model.deeplab import build_model
-    from edge_deeplab.training.schedules import PolyDecay
 
     ckpt_dir = out / "checkpoints"
     n_rep = strategy.num_replicas_in_sync
@@ -431,23 +489,8 @@ def _train_loop(model_config, tc, out, total, strategy, chief, scratch, train_ds
                           {"model": model_config.to_dict(), "train": tc.to_dict(),
                            "total_steps": total})
 
-    with strategy.scope():
-        model = build_model(model_config, backbone_weights=tc.backbone_weights)
-        if tc.bn_momentum is not None:
-            for layer in model.layers:
-                if isinstance(layer, keras.layers.BatchNormalization):
-                    layer.momentum = float(tc.bn_momentum)
-        schedule = PolyDecay(tc.lr, total, power=tc.poly_power, warmup_steps=tc.warmup_steps)
-        if tc.optimizer == "adam":
-            optimizer = keras.optimizers.Adam(schedule)
-        else:
-            optimizer = keras.optimizers.SGD(schedule, momentum=tc.momentum)
-        step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="train_step")
-        best_miou = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_miou")
-        best_step = tf.Variable(-1, dtype=tf.int64, trainable=False, name="best_step")
-        optimizer.build(model.trainable_variables)
-    ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step_var,
-                               best_miou=best_miou, best_step=best_step)
+    model, optimizer, schedule, step_var, best_miou, best_step, ckpt = build_training_state(
+        model_config, tc, total, strategy)
     ckpt_path = ckpt_dir if chief else scratch / "checkpoints"
     start = 0
     if resume:  # every worker restores the chief's newest loadable checkpoint (others' are scratch)
