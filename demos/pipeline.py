@@ -1,12 +1,15 @@
 """The per-frame portrait pipeline: frame in, composited frame out (each stage timed).
 
-1. ``preprocess``: aspect-preserving resize (letterbox) into the model input, BGR -> RGB;
+1. ``preprocess``: the frame area-averaged down to the matte's working resolution by halvings
+   (:func:`edge_deeplab.core.imaging.shrink_by_halves`, kept for the matte and the background
+   blur), then letterboxed into the model input, BGR -> RGB;
 2. ``inference``: :meth:`edge_deeplab.runtime.Runner.predict` (normalization/quantization per the
    model's metadata);
 3. ``mask``: person probability (:mod:`demos.person`), the letterbox's valid region cropped back out,
    motion-aware temporal smoothing (EMA), edge refinement (fast guided filter: coefficients at low
-   resolution, applied to the full-resolution frame);
-4. ``composite``: the effect (blur, replace, colour, matte view) and the FPS/timings overlay.
+   resolution, applied to the full-resolution frame, the matte made in 8 bits);
+4. ``composite``: the effect (blur from the shrunk frame, replace, colour, matte view), blended
+   in 8 bits, and the FPS/timings overlay.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from demos import compositing as comp
 from demos.person import person_probability, resolve_person_channel
 from edge_deeplab.core.contract import semantics as contract
 from edge_deeplab.core.errors import EdgeDeeplabError
-from edge_deeplab.core.imaging import crop_box, letterbox
+from edge_deeplab.core.imaging import crop_box, letterbox, low_res_size, shrink_by_halves
 from edge_deeplab.runtime.tensors import dequantize, image_to_input
 
 STAGES = ("capture", "preprocess", "inference", "mask", "composite", "write", "display")
@@ -80,11 +83,15 @@ class Inferred:
         prob: ``hxw`` float32 person probability (letterbox padding cropped off).
         guide: ``hxw`` uint8 grey of the model's view of the frame (for motion-aware smoothing).
         times: seconds of ``preprocess`` and ``inference``.
+        small: the BGR frame area-averaged down to
+            :func:`~edge_deeplab.core.imaging.low_res_size` (the guided filter's coefficients and
+            the background blur start from it), or None.
     """
 
     prob: np.ndarray
     guide: np.ndarray
     times: Dict[str, float]
+    small: Optional[np.ndarray] = None
 
 
 class PortraitPipeline:
@@ -150,11 +157,14 @@ class PortraitPipeline:
         if frame is None or frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise EdgeDeeplabError(f"expected a BGR uint8 frame, got {getattr(frame, 'shape', None)}")
         t0 = time.perf_counter()
-        # shrink by a whole factor first (OpenCV's fast integer area path), then letterbox the
-        # small image: a 1080p frame costs about what a 720p one does
-        f = int(min(frame.shape[0] / self.input_hw[0], frame.shape[1] / self.input_hw[1]))
-        small = cv2.resize(frame, None, fx=1.0 / f, fy=1.0 / f, interpolation=cv2.INTER_AREA) if f > 1 else frame
-        canvas, box = letterbox(small, self.input_hw, pad_value=self.pad_value)  # then RGB, small
+        # halve to the matte's working size (OpenCV's fast 2x area path; kept for the matte and
+        # the blur), then letterbox that small image: a 1080p frame costs about what a 720p one does
+        small = shrink_by_halves(frame, low_res_size(frame.shape[:2]))
+        ih, iw = self.input_hw
+        scale = min(ih / small.shape[0], iw / small.shape[1])
+        fit = (min(ih, max(1, round(small.shape[0] * scale))), min(iw, max(1, round(small.shape[1] * scale))))
+        view = shrink_by_halves(small, fit) if scale < 1 else small  # bilinear for the last <= 2x
+        canvas, box = letterbox(view, self.input_hw, pad_value=self.pad_value)  # then RGB, small
         rgb = cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB)
         x = image_to_input(rgb, self.runner.input, self.mean, self.std)
         t1 = time.perf_counter()
@@ -165,36 +175,43 @@ class PortraitPipeline:
         if guide.shape != prob.shape:
             guide = cv2.resize(guide, (prob.shape[1], prob.shape[0]), interpolation=cv2.INTER_AREA)
         return Inferred(prob, guide, {"preprocess": t1 - t0, "inference": t2 - t1,
-                                      "postprocess": time.perf_counter() - t2})
+                                      "postprocess": time.perf_counter() - t2}, small)
 
-    def matte(self, frame: np.ndarray, inferred: Inferred, gray: Optional[np.ndarray] = None) -> np.ndarray:
-        """The refined ``HxW`` float32 matte of ``frame`` (smoothing state advances by a frame)."""
+    def matte8(self, frame: np.ndarray, inferred: Inferred, gray: Optional[np.ndarray] = None) -> np.ndarray:
+        """The refined ``HxW`` matte of ``frame`` in 0..255 (uint8; what the demo blends with);
+        the smoothing state advances by a frame."""
         prob = self.smoother.update(inferred.prob, inferred.guide)
         return comp.refine_matte(prob, frame, self.refine, self.refine_radius, levels=self.levels,
-                                 gray=gray)
+                                 gray=gray, small=inferred.small, as_uint8=True)
+
+    def matte(self, frame: np.ndarray, inferred: Inferred, gray: Optional[np.ndarray] = None) -> np.ndarray:
+        """The refined ``HxW`` float32 matte of ``frame`` in [0, 1]: :meth:`matte8` / 255."""
+        return self.matte8(frame, inferred, gray) * np.float32(1.0 / 255.0)
 
     def finish(self, frame: np.ndarray, inferred: Inferred, effect: Optional[comp.Effect] = None,
                overlay: Optional[Sequence[str]] = None):
         """Smoothing, matte, flicker, composite and overlay for one frame, in frame order.
 
         Returns:
-            ``(output_bgr, alpha, times)`` with ``times`` in seconds of ``mask`` and ``composite``
-            (``postprocess``, the person probability, counts into ``mask``).
+            ``(output_bgr, alpha, times)``: ``alpha`` the uint8 matte (0..255, :meth:`matte8`),
+            ``times`` in seconds of ``mask`` and ``composite`` (``postprocess``, the person
+            probability, counts into ``mask``).
         """
         t0 = time.perf_counter()
         gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if self.refine == "guided" else None
-        alpha = self.matte(frame, inferred, gray)
+        alpha = self.matte8(frame, inferred, gray)
         self.flicker.update(alpha, gray if gray is not None else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))
         t1 = time.perf_counter()
-        out = self.compose(frame, alpha, effect, overlay)
+        out = self.compose(frame, alpha, effect, overlay, small=inferred.small)
         times = {"mask": t1 - t0 + inferred.times.get("postprocess", 0.0),
                  "composite": time.perf_counter() - t1}
         return out, alpha, times
 
     def compose(self, frame: np.ndarray, alpha: np.ndarray, effect: Optional[comp.Effect] = None,
-                overlay: Optional[Sequence[str]] = None) -> np.ndarray:
-        """The effect and the overlay on one frame with its matte."""
-        out = comp.apply_effect(frame, alpha, effect or self.effect)
+                overlay: Optional[Sequence[str]] = None, small: Optional[np.ndarray] = None) -> np.ndarray:
+        """The effect and the overlay on one frame with its matte (float or uint8); ``small``:
+        the frame already shrunk (:attr:`Inferred.small`)."""
+        out = comp.apply_effect(frame, alpha, effect or self.effect, small)
         if overlay:
             comp.draw_overlay(out, overlay)
         return out
@@ -215,11 +232,12 @@ class PortraitPipeline:
         """Runs the whole pipeline on one BGR frame (one thread).
 
         Returns:
-            ``(output_bgr, alpha, times)`` with ``times`` in seconds per stage (preprocess,
-            inference, mask, composite).
+            ``(output_bgr, alpha, times)`` with ``alpha`` float32 in [0, 1] and ``times`` in
+            seconds per stage (preprocess, inference, mask, composite).
         """
         inferred = self.infer(frame)
         out, alpha, t = self.finish(frame, inferred, effect, overlay)
+        alpha = alpha * np.float32(1.0 / 255.0)
         times = {"preprocess": inferred.times["preprocess"], "inference": inferred.times["inference"]}
         times.update(t)
         return out, alpha, times
