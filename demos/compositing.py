@@ -164,17 +164,18 @@ class FlickerMeter:
         """Adds one frame: its matte ``alpha`` (``HxW`` float in [0, 1], or uint8 in 0..255) and grey
         frame (uint8)."""
         a = np.asarray(alpha)[::self.stride, ::self.stride]
-        a = a * np.float32(1.0 / 255.0) if a.dtype == np.uint8 else a.astype(np.float32)
-        g = np.asarray(gray)[::self.stride, ::self.stride]
-        prev, self._prev = self._prev, (a.copy(), g.copy())
-        if prev is None or prev[0].shape != a.shape:
+        scale = 1.0 / 255.0 if a.dtype == np.uint8 else 1.0
+        a = np.ascontiguousarray(a if a.dtype == np.uint8 else a.astype(np.float32))
+        g = np.ascontiguousarray(np.asarray(gray)[::self.stride, ::self.stride])
+        prev, self._prev = self._prev, (a, g)
+        if prev is None or prev[0].shape != a.shape or prev[0].dtype != a.dtype:
             return
-        still = cv2.absdiff(g, prev[1]) <= self.static
-        n = int(still.sum())
+        still = (cv2.absdiff(g, prev[1]) <= self.static).view(np.uint8)
+        n = cv2.countNonZero(still)
         self._static_sum += n / still.size
         self.frames += 1
         if n:
-            self._sum += float(np.abs(a[still] - prev[0][still]).mean())
+            self._sum += cv2.mean(cv2.absdiff(a, prev[0]), mask=still)[0] * scale
 
     @property
     def value(self) -> Optional[float]:

@@ -148,4 +148,10 @@ def test_demo_json_reports_flicker_and_smoothing_lowers_it(selfie_teacher, tmp_p
     assert set(s["stages"]) >= {"capture", "preprocess", "inference", "mask", "composite", "write"}
     assert s["non_inference_ms"] == pytest.approx(
         sum(s["stages"][k]["mean_ms"] for k in ("preprocess", "mask", "composite", "write")), rel=1e-3)
+    # CPU per stage (each on its own thread: no waiting in it) beside the wall times
+    for k in ("preprocess", "inference", "mask", "composite", "write"):
+        assert 0 < s["stages"][k]["cpu_ms"] <= s["stages"][k]["mean_ms"] * 1.01 + 0.05, k
+    assert s["non_inference_cpu_ms"] == pytest.approx(
+        sum(s["stages"][k]["cpu_ms"] for k in ("preprocess", "mask", "composite", "write")), rel=1e-3)
+    assert s["inference_cpu_ms"] == s["stages"]["inference"]["cpu_ms"]
     assert s["machine"]["logical_cpus"] >= 1 and "cpu" in s["machine"]
