@@ -17,6 +17,7 @@ import pytest
 
 from demos import compositing as comp
 from demos import pipeline
+from demos.stages import opencv_threads_for
 from edge_deeplab.app.cli import main as cli_main
 from tests.support.real_media import real_clip, real_photos
 
@@ -132,6 +133,7 @@ def test_demo_json_reports_flicker_and_smoothing_lowers_it(selfie_teacher, tmp_p
     is still, and smoothing (the default) flickers less than none."""
     clip = real_clip()
     got = {}
+    cv_threads = cv2.getNumThreads()
     for name, extra in (("smooth", []), ("raw", ["--smoothing", "0"])):
         out, js = tmp_path / f"{name}.mp4", tmp_path / f"{name}.json"
         rc = cli_main(["demo", "--model", str(selfie_teacher), "--source", str(clip), "--headless",
@@ -154,4 +156,7 @@ def test_demo_json_reports_flicker_and_smoothing_lowers_it(selfie_teacher, tmp_p
     assert s["non_inference_cpu_ms"] == pytest.approx(
         sum(s["stages"][k]["cpu_ms"] for k in ("preprocess", "mask", "composite", "write")), rel=1e-3)
     assert s["inference_cpu_ms"] == s["stages"]["inference"]["cpu_ms"]
+    # one OpenCV thread per call while the pipeline's threads fill the cores, restored after
+    assert s["settings"]["opencv_threads"] == opencv_threads_for(4) and cv2.getNumThreads() == cv_threads
+    assert s["settings"]["reused_frame_buffers"] is True
     assert s["machine"]["logical_cpus"] >= 1 and "cpu" in s["machine"]
