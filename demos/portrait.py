@@ -230,7 +230,9 @@ def run_demo(model, source="0", effect="blur", person_class: Optional[int] = Non
 
     Capture/decode, inference (with preprocessing), matte + composite, and writing/display run at
     the same time on their own threads, frames in order; none is dropped for a file (a live camera
-    drops stale frames and counts them).
+    drops stale frames and counts them). During the run OpenCV gets one thread per call when those
+    threads fill the cores (:func:`demos.stages.opencv_threads_for`; restored after), and glibc
+    keeps freed frame buffers for reuse from then on (:func:`demos.memory.keep_freed_buffers`).
 
     Args:
         model: path to a .tflite segmentation model.
