@@ -40,7 +40,7 @@ SIZES = ((640, 480), (1280, 720), (1920, 1080))
 NON_INFERENCE = ("preprocess", "mask", "composite", "write")
 
 _SUMMARY = re.compile(r"^(\d+) frames from \w+ in ([\d.]+) s: ([\d.]+) FPS end-to-end")
-_STAGE = re.compile(r"^([a-z]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$")
+_STAGE = re.compile(r"^([a-z]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)(?:\s+([\d.]+))?$")
 
 
 def make_clips(source, sizes: Sequence[tuple], frames: int, out_dir) -> Dict[tuple, Path]:
@@ -75,14 +75,17 @@ def make_clips(source, sizes: Sequence[tuple], frames: int, out_dir) -> Dict[tup
 
 
 def parse_report(text: str) -> dict:
-    """The demo's printed report -> ``{frames, seconds, fps, stages: {name: mean_ms}}``.
+    """The demo's printed report -> ``{frames, seconds, fps, stages: {name: mean_ms},
+    stages_cpu: {name: cpu_ms}}`` (a stage's CPU ms where the report has that column).
 
     Example:
-        >>> parse_report("3 frames from video in 0.10 s: 30.0 FPS end-to-end (cpu, x)\\n"
-        ...              "inference      5.00     5.00     6.00")["stages"]
-        {'inference': 5.0}
+        >>> r = parse_report("3 frames from video in 0.10 s: 30.0 FPS end-to-end (cpu, x)\\n"
+        ...                  "inference      5.00     5.00     6.00\\n"
+        ...                  "mask           2.00     2.00     3.00     1.50")
+        >>> r["stages"], r["stages_cpu"]
+        ({'inference': 5.0, 'mask': 2.0}, {'mask': 1.5})
     """
-    out = {"stages": {}}
+    out = {"stages": {}, "stages_cpu": {}}
     for line in text.splitlines():
         m = _SUMMARY.match(line.strip())
         if m:
@@ -91,6 +94,8 @@ def parse_report(text: str) -> dict:
         m = _STAGE.match(line.strip())
         if m:
             out["stages"][m.group(1)] = float(m.group(2))
+            if m.group(5):
+                out["stages_cpu"][m.group(1)] = float(m.group(5))
     if "fps" not in out:
         raise ValueError("no demo report in the output")
     return out
@@ -152,11 +157,15 @@ def measure(model, clips: Dict[tuple, Path], roots: Dict[str, Path], repeats: in
             rs = [x for x in runs if x["code"] == name and tuple(x["size"]) == size]
             stages = {k: statistics.median(x["stages"].get(k, 0.0) for x in rs)
                       for k in rs[0]["stages"]}
+            stages_cpu = {k: statistics.median(x["stages_cpu"].get(k, 0.0) for x in rs)
+                          for k in rs[0].get("stages_cpu", {})}
             medians[f"{name} {size[0]}x{size[1]}"] = {
                 "code": name, "size": list(size), "fps": statistics.median(x["fps"] for x in rs),
                 "cpu_ms_per_frame": statistics.median(x.get("cpu_ms_per_frame", float("nan")) for x in rs),
-                "stages": stages,
-                "non_inference_ms": sum(stages.get(k, 0.0) for k in NON_INFERENCE)}
+                "stages": stages, "stages_cpu": stages_cpu,
+                "non_inference_ms": sum(stages.get(k, 0.0) for k in NON_INFERENCE),
+                "non_inference_cpu_ms": (sum(stages_cpu[k] for k in NON_INFERENCE)
+                                         if all(k in stages_cpu for k in NON_INFERENCE) else None)}
     return {"runs": runs, "medians": medians}
 
 
@@ -164,8 +173,8 @@ def to_markdown(result: dict) -> str:
     """The medians as a Markdown table (one row per code and size; ratios against the baseline)."""
     med = result["medians"]
     lines = ["| code | frame | FPS | x baseline | CPU ms/frame | inference ms | preprocess | mask | "
-             "composite | write | around the model (sum) |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "composite | write | around the model (sum) | around the model, CPU ms |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for key, m in med.items():
         w, h = m["size"]
         base = med.get(f"baseline {w}x{h}")
@@ -173,7 +182,8 @@ def to_markdown(result: dict) -> str:
         s = m["stages"]
         lines.append(f"| {m['code']} | {w}x{h} | {m['fps']:.1f} | {ratio} | {m['cpu_ms_per_frame']:.1f} | "
                      f"{s.get('inference', 0):.2f} | {s.get('preprocess', 0):.2f} | {s.get('mask', 0):.2f} | "
-                     f"{s.get('composite', 0):.2f} | {s.get('write', 0):.2f} | {m['non_inference_ms']:.2f} |")
+                     f"{s.get('composite', 0):.2f} | {s.get('write', 0):.2f} | {m['non_inference_ms']:.2f} | "
+                     + (f"{m['non_inference_cpu_ms']:.2f} |" if m.get("non_inference_cpu_ms") is not None else " |"))
     return "\n".join(lines) + "\n"
 
 

@@ -44,6 +44,7 @@ from edge_deeplab.core.imaging import (
     guided_filter,
     low_res_size,
     read_image_bgr,
+    shrink_by_halves,
 )
 
 EFFECTS = ("blur", "replace", "color", "mask")
@@ -160,18 +161,21 @@ class FlickerMeter:
         self.frames = 0
 
     def update(self, alpha: np.ndarray, gray: np.ndarray) -> None:
-        """Adds one frame: its matte ``alpha`` (``HxW`` float in [0, 1]) and grey frame (uint8)."""
-        a = np.asarray(alpha, np.float32)[::self.stride, ::self.stride]
-        g = np.asarray(gray)[::self.stride, ::self.stride]
-        prev, self._prev = self._prev, (a.copy(), g.copy())
-        if prev is None or prev[0].shape != a.shape:
+        """Adds one frame: its matte ``alpha`` (``HxW`` float in [0, 1], or uint8 in 0..255) and grey
+        frame (uint8)."""
+        a = np.asarray(alpha)[::self.stride, ::self.stride]
+        scale = 1.0 / 255.0 if a.dtype == np.uint8 else 1.0
+        a = np.ascontiguousarray(a if a.dtype == np.uint8 else a.astype(np.float32))
+        g = np.ascontiguousarray(np.asarray(gray)[::self.stride, ::self.stride])
+        prev, self._prev = self._prev, (a, g)
+        if prev is None or prev[0].shape != a.shape or prev[0].dtype != a.dtype:
             return
-        still = cv2.absdiff(g, prev[1]) <= self.static
-        n = int(still.sum())
+        still = (cv2.absdiff(g, prev[1]) <= self.static).view(np.uint8)
+        n = cv2.countNonZero(still)
         self._static_sum += n / still.size
         self.frames += 1
         if n:
-            self._sum += float(np.abs(a[still] - prev[0][still]).mean())
+            self._sum += cv2.mean(cv2.absdiff(a, prev[0]), mask=still)[0] * scale
 
     @property
     def value(self) -> Optional[float]:
@@ -244,7 +248,8 @@ def refine_mask(mask: np.ndarray, frame: Optional[np.ndarray] = None, method: st
 def refine_matte(prob: np.ndarray, frame: np.ndarray, method: str = "guided",
                  radius: Optional[int] = None, eps: float = 1e-2,
                  levels: Optional[Tuple[float, float]] = (0.1, 0.9),
-                 gray: Optional[np.ndarray] = None) -> np.ndarray:
+                 gray: Optional[np.ndarray] = None, small: Optional[np.ndarray] = None,
+                 as_uint8: bool = False) -> np.ndarray:
     """The frame-resolution matte from a low-resolution person probability, touching full-resolution
     pixels as little as possible.
 
@@ -263,9 +268,13 @@ def refine_matte(prob: np.ndarray, frame: np.ndarray, method: str = "guided",
         eps: guided filter regularisation.
         levels: ``(low, high)`` of :func:`matte_levels`, or None.
         gray: the frame in grey (uint8), if the caller already has it.
+        small: the frame already shrunk to :func:`~edge_deeplab.core.imaging.low_res_size` (BGR
+            or grey uint8, e.g. :attr:`demos.pipeline.Inferred.small`), if the caller has it.
+        as_uint8: return the matte in 0..255 (uint8, what :func:`composite` blends with): no
+            full-resolution float clip or conversion.
 
     Returns:
-        float32 ``HxW`` matte in [0, 1].
+        float32 ``HxW`` matte in [0, 1] (``as_uint8``: uint8 in 0..255).
 
     Example:
         >>> import numpy as np
@@ -283,15 +292,17 @@ def refine_matte(prob: np.ndarray, frame: np.ndarray, method: str = "guided",
             gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
         lh, lw = low_res_size((H, W))
         p = cv2.resize(p, (lw, lh), interpolation=cv2.INTER_LINEAR) if p.shape != (lh, lw) else p
-        return fast_guided_filter(gray, p, r, eps=eps, levels=levels)
+        gs = None
+        if small is not None and small.shape[:2] == (lh, lw):
+            gs = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY) if small.ndim == 3 else small
+        return fast_guided_filter(gray, p, r, eps=eps, levels=levels, guide_small=gs, as_uint8=as_uint8)
     if method not in ("guided", "feather", "none"):
         raise EdgeDeeplabError(f"unknown refinement {method!r}; use guided, feather or none")
     a = upsample_mask(p, (H, W))
     if method == "feather" and r > 0:
         a = feather(a, r)
-    if levels:
-        return matte_levels(a, *levels)
-    return np.clip(a, 0.0, 1.0)
+    a = matte_levels(a, *levels) if levels else np.clip(a, 0.0, 1.0)
+    return cv2.convertScaleAbs(a, alpha=255.0) if as_uint8 else a
 
 
 # --------------------------------------------------------------------------------------------
@@ -370,7 +381,8 @@ def parse_effect(text: str) -> Effect:
         f"unknown effect {text!r}; use blur, replace:IMAGE, color:R,G,B or mask")
 
 
-def blur_background(frame: np.ndarray, strength: float = 0.04) -> np.ndarray:
+def blur_background(frame: np.ndarray, strength: float = 0.04,
+                    small: Optional[np.ndarray] = None) -> np.ndarray:
     """Strong, cheap background blur: Gaussian at reduced resolution, upsampled back.
 
     The frame is shrunk (area average) by a factor that keeps the Gaussian's sigma about 3 pixels
@@ -380,6 +392,9 @@ def blur_background(frame: np.ndarray, strength: float = 0.04) -> np.ndarray:
     Args:
         frame: BGR uint8 frame.
         strength: sigma as a fraction of the frame's short side.
+        small: the frame already area-averaged down by a whole factor (e.g.
+            :attr:`demos.pipeline.Inferred.small`); the shrink then starts from it, so the only
+            full-resolution pass is the enlargement.
 
     Example:
         >>> import numpy as np
@@ -393,7 +408,10 @@ def blur_background(frame: np.ndarray, strength: float = 0.04) -> np.ndarray:
     f = int(np.clip(sigma_full // 3, 1, 8))
     if min(h, w) // f < 8:
         f = 1
-    small = cv2.resize(frame, (max(1, w // f), max(1, h // f)), interpolation=cv2.INTER_AREA) if f > 1 else frame
+    target = (max(1, h // f), max(1, w // f))
+    if small is None or small.shape[0] < target[0] or small.shape[1] < target[1] or small.shape[2:] != frame.shape[2:]:
+        small = frame
+    small = shrink_by_halves(small, target) if f > 1 else frame
     blurred = cv2.GaussianBlur(small, (0, 0), sigmaX=max(1.0, sigma_full / f), borderType=cv2.BORDER_REFLECT)
     if f > 1:
         blurred = cv2.resize(blurred, (w, h), interpolation=cv2.INTER_LINEAR)
@@ -411,11 +429,12 @@ def cover_resize(image: np.ndarray, frame_hw: Tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(resized[top:top + h, left:left + w])
 
 
-def make_background(frame: np.ndarray, effect: Effect) -> np.ndarray:
-    """The image shown where ``alpha == 0`` for ``effect`` (same shape as ``frame``)."""
+def make_background(frame: np.ndarray, effect: Effect, small: Optional[np.ndarray] = None) -> np.ndarray:
+    """The image shown where ``alpha == 0`` for ``effect`` (same shape as ``frame``); ``small``: the
+    frame already shrunk (:func:`blur_background`)."""
     h, w = frame.shape[:2]
     if effect.kind == "blur":
-        return blur_background(frame, effect.blur_strength)
+        return blur_background(frame, effect.blur_strength, small)
     if effect.kind == "color":
         key = ("color", h, w, effect.color)
         if key not in effect._cache:
@@ -432,14 +451,19 @@ def make_background(frame: np.ndarray, effect: Effect) -> np.ndarray:
     raise EdgeDeeplabError(f"effect {effect.kind!r} has no background")
 
 
-def composite(frame: np.ndarray, background: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+def composite(frame: np.ndarray, background: np.ndarray, alpha: np.ndarray,
+              inplace: bool = False) -> np.ndarray:
     """``background + alpha * (frame - background)``, rounded to uint8.
 
     Exact at the extremes: where ``alpha == 1`` the result equals ``frame``, where ``alpha == 0``
     it equals ``background``; in between it blends monotonically in ``alpha`` (quantized to 1/255,
     the output's own step). Computed in 8 bits with OpenCV's saturating arithmetic, the rise and
     the fall toward the frame separately (``bg + round(a * (f - bg)^+) - round(a * (bg - f)^+)``),
-    which is exact and about 1.5x faster than a float blend at 720p.
+    which is exact and about 1.5x faster than a float blend at 720p. ``alpha`` may be float in
+    [0, 1] or already uint8 in 0..255 (:func:`refine_matte` with ``as_uint8``), which skips one
+    full-resolution conversion. Only the bounding box of ``alpha > 0`` is blended; outside it the
+    output is the background as it is. ``inplace``: blend into ``background`` itself (a fresh
+    background the caller owns, like the blur's) instead of a copy.
 
     Example:
         >>> import numpy as np
@@ -449,30 +473,43 @@ def composite(frame: np.ndarray, background: np.ndarray, alpha: np.ndarray) -> n
     """
     if frame.shape != background.shape:
         raise EdgeDeeplabError(f"background shape {background.shape} != frame shape {frame.shape}")
-    a = np.asarray(alpha, np.float32)
+    a = np.asarray(alpha)
     if a.shape != frame.shape[:2]:
         raise EdgeDeeplabError(f"mask shape {a.shape} != frame size {frame.shape[:2]}")
     if frame.dtype != np.uint8 or background.dtype != np.uint8:
         raise EdgeDeeplabError(f"composite needs uint8 images, got {frame.dtype} and {background.dtype}")
-    a8 = cv2.convertScaleAbs(np.ascontiguousarray(a), alpha=255.0)  # rounds and saturates to 0..255
+    if a.dtype == np.uint8:
+        a8 = np.ascontiguousarray(a)
+    else:  # rounds and saturates to 0..255
+        a8 = cv2.convertScaleAbs(np.ascontiguousarray(a, np.float32), alpha=255.0)
+    out = background if inplace else background.copy()
+    x, y, w, h = cv2.boundingRect(a8)  # the non-zero pixels: the person and its soft edge
+    if w == 0 or h == 0:
+        return out
+    f, bg, a8 = frame[y:y + h, x:x + w], out[y:y + h, x:x + w], a8[y:y + h, x:x + w]
     if frame.ndim == 3:
         a8 = cv2.merge([a8] * frame.shape[2]) if frame.shape[2] != 3 else cv2.cvtColor(a8, cv2.COLOR_GRAY2BGR)
-    rise = cv2.multiply(cv2.subtract(frame, background), a8, scale=1.0 / 255.0)
-    fall = cv2.multiply(cv2.subtract(background, frame), a8, scale=1.0 / 255.0)
-    return cv2.subtract(cv2.add(background, rise), fall)
+    rise = cv2.multiply(cv2.subtract(f, bg), a8, scale=1.0 / 255.0)
+    fall = cv2.multiply(cv2.subtract(bg, f), a8, scale=1.0 / 255.0)
+    cv2.add(bg, rise, dst=rise)
+    bg[...] = cv2.subtract(rise, fall, dst=rise)  # the box of `out`, written in place
+    return out
 
 
 def render_matte(alpha: np.ndarray) -> np.ndarray:
-    """The matte as a BGR image (white = person), for the ``mask`` effect."""
-    m = (np.clip(alpha, 0, 1) * 255.0 + 0.5).astype(np.uint8)
+    """The matte (float in [0, 1] or uint8) as a BGR image (white = person), for the ``mask`` effect."""
+    a = np.asarray(alpha)
+    m = a if a.dtype == np.uint8 else (np.clip(a, 0, 1) * 255.0 + 0.5).astype(np.uint8)
     return cv2.cvtColor(m, cv2.COLOR_GRAY2BGR)
 
 
-def apply_effect(frame: np.ndarray, alpha: np.ndarray, effect: Effect) -> np.ndarray:
-    """Applies ``effect`` to ``frame`` with the person matte ``alpha`` (1 = keep the frame)."""
+def apply_effect(frame: np.ndarray, alpha: np.ndarray, effect: Effect,
+                 small: Optional[np.ndarray] = None) -> np.ndarray:
+    """Applies ``effect`` to ``frame`` with the person matte ``alpha`` (1 or 255 = keep the frame);
+    ``small``: the frame already shrunk, for the blur (:func:`blur_background`)."""
     if effect.kind == "mask":
         return render_matte(alpha)
-    return composite(frame, make_background(frame, effect), alpha)
+    return composite(frame, make_background(frame, effect, small), alpha, inplace=effect.kind == "blur")
 
 
 def effect_cycle(primary: Effect, extra: Sequence[Effect] = ()) -> list:

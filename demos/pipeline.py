@@ -1,12 +1,15 @@
 """The per-frame portrait pipeline: frame in, composited frame out (each stage timed).
 
-1. ``preprocess``: aspect-preserving resize (letterbox) into the model input, BGR -> RGB;
+1. ``preprocess``: the frame area-averaged down to the matte's working resolution by halvings
+   (:func:`edge_deeplab.core.imaging.shrink_by_halves`, kept for the matte and the background
+   blur), then letterboxed into the model input, BGR -> RGB;
 2. ``inference``: :meth:`edge_deeplab.runtime.Runner.predict` (normalization/quantization per the
    model's metadata);
 3. ``mask``: person probability (:mod:`demos.person`), the letterbox's valid region cropped back out,
    motion-aware temporal smoothing (EMA), edge refinement (fast guided filter: coefficients at low
-   resolution, applied to the full-resolution frame);
-4. ``composite``: the effect (blur, replace, colour, matte view) and the FPS/timings overlay.
+   resolution, applied to the full-resolution frame, the matte made in 8 bits);
+4. ``composite``: the effect (blur from the shrunk frame, replace, colour, matte view), blended
+   in 8 bits, and the FPS/timings overlay.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from demos import compositing as comp
 from demos.person import person_probability, resolve_person_channel
 from edge_deeplab.core.contract import semantics as contract
 from edge_deeplab.core.errors import EdgeDeeplabError
-from edge_deeplab.core.imaging import crop_box, letterbox
+from edge_deeplab.core.imaging import crop_box, letterbox, low_res_size, shrink_by_halves
 from edge_deeplab.runtime.tensors import dequantize, image_to_input
 
 STAGES = ("capture", "preprocess", "inference", "mask", "composite", "write", "display")
@@ -49,8 +52,27 @@ def check_model_io(runner) -> tuple:
     return int(s[1]), int(s[2])
 
 
+#: Suffix of a stage's CPU time in a ``times`` dict (``"mask" + CPU`` = the mask stage's thread CPU).
+CPU = ".cpu"
+
+
+def thread_cpu() -> float:
+    """CPU seconds of the calling thread (what a stage on its own thread costs, whatever the wait)."""
+    return time.thread_time()
+
+
 class StageTimer:
-    """Accumulates per-stage wall times (ms) over frames."""
+    """Accumulates per-stage wall times (ms) over frames, and CPU times where given.
+
+    A ``times`` key ending in :data:`CPU` (``"mask.cpu"``) is the CPU time of that stage's thread
+    for the frame; :meth:`summary` reports its mean as the stage's ``cpu_ms``. With the stages
+    overlapped on two cores a stage's wall time includes waiting for a core; its CPU time does not.
+
+    Example:
+        >>> t = StageTimer(); t.add("mask", 0.004); t.add("mask.cpu", 0.003)
+        >>> t.summary()["mask"]["cpu_ms"]
+        3.0
+    """
 
     def __init__(self):
         self.samples: Dict[str, List[float]] = collections.defaultdict(list)
@@ -63,12 +85,16 @@ class StageTimer:
 
     def summary(self) -> Dict[str, Dict[str, float]]:
         out = {}
-        for k in STAGES + tuple(k for k in self.samples if k not in STAGES):
+        names = [k for k in self.samples if not k.endswith(CPU)]
+        for k in STAGES + tuple(k for k in names if k not in STAGES):
             v = self.samples.get(k)
             if v:
                 a = np.asarray(v)
                 out[k] = {"mean_ms": float(a.mean()), "p50_ms": float(np.median(a)),
                           "p90_ms": float(np.percentile(a, 90)), "n": int(a.size)}
+                c = self.samples.get(k + CPU)
+                if c:
+                    out[k]["cpu_ms"] = float(np.mean(c))
         return out
 
 
@@ -79,12 +105,18 @@ class Inferred:
     Attributes:
         prob: ``hxw`` float32 person probability (letterbox padding cropped off).
         guide: ``hxw`` uint8 grey of the model's view of the frame (for motion-aware smoothing).
-        times: seconds of ``preprocess`` and ``inference``.
+        times: seconds of ``preprocess``, ``inference`` and ``postprocess``, wall and (keys ending
+            in :data:`CPU`) the thread's CPU; the inference's CPU is the calling thread's only
+            (the runtime's own worker threads are not in it).
+        small: the BGR frame area-averaged down to
+            :func:`~edge_deeplab.core.imaging.low_res_size` (the guided filter's coefficients and
+            the background blur start from it), or None.
     """
 
     prob: np.ndarray
     guide: np.ndarray
     times: Dict[str, float]
+    small: Optional[np.ndarray] = None
 
 
 class PortraitPipeline:
@@ -149,52 +181,66 @@ class PortraitPipeline:
         """Preprocess + inference for one BGR frame (no state: safe on its own thread)."""
         if frame is None or frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise EdgeDeeplabError(f"expected a BGR uint8 frame, got {getattr(frame, 'shape', None)}")
-        t0 = time.perf_counter()
-        # shrink by a whole factor first (OpenCV's fast integer area path), then letterbox the
-        # small image: a 1080p frame costs about what a 720p one does
-        f = int(min(frame.shape[0] / self.input_hw[0], frame.shape[1] / self.input_hw[1]))
-        small = cv2.resize(frame, None, fx=1.0 / f, fy=1.0 / f, interpolation=cv2.INTER_AREA) if f > 1 else frame
-        canvas, box = letterbox(small, self.input_hw, pad_value=self.pad_value)  # then RGB, small
+        t0, c0 = time.perf_counter(), thread_cpu()
+        # halve to the matte's working size (OpenCV's fast 2x area path; kept for the matte and
+        # the blur), then letterbox that small image: a 1080p frame costs about what a 720p one does
+        small = shrink_by_halves(frame, low_res_size(frame.shape[:2]))
+        ih, iw = self.input_hw
+        scale = min(ih / small.shape[0], iw / small.shape[1])
+        fit = (min(ih, max(1, round(small.shape[0] * scale))), min(iw, max(1, round(small.shape[1] * scale))))
+        view = shrink_by_halves(small, fit) if scale < 1 else small  # bilinear for the last <= 2x
+        canvas, box = letterbox(view, self.input_hw, pad_value=self.pad_value)  # then RGB, small
         rgb = cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB)
         x = image_to_input(rgb, self.runner.input, self.mean, self.std)
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), thread_cpu()
         y = dequantize(self.runner.run(x), self.runner.output)[0]
-        t2 = time.perf_counter()
+        t2, c2 = time.perf_counter(), thread_cpu()
         prob = crop_box(person_probability(y, self.selector, self.output_kind), box, self.input_hw)
         guide = cv2.cvtColor(np.ascontiguousarray(crop_box(canvas, box)), cv2.COLOR_BGR2GRAY)
         if guide.shape != prob.shape:
             guide = cv2.resize(guide, (prob.shape[1], prob.shape[0]), interpolation=cv2.INTER_AREA)
-        return Inferred(prob, guide, {"preprocess": t1 - t0, "inference": t2 - t1,
-                                      "postprocess": time.perf_counter() - t2})
+        times = {"preprocess": t1 - t0, "inference": t2 - t1, "postprocess": time.perf_counter() - t2,
+                 "preprocess" + CPU: c1 - c0, "inference" + CPU: c2 - c1,
+                 "postprocess" + CPU: thread_cpu() - c2}
+        return Inferred(prob, guide, times, small)
 
-    def matte(self, frame: np.ndarray, inferred: Inferred, gray: Optional[np.ndarray] = None) -> np.ndarray:
-        """The refined ``HxW`` float32 matte of ``frame`` (smoothing state advances by a frame)."""
+    def matte8(self, frame: np.ndarray, inferred: Inferred, gray: Optional[np.ndarray] = None) -> np.ndarray:
+        """The refined ``HxW`` matte of ``frame`` in 0..255 (uint8; what the demo blends with);
+        the smoothing state advances by a frame."""
         prob = self.smoother.update(inferred.prob, inferred.guide)
         return comp.refine_matte(prob, frame, self.refine, self.refine_radius, levels=self.levels,
-                                 gray=gray)
+                                 gray=gray, small=inferred.small, as_uint8=True)
+
+    def matte(self, frame: np.ndarray, inferred: Inferred, gray: Optional[np.ndarray] = None) -> np.ndarray:
+        """The refined ``HxW`` float32 matte of ``frame`` in [0, 1]: :meth:`matte8` / 255."""
+        return self.matte8(frame, inferred, gray) * np.float32(1.0 / 255.0)
 
     def finish(self, frame: np.ndarray, inferred: Inferred, effect: Optional[comp.Effect] = None,
                overlay: Optional[Sequence[str]] = None):
         """Smoothing, matte, flicker, composite and overlay for one frame, in frame order.
 
         Returns:
-            ``(output_bgr, alpha, times)`` with ``times`` in seconds of ``mask`` and ``composite``
-            (``postprocess``, the person probability, counts into ``mask``).
+            ``(output_bgr, alpha, times)``: ``alpha`` the uint8 matte (0..255, :meth:`matte8`),
+            ``times`` in seconds of ``mask`` and ``composite``, wall and thread CPU (keys ending
+            in :data:`CPU`); ``postprocess``, the person probability, counts into ``mask``.
         """
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), thread_cpu()
         gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if self.refine == "guided" else None
-        alpha = self.matte(frame, inferred, gray)
+        alpha = self.matte8(frame, inferred, gray)
         self.flicker.update(alpha, gray if gray is not None else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))
-        t1 = time.perf_counter()
-        out = self.compose(frame, alpha, effect, overlay)
+        t1, c1 = time.perf_counter(), thread_cpu()
+        out = self.compose(frame, alpha, effect, overlay, small=inferred.small)
         times = {"mask": t1 - t0 + inferred.times.get("postprocess", 0.0),
-                 "composite": time.perf_counter() - t1}
+                 "composite": time.perf_counter() - t1,
+                 "mask" + CPU: c1 - c0 + inferred.times.get("postprocess" + CPU, 0.0),
+                 "composite" + CPU: thread_cpu() - c1}
         return out, alpha, times
 
     def compose(self, frame: np.ndarray, alpha: np.ndarray, effect: Optional[comp.Effect] = None,
-                overlay: Optional[Sequence[str]] = None) -> np.ndarray:
-        """The effect and the overlay on one frame with its matte."""
-        out = comp.apply_effect(frame, alpha, effect or self.effect)
+                overlay: Optional[Sequence[str]] = None, small: Optional[np.ndarray] = None) -> np.ndarray:
+        """The effect and the overlay on one frame with its matte (float or uint8); ``small``:
+        the frame already shrunk (:attr:`Inferred.small`)."""
+        out = comp.apply_effect(frame, alpha, effect or self.effect, small)
         if overlay:
             comp.draw_overlay(out, overlay)
         return out
@@ -215,11 +261,12 @@ class PortraitPipeline:
         """Runs the whole pipeline on one BGR frame (one thread).
 
         Returns:
-            ``(output_bgr, alpha, times)`` with ``times`` in seconds per stage (preprocess,
-            inference, mask, composite).
+            ``(output_bgr, alpha, times)`` with ``alpha`` float32 in [0, 1] and ``times`` in
+            seconds per stage (preprocess, inference, mask, composite).
         """
         inferred = self.infer(frame)
         out, alpha, t = self.finish(frame, inferred, effect, overlay)
+        alpha = alpha * np.float32(1.0 / 255.0)
         times = {"preprocess": inferred.times["preprocess"], "inference": inferred.times["inference"]}
         times.update(t)
         return out, alpha, times

@@ -26,10 +26,11 @@ import cv2  # noqa: E402  (after demos.capture, which quiets OpenCV's logging)
 
 from demos import capture as capture_lib
 from demos import compositing as comp
+from demos.memory import keep_freed_buffers
 from demos.outputs import FolderOutput, VideoOutput, image_output_path, write_image
 from demos.person import PersonSelector
-from demos.pipeline import NON_INFERENCE, PortraitPipeline, StageTimer
-from demos.stages import StagePipeline
+from demos.pipeline import CPU, NON_INFERENCE, PortraitPipeline, StageTimer, thread_cpu
+from demos.stages import StagePipeline, opencv_threads_for
 from edge_deeplab.core.errors import EdgeDeeplabError
 
 WINDOW = "edge-deeplab portrait"
@@ -115,12 +116,24 @@ class DemoResult:
         """Mean ms per frame of the stages around the model (:data:`demos.pipeline.NON_INFERENCE`)."""
         return float(sum(self.stages[k]["mean_ms"] for k in NON_INFERENCE if k in self.stages))
 
+    @property
+    def non_inference_cpu_ms(self) -> Optional[float]:
+        """Mean CPU ms per frame of the stages around the model, each on its own thread (None
+        when a stage has no CPU time)."""
+        ks = [k for k in NON_INFERENCE if k in self.stages]
+        if not ks or any("cpu_ms" not in self.stages[k] for k in ks):
+            return None
+        return float(sum(self.stages[k]["cpu_ms"] for k in ks))
+
     def to_json(self, machine: Optional[dict] = None) -> dict:
         """The run as a JSON-ready dict (what ``demo --json`` writes)."""
         inf = self.stages.get("inference", {}).get("mean_ms")
         return {"frames": self.frames, "seconds": round(self.seconds, 4), "fps": round(self.fps, 2),
                 "stages": self.stages, "inference_ms": inf,
                 "non_inference_ms": round(self.non_inference_ms, 3),
+                "inference_cpu_ms": self.stages.get("inference", {}).get("cpu_ms"),
+                "non_inference_cpu_ms": (None if self.non_inference_cpu_ms is None
+                                         else round(self.non_inference_cpu_ms, 3)),
                 "non_inference_stages": [k for k in NON_INFERENCE if k in self.stages],
                 "cpu_ms_per_frame": (round(1000 * self.cpu_seconds / self.frames, 3)
                                      if self.cpu_seconds is not None and self.frames else None),
@@ -139,12 +152,15 @@ class DemoResult:
             lines.append(f"dropped {self.dropped} stale camera frames")
         if self.cpu_seconds is not None and self.frames:
             lines.append(f"CPU {1000 * self.cpu_seconds / self.frames:.1f} ms per frame (all threads)")
-        lines.append("stage        mean ms   p50 ms   p90 ms")
+        lines.append("stage        mean ms   p50 ms   p90 ms   CPU ms")
         for k, v in self.stages.items():
-            lines.append(f"{k:<12}{v['mean_ms']:>8.2f}{v['p50_ms']:>9.2f}{v['p90_ms']:>9.2f}")
+            cpu = f"{v['cpu_ms']:>9.2f}" if "cpu_ms" in v else ""
+            lines.append(f"{k:<12}{v['mean_ms']:>8.2f}{v['p50_ms']:>9.2f}{v['p90_ms']:>9.2f}{cpu}")
         if "inference" in self.stages:
+            cpu = self.non_inference_cpu_ms
             lines.append(f"around the model (preprocess+mask+composite+write): {self.non_inference_ms:.2f} ms "
-                         f"per frame, on overlapped threads")
+                         f"per frame, on overlapped threads"
+                         + (f" ({cpu:.2f} ms of CPU)" if cpu is not None else ""))
         if self.flicker is not None:
             lines.append(f"mask flicker {self.flicker * 255:.2f}/255 (static pixels: "
                          f"{100 * (self.static_fraction or 0):.0f}%)")
@@ -214,7 +230,9 @@ def run_demo(model, source="0", effect="blur", person_class: Optional[int] = Non
 
     Capture/decode, inference (with preprocessing), matte + composite, and writing/display run at
     the same time on their own threads, frames in order; none is dropped for a file (a live camera
-    drops stale frames and counts them).
+    drops stale frames and counts them). During the run OpenCV gets one thread per call when those
+    threads fill the cores (:func:`demos.stages.opencv_threads_for`; restored after), and glibc
+    keeps freed frame buffers for reuse from then on (:func:`demos.memory.keep_freed_buffers`).
 
     Args:
         model: path to a .tflite segmentation model.
@@ -278,7 +296,13 @@ def run_demo(model, source="0", effect="blur", person_class: Optional[int] = Non
         if not ok:
             raise EdgeDeeplabError(f"cannot open a window: {why}; {GUI_HINT}")
 
+    reuse_buffers = keep_freed_buffers()  # frame-sized blocks reused, not zeroed again per frame
     runner = open_runner(model, accelerator=accelerator, threads=threads, runtime=runtime)
+    # decode, inference, matte and write compute side by side: OpenCV's own pool on top of them
+    # would oversubscribe the cores (restored in `finally`)
+    cv_threads_before = cv2.getNumThreads()
+    cv_threads = opencv_threads_for(4)
+    cv2.setNumThreads(cv_threads)
     source_obj = None
     video_out: Optional[VideoOutput] = None
     folder_out: Optional[FolderOutput] = None
@@ -354,11 +378,12 @@ def run_demo(model, source="0", effect="blur", person_class: Optional[int] = Non
         # the unfinished outputs
         for fr, inferred, out, alpha, t in stages:
             img = fr.image
-            times = {"capture": fr.wait_s, "preprocess": inferred.times["preprocess"],
-                     "inference": inferred.times["inference"]}
+            times = {"capture": fr.wait_s}
+            times.update({k: inferred.times[k] for k in ("preprocess", "inference", "preprocess" + CPU,
+                                                         "inference" + CPU) if k in inferred.times})
             times.update(t)
             while True:  # re-render the same still when the effect is switched
-                t_w = time.perf_counter()
+                t_w, c_w = time.perf_counter(), thread_cpu()
                 if headless and out_path is not None:
                     if folder_out is not None:
                         name = image_output_path(out_path, "folder", fr.name).name
@@ -377,6 +402,7 @@ def run_demo(model, source="0", effect="blur", person_class: Optional[int] = Non
                     cv2.imshow(WINDOW, out)
                     key = cv2.waitKey(0 if still else 1) & 0xFF
                 times["display" if window else "write"] = time.perf_counter() - t_w
+                times[("display" if window else "write") + CPU] = thread_cpu() - c_w
                 if key in (ord("s"), ord("S")):
                     shot_n += 1
                     p = Path(screenshot_dir) / f"portrait_{time.strftime('%Y%m%d_%H%M%S')}_{shot_n:03d}.png"
@@ -443,6 +469,8 @@ def run_demo(model, source="0", effect="blur", person_class: Optional[int] = Non
                          static_fraction=None if still else pipe.flicker.static_fraction,
                          settings={"smoothing": smoothing, "motion": motion, "refine": refine,
                                    "effect": eff.label, "overlay": overlay, "overlapped": True,
+                                   "opencv_threads": cv_threads, "inference_threads": threads,
+                                   "reused_frame_buffers": reuse_buffers,
                                    "normalization": {"mean": pipe.mean.tolist(), "std": pipe.std.tolist(),
                                                      "from": pipe.normalization_source}})
         say(res.report())
@@ -475,6 +503,7 @@ def run_demo(model, source="0", effect="blur", person_class: Optional[int] = Non
             runner.close()
         except Exception:  # noqa: BLE001
             pass
+        cv2.setNumThreads(cv_threads_before)
         if not headless:
             try:
                 cv2.destroyAllWindows()

@@ -301,9 +301,41 @@ def low_res_size(frame_hw: Tuple[int, int], min_short_side: int = 160) -> Tuple[
     return max(1, h // f), max(1, w // f)
 
 
+def shrink_by_halves(image: np.ndarray, size_hw: Tuple[int, int]) -> np.ndarray:
+    """Area-average ``image`` down to ``size_hw`` by halving it (2x2 means) while it stays at least
+    that size, then one last resize (bilinear when the step left is at most 2x, else area).
+
+    OpenCV's area resize has a fast path for exactly 2x; any other factor takes its generic path,
+    several times slower per source pixel (1280x720 to 320x180: 0.3 ms in two halvings against
+    1.4 ms in one step, on a 2-core AMD EPYC Zen 4), and two halvings average the same 4x4 blocks.
+
+    Args:
+        image: ``HxW`` or ``HxWxC`` uint8/float image.
+        size_hw: ``(height, width)`` of the result, at most the image's.
+
+    Returns:
+        the image at ``size_hw`` (``image`` itself when it already is that size).
+
+    Example:
+        >>> import numpy as np
+        >>> im = np.arange(16, dtype=np.float32).reshape(4, 4)
+        >>> shrink_by_halves(im, (1, 1)).tolist()
+        [[7.5]]
+    """
+    import cv2
+
+    th, tw = int(size_hw[0]), int(size_hw[1])
+    while image.shape[0] // 2 >= th and image.shape[1] // 2 >= tw:
+        image = cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    if image.shape[:2] == (th, tw):
+        return image
+    step = max(image.shape[0] / th, image.shape[1] / tw)
+    return cv2.resize(image, (tw, th), interpolation=cv2.INTER_LINEAR if step <= 2 else cv2.INTER_AREA)
+
+
 def fast_guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float = 1e-2,
                        levels: Optional[Tuple[float, float]] = None,
-                       guide_small: Optional[np.ndarray] = None) -> np.ndarray:
+                       guide_small: Optional[np.ndarray] = None, as_uint8: bool = False) -> np.ndarray:
     """Fast guided filter (He & Sun 2015): coefficients at low resolution, applied at full resolution.
 
     The linear coefficients ``a, b`` of the guided filter are computed (and box-averaged) at the
@@ -320,9 +352,12 @@ def fast_guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: flo
         eps: regularisation (intensities in [0, 1]).
         levels: ``(low, high)`` output levels, or None (no stretch).
         guide_small: the grey guide already at ``src``'s size (uint8), if the caller has it.
+        as_uint8: return the matte in 0..255 (uint8): the 255 is folded into ``a, b`` at low
+            resolution and OpenCV's saturating conversion does the clip and the rounding, so the
+            full-resolution work is two resizes, one multiply and one add (no float clip pass).
 
     Returns:
-        float32 ``HxW`` in [0, 1].
+        float32 ``HxW`` in [0, 1] (``as_uint8``: uint8 in 0..255, the float result rounded).
 
     Example:
         >>> import numpy as np
@@ -363,10 +398,15 @@ def fast_guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: flo
             raise EdgeDeeplabError(f"levels need 0 <= low < high <= 1, got {low}, {high}")
         gain, bias = gain / (high - low), -low / (high - low)
         b = b * (1.0 / (high - low)) + bias
+    if as_uint8:
+        gain, b = gain * 255.0, b * 255.0
     a *= gain
     if (h, w) != (H, W):
         a = cv2.resize(a, (W, H), interpolation=cv2.INTER_LINEAR)
         b = cv2.resize(b, (W, H), interpolation=cv2.INTER_LINEAR)
+    if as_uint8:
+        cv2.multiply(a, gray, dst=a, dtype=cv2.CV_32F)
+        return cv2.add(a, b, dtype=cv2.CV_8U)  # rounds and saturates to 0..255
     np.multiply(a, gray, out=a)
     np.add(a, b, out=a)
     return np.clip(a, 0.0, 1.0, out=a)

@@ -22,6 +22,10 @@ def test_demo_fps_writes_table_plot_and_json_against_a_baseline(selfie_teacher, 
     for m in res["medians"].values():
         assert m["fps"] > 0 and m["stages"]["inference"] > 0
         assert m["non_inference_ms"] == sum(m["stages"][k] for k in demo_fps.NON_INFERENCE)
+        # the CPU column of the demo's report: each stage's thread CPU, read back per stage
+        assert set(m["stages_cpu"]) >= set(demo_fps.NON_INFERENCE) | {"inference"}
+        assert all(m["stages_cpu"][k] > 0 for k in demo_fps.NON_INFERENCE)
+        assert m["non_inference_cpu_ms"] == sum(m["stages_cpu"][k] for k in demo_fps.NON_INFERENCE)
     md = (out / "demo_fps.md").read_text().splitlines()
     assert md[0].startswith("| code | frame | FPS | x baseline |") and len(md) == 6
     this320 = next(line for line in md if line.startswith("| this | 320x240 |"))

@@ -17,6 +17,7 @@ import pytest
 
 from demos import compositing as comp
 from demos import pipeline
+from demos.stages import opencv_threads_for
 from edge_deeplab.app.cli import main as cli_main
 from tests.support.real_media import real_clip, real_photos
 
@@ -77,8 +78,11 @@ def test_fast_matte_agrees_with_full_resolution_refinement(selfie_teacher):
         pipe = pipeline.PortraitPipeline(runner, comp.parse_effect("blur"), smoothing=0.0,
                                          mean=0, std=255)
         for name, frame in frames:
-            prob = pipe.infer(frame).prob
-            fast = comp.refine_matte(prob, frame)
+            inferred = pipe.infer(frame)
+            prob = inferred.prob
+            fast = pipe.matte(frame, inferred)  # the demo's own path: low-res guide, 8-bit matte
+            # the stand-alone function agrees with it to within the 8-bit rounding
+            assert float(np.abs(comp.refine_matte(prob, frame) - fast).max()) <= 1.5 / 255
             ref = _reference_matte(prob, frame, comp.default_radius(frame.shape[:2]))
             assert fast.dtype == np.float32 and fast.shape == frame.shape[:2]
             assert 0.1 < (ref > 0.5).mean() < 0.9, name  # a real person in the frame
@@ -129,6 +133,7 @@ def test_demo_json_reports_flicker_and_smoothing_lowers_it(selfie_teacher, tmp_p
     is still, and smoothing (the default) flickers less than none."""
     clip = real_clip()
     got = {}
+    cv_threads = cv2.getNumThreads()
     for name, extra in (("smooth", []), ("raw", ["--smoothing", "0"])):
         out, js = tmp_path / f"{name}.mp4", tmp_path / f"{name}.json"
         rc = cli_main(["demo", "--model", str(selfie_teacher), "--source", str(clip), "--headless",
@@ -145,4 +150,13 @@ def test_demo_json_reports_flicker_and_smoothing_lowers_it(selfie_teacher, tmp_p
     assert set(s["stages"]) >= {"capture", "preprocess", "inference", "mask", "composite", "write"}
     assert s["non_inference_ms"] == pytest.approx(
         sum(s["stages"][k]["mean_ms"] for k in ("preprocess", "mask", "composite", "write")), rel=1e-3)
+    # CPU per stage (each on its own thread: no waiting in it) beside the wall times
+    for k in ("preprocess", "inference", "mask", "composite", "write"):
+        assert 0 < s["stages"][k]["cpu_ms"] <= s["stages"][k]["mean_ms"] * 1.01 + 0.05, k
+    assert s["non_inference_cpu_ms"] == pytest.approx(
+        sum(s["stages"][k]["cpu_ms"] for k in ("preprocess", "mask", "composite", "write")), rel=1e-3)
+    assert s["inference_cpu_ms"] == s["stages"]["inference"]["cpu_ms"]
+    # one OpenCV thread per call while the pipeline's threads fill the cores, restored after
+    assert s["settings"]["opencv_threads"] == opencv_threads_for(4) and cv2.getNumThreads() == cv_threads
+    assert s["settings"]["reused_frame_buffers"] is True
     assert s["machine"]["logical_cpus"] >= 1 and "cpu" in s["machine"]
