@@ -31,6 +31,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 
 from benchmarks.measure import DEFAULT_FRAME, RESULT_MARK, output_to_classmap
+from edge_deeplab.core.contract import variants
 from edge_deeplab.core.errors import EdgeDeeplabError
 from edge_deeplab.core.native_logs import last_meaningful_line
 from edge_deeplab.core.sysinfo import machine_info
@@ -355,13 +356,24 @@ def run_benchmarks(models: Sequence, *, accelerators=("cpu",), threads: Optional
 
 
 def int8_speedup(report: dict, threads: Optional[int] = None) -> List[dict]:
-    """Pairs ``float32`` and ``int8`` rows of the same accelerator and reports the FPS ratio.
+    """Pairs ``float32`` rows with the int8-activation rows of the same accelerator (every variant
+    of the table of variants with ``activations == "int8"``: ``int8``, ``qat-int8``, and ``uint8``,
+    an alias) and reports the FPS ratio.
 
-    Pairing: rows whose file names differ only by the variant token (``float32``/``fp32`` vs ``int8``),
-    else the single float32 and int8 rows of each accelerator.
+    Pairing: rows whose file names differ only by the variant token (a variant name or alias, or
+    ``fp32``/``quant``), else, where an accelerator has a single float32 row, every int8 row with
+    its input shape.
     """
+    tokens = {n for v in variants.TABLE for n in (v.name, *v.aliases)} | {"fp32", "quantized", "quant"}
+    tokens = sorted(tokens, key=len, reverse=True)  # "qat-int8" before "int8"
+    token_re = re.compile("|".join(re.escape(t) for t in tokens))
+
     def key(name):
-        return re.sub(r"(float32|fp32|int8|quant(ized)?)", "*", name.lower())
+        return token_re.sub("*", name.lower())
+
+    def activations(row):
+        v = variants.find(str(row.get("variant")))
+        return v.activations if v else None
 
     out = []
     by_acc: Dict[str, List[dict]] = {}
@@ -369,12 +381,12 @@ def int8_speedup(report: dict, threads: Optional[int] = None) -> List[dict]:
         by_acc.setdefault(r["accelerator"], []).append(r)
     for acc, rows in by_acc.items():
         floats = [r for r in rows if r.get("variant") == "float32"]
-        ints = [r for r in rows if r.get("variant") in ("int8", "uint8")]
+        ints = [r for r in rows if activations(r) == "int8"]
         for f in floats:
             match = [q for q in ints if key(Path(q["model"]).name) == key(Path(f["model"]).name)]
-            if not match and len(floats) == 1 and len(ints) == 1 and \
-                    (f.get("input") or {}).get("shape") == (ints[0].get("input") or {}).get("shape"):
-                match = ints
+            if not match and len(floats) == 1:
+                match = [q for q in ints if (f.get("input") or {}).get("shape")
+                         == (q.get("input") or {}).get("shape")]
             for q in match:
                 lf, lq = f.get("latency_ms") or {}, q.get("latency_ms") or {}
 

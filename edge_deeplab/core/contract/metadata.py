@@ -33,7 +33,6 @@ import os
 from pathlib import Path
 from typing import Optional, Union
 
-from edge_deeplab.core.contract.semantics import sidecar_path
 from edge_deeplab.core.errors import EdgeDeeplabError, first_line
 
 #: Name of our entry in the flatbuffer's ``metadata`` table.
@@ -41,6 +40,16 @@ METADATA_NAME = "edge_deeplab"
 #: Signature key written into exported models.
 SIGNATURE_KEY = "serving_default"
 _IDENT = b"TFL3"
+
+
+def sidecar_path(model_path) -> Path:
+    """``X.tflite`` / ``M.keras`` / ``M.h5`` -> the JSON metadata beside it (``X.json``).
+
+    Example:
+        >>> sidecar_path("out/m_int8.tflite").as_posix()
+        'out/m_int8.json'
+    """
+    return Path(model_path).with_suffix(".json")
 
 
 def load_tflite_bytes(path_or_bytes) -> bytes:
