@@ -109,36 +109,6 @@ def litert_cross_check(model, threads: Optional[int], warmup: int, runs: int, ti
             "fully_accelerated": r.get("fully_accelerated")}
 
 
-_LB_RE = re.compile(r"^(Model initialization|Warmup \(first\)|Warmup \(avg\)|Inference \((avg|min|max|median|std|p5|p95)\))"
-                    r":\s+([0-9.]+) ms")
-
-
-def parse_litert_benchmark_output(text: str) -> dict:
-    """Parses the ``BENCHMARK RESULTS`` block printed by ``litert-benchmark`` (ms values).
-
-    Returns:
-        ``{"init_ms", "warmup_first_ms", "warmup_avg_ms", "avg_ms", "min_ms", "max_ms", "median_ms",
-        "std_ms", "p5_ms", "p95_ms", "runs", "fully_accelerated"}`` (None where absent).
-    """
-    keys = {"Model initialization": "init_ms", "Warmup (first)": "warmup_first_ms", "Warmup (avg)": "warmup_avg_ms",
-            "Inference (avg)": "avg_ms", "Inference (min)": "min_ms", "Inference (max)": "max_ms",
-            "Inference (median)": "median_ms", "Inference (std)": "std_ms", "Inference (p5)": "p5_ms",
-            "Inference (p95)": "p95_ms"}
-    out = {v: None for v in keys.values()}
-    out.update({"runs": None, "fully_accelerated": None})
-    for line in text.splitlines():
-        line = line.strip()
-        m = _LB_RE.match(line)
-        if m:
-            out[keys[m.group(1)]] = float(m.group(3))
-            if m.group(1) == "Inference (avg)":
-                n = re.search(r"\((\d+) runs\)", line)
-                out["runs"] = int(n.group(1)) if n else None
-        elif line.startswith("Fully accelerated:"):
-            out["fully_accelerated"] = line.split(":", 1)[1].strip() == "True"
-    return out
-
-
 def explain_cross_check(row: dict, cc: dict) -> dict:
     """Adds ``diff_pct`` (ours p50 vs theirs median) and, beyond the tolerance, a reason."""
     ours, theirs = (row.get("latency_ms") or {}).get("p50"), cc.get("median_ms")

@@ -31,7 +31,6 @@ Example:
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Dict, List
@@ -565,17 +564,3 @@ def format_report(r: dict) -> str:
         if g.get("error"):
             lines.append(f"    note: {g['error']}")
     return "\n".join(lines)
-
-
-# ------------------------------------------------------------------ op counts and XNNPACK coverage
-def tflite_op_counts(tflite) -> Dict[str, int]:
-    """``{op name: count}`` of a .tflite (path or bytes), before any delegation."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    kw = {"model_path": str(tflite)} if isinstance(tflite, (str, os.PathLike)) else \
-        {"model_content": bytes(tflite)}
-    it = Interpreter(experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES, **kw)
-    counts: Dict[str, int] = {}
-    for op in it._get_ops_details():
-        counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1
-    return counts

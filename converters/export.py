@@ -84,9 +84,9 @@ def structured_images(n: int, size, seed: int = 0) -> Iterator[np.ndarray]:
     """Generated uint8 RGB scenes (not white noise) for calibration when no dataset is given.
 
     Uses the bundled procedural scene renderer (:func:`edge_deeplab.data.synthetic.render_scene`:
-    textured backgrounds, people, balls, boxes, cones) when available, else smooth gradients with
-    filled shapes and mild noise. Each image has at least one pure-black and one pure-white pixel,
-    so the input quantization covers the full 0..255 range (see the module docstring).
+    textured backgrounds, people, balls, boxes, cones). Each image has at least one pure-black and
+    one pure-white pixel, so the input quantization covers the full 0..255 range (see the module
+    docstring).
 
     Args:
         n: number of images.
@@ -98,45 +98,15 @@ def structured_images(n: int, size, seed: int = 0) -> Iterator[np.ndarray]:
         >>> imgs[0].shape, imgs[0].dtype, int(imgs[0].min()), int(imgs[0].max())
         ((32, 48, 3), dtype('uint8'), 0, 255)
     """
+    from edge_deeplab.data.synthetic import render_scene
+
     h, w = (size, size) if isinstance(size, int) else tuple(size)
     rng = np.random.default_rng(seed)
-    render = None
-    try:
-        from edge_deeplab.data.synthetic import render_scene as render  # noqa: F811
-    except Exception:  # noqa: BLE001 - optional; fall back to the local generator
-        render = None
     for _ in range(n):
-        img = None
-        if render is not None:
-            try:
-                img = np.ascontiguousarray(render(rng, (h, w))[0], dtype=np.uint8)
-            except Exception:  # noqa: BLE001
-                img = None
-        if img is None:
-            img = _shapes_image(rng, h, w)
-        img = img.copy()
+        img = np.array(render_scene(rng, (h, w))[0], dtype=np.uint8)  # a copy: the corners change
         img[0, 0] = 0
         img[-1, -1] = 255
         yield img
-
-
-def _shapes_image(rng, h, w) -> np.ndarray:
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    c0, c1 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
-    ang = rng.uniform(0, 2 * np.pi)
-    t = ((np.cos(ang) * xx / max(w, 1) + np.sin(ang) * yy / max(h, 1)) + 1) / 2
-    img = (1 - t)[..., None] * c0 + t[..., None] * c1
-    for _ in range(int(rng.integers(2, 7))):
-        color = rng.uniform(0, 255, 3)
-        cy, cx = rng.uniform(0, h), rng.uniform(0, w)
-        ry, rx = rng.uniform(0.05, 0.4) * h, rng.uniform(0.05, 0.4) * w
-        if rng.random() < 0.5:
-            m = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
-        else:
-            m = (np.abs(yy - cy) <= ry) & (np.abs(xx - cx) <= rx)
-        img[m] = color
-    img += rng.normal(0, 6, img.shape)
-    return np.clip(img, 0, 255).astype(np.uint8)
 
 
 def dataset_images(name: str, size, data_dir=None, split: str = "train", steps: int = 100,

@@ -378,7 +378,7 @@ def clip_frames(tmp_path_factory, reference):
     person matte of the float and of the QAT Keras model (``{"float": ..., "qat": ...}``)."""
     import cv2
 
-    from demos.clip import generate_images
+    from tests.support.clip_images import generate_images
 
     h, w = reference["config"].input_size
     folder = tmp_path_factory.mktemp("clip")

@@ -18,12 +18,18 @@ import numpy as np
 import pytest
 
 from converters.export import export_tflite
-from edge_deeplab.core.contract.metadata import list_metadata_names, read_tflite_metadata
+from edge_deeplab.core.contract.metadata import read_tflite_metadata
 from edge_deeplab.core.errors import EdgeDeeplabError
 from edge_deeplab.model.config import ModelConfig
 from tests.support.cli import assert_one_line_error
 from tests.support.data_trees import make_folder_tree
-from tests.support.export_models import keras_logits, natural_image, op_counts, predict
+from tests.support.export_models import (
+    keras_logits,
+    metadata_names,
+    natural_image,
+    op_counts,
+    predict,
+)
 from tests.support.segmentation_models import calibrated_random_model
 from tests.support.tiny import tiny_config
 
@@ -147,7 +153,7 @@ def test_metadata_embedded_and_sidecar(small, exported):
     meta = read_tflite_metadata(path)
     assert meta == json.loads(Path(path).with_suffix(".json").read_text())
     assert meta == read_tflite_metadata(Path(path).read_bytes())
-    assert "edge_deeplab" in list_metadata_names(path)
+    assert "edge_deeplab" in metadata_names(path)
     assert meta["labels"] == list(cfg.resolved_labels())
     assert meta["normalization"] == {"mean": [127.5] * 3, "std": [127.5] * 3}
     # the embedded config names the labels the export carries (the default names here)

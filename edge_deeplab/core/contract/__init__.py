@@ -16,7 +16,6 @@ from edge_deeplab.core.contract.metadata import (
                                                  SIGNATURE_KEY,
                                                  check_tflite_bytes,
                                                  embed_metadata,
-                                                 list_metadata_names,
                                                  load_tflite_bytes,
                                                  parse_model,
                                                  read_tflite_metadata,
@@ -43,7 +42,7 @@ from edge_deeplab.core.contract.semantics import (
 )
 
 __all__ = [
-    "METADATA_NAME", "SIGNATURE_KEY", "check_tflite_bytes", "embed_metadata", "list_metadata_names",
+    "METADATA_NAME", "SIGNATURE_KEY", "check_tflite_bytes", "embed_metadata",
     "load_tflite_bytes", "parse_model", "read_tflite_metadata",
     "INTEGER_VARIANTS", "NORM_MEAN", "NORM_STD", "OUTPUT_KINDS", "PERSON_LABELS", "VARIANTS",
     "VOC_CLASSES", "VOC_PERSON", "has_normalization", "labels", "normalization", "normalization_dict",

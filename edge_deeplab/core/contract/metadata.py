@@ -159,12 +159,6 @@ def read_tflite_metadata(path_or_bytes: Union[str, os.PathLike, bytes], name: st
     return None
 
 
-def list_metadata_names(path_or_bytes) -> list:
-    """Names of all entries in the model's metadata table (e.g. ``min_runtime_version``)."""
-    data = load_tflite_bytes(path_or_bytes)
-    return [md.name for md in parse_model(data).metadata]
-
-
 def set_metadata_entry(model, name: str, payload: bytes) -> None:
     """Sets the metadata entry ``name`` of an object-API ``ModelT`` to ``payload`` (a new buffer).
 
