@@ -31,6 +31,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 
 from benchmarks.measure import DEFAULT_FRAME, RESULT_MARK, output_to_classmap
+from edge_deeplab.core.contract import variants
 from edge_deeplab.core.errors import EdgeDeeplabError
 from edge_deeplab.core.native_logs import last_meaningful_line
 from edge_deeplab.core.sysinfo import machine_info
@@ -106,36 +107,6 @@ def litert_cross_check(model, threads: Optional[int], warmup: int, runs: int, ti
             "avg_ms": lat.get("avg_ms"), "std_ms": lat.get("std_ms"), "min_ms": lat.get("min_ms"),
             "max_ms": lat.get("max_ms"), "init_ms": lat.get("init_ms"), "runs": lat.get("num_runs"),
             "fully_accelerated": r.get("fully_accelerated")}
-
-
-_LB_RE = re.compile(r"^(Model initialization|Warmup \(first\)|Warmup \(avg\)|Inference \((avg|min|max|median|std|p5|p95)\))"
-                    r":\s+([0-9.]+) ms")
-
-
-def parse_litert_benchmark_output(text: str) -> dict:
-    """Parses the ``BENCHMARK RESULTS`` block printed by ``litert-benchmark`` (ms values).
-
-    Returns:
-        ``{"init_ms", "warmup_first_ms", "warmup_avg_ms", "avg_ms", "min_ms", "max_ms", "median_ms",
-        "std_ms", "p5_ms", "p95_ms", "runs", "fully_accelerated"}`` (None where absent).
-    """
-    keys = {"Model initialization": "init_ms", "Warmup (first)": "warmup_first_ms", "Warmup (avg)": "warmup_avg_ms",
-            "Inference (avg)": "avg_ms", "Inference (min)": "min_ms", "Inference (max)": "max_ms",
-            "Inference (median)": "median_ms", "Inference (std)": "std_ms", "Inference (p5)": "p5_ms",
-            "Inference (p95)": "p95_ms"}
-    out = {v: None for v in keys.values()}
-    out.update({"runs": None, "fully_accelerated": None})
-    for line in text.splitlines():
-        line = line.strip()
-        m = _LB_RE.match(line)
-        if m:
-            out[keys[m.group(1)]] = float(m.group(3))
-            if m.group(1) == "Inference (avg)":
-                n = re.search(r"\((\d+) runs\)", line)
-                out["runs"] = int(n.group(1)) if n else None
-        elif line.startswith("Fully accelerated:"):
-            out["fully_accelerated"] = line.split(":", 1)[1].strip() == "True"
-    return out
 
 
 def explain_cross_check(row: dict, cc: dict) -> dict:
@@ -355,13 +326,24 @@ def run_benchmarks(models: Sequence, *, accelerators=("cpu",), threads: Optional
 
 
 def int8_speedup(report: dict, threads: Optional[int] = None) -> List[dict]:
-    """Pairs ``float32`` and ``int8`` rows of the same accelerator and reports the FPS ratio.
+    """Pairs ``float32`` rows with the int8-activation rows of the same accelerator (every variant
+    of the table of variants with ``activations == "int8"``: ``int8``, ``qat-int8``, and ``uint8``,
+    an alias) and reports the FPS ratio.
 
-    Pairing: rows whose file names differ only by the variant token (``float32``/``fp32`` vs ``int8``),
-    else the single float32 and int8 rows of each accelerator.
+    Pairing: rows whose file names differ only by the variant token (a variant name or alias, or
+    ``fp32``/``quant``), else, where an accelerator has a single float32 row, every int8 row with
+    its input shape.
     """
+    tokens = {n for v in variants.TABLE for n in (v.name, *v.aliases)} | {"fp32", "quantized", "quant"}
+    tokens = sorted(tokens, key=len, reverse=True)  # "qat-int8" before "int8"
+    token_re = re.compile("|".join(re.escape(t) for t in tokens))
+
     def key(name):
-        return re.sub(r"(float32|fp32|int8|quant(ized)?)", "*", name.lower())
+        return token_re.sub("*", name.lower())
+
+    def activations(row):
+        v = variants.find(str(row.get("variant")))
+        return v.activations if v else None
 
     out = []
     by_acc: Dict[str, List[dict]] = {}
@@ -369,12 +351,12 @@ def int8_speedup(report: dict, threads: Optional[int] = None) -> List[dict]:
         by_acc.setdefault(r["accelerator"], []).append(r)
     for acc, rows in by_acc.items():
         floats = [r for r in rows if r.get("variant") == "float32"]
-        ints = [r for r in rows if r.get("variant") in ("int8", "uint8")]
+        ints = [r for r in rows if activations(r) == "int8"]
         for f in floats:
             match = [q for q in ints if key(Path(q["model"]).name) == key(Path(f["model"]).name)]
-            if not match and len(floats) == 1 and len(ints) == 1 and \
-                    (f.get("input") or {}).get("shape") == (ints[0].get("input") or {}).get("shape"):
-                match = ints
+            if not match and len(floats) == 1:
+                match = [q for q in ints if (f.get("input") or {}).get("shape")
+                         == (q.get("input") or {}).get("shape")]
             for q in match:
                 lf, lq = f.get("latency_ms") or {}, q.get("latency_ms") or {}
 

@@ -20,13 +20,13 @@ def main() -> int:
         print(f"benchmarks.worker: bad spec on stdin: {e}", file=sys.stderr)
         return 2
     from benchmarks.measure import RESULT_MARK, worker_main
+    from edge_deeplab.core.errors import first_line
 
     try:
         res = worker_main(spec)
     except Exception as e:  # noqa: BLE001 - report one line, the parent decides
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
         res = {"model": spec.get("model"), "accelerator": spec.get("accelerator"), "ok": False,
-               "error": f"{type(e).__name__}: {msg}", "unavailable": False}
+               "error": f"{type(e).__name__}: {first_line(e)}", "unavailable": False}
     from edge_deeplab.core.atomic_io import json_default
 
     sys.stdout.write(RESULT_MARK + json.dumps(res, default=json_default) + "\n")

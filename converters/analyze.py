@@ -31,13 +31,13 @@ Example:
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Dict, List
 
 import numpy as np
 
+from edge_deeplab.core.contract import variants
 from edge_deeplab.core.errors import EdgeDeeplabError, first_line
 
 #: Ops the TFLite/LiteRT mobile GPU delegates run (OpenCL/WebGPU/Metal; from the GPU delegate's
@@ -267,10 +267,10 @@ def float_compute_ops(path_or_bytes) -> List[dict]:
     """Ops of a quantized model that compute on float activations, in graph order.
 
     Each entry: ``{"index", "op", "tensor", "layer"}`` (``layer``: the Keras layer parsed from the
-    output tensor name, see :func:`converters.litert_quant.primary_layer`). Empty for models with
+    output tensor name, see :func:`converters.layer_names.primary_layer`). Empty for models with
     no integer activations (float, float16, dynamic-range): there every op is float by design.
     """
-    from converters.litert_quant import primary_layer
+    from converters.layer_names import primary_layer
 
     g = _graph_of(path_or_bytes)
     if quantization_kind(g) not in ("full-integer", "mixed"):
@@ -328,18 +328,21 @@ def xnnpack_coverage(path_or_bytes) -> dict:
 def static_gpu_rules(g: Graph) -> List[str]:
     """Ops (sorted names) the mobile GPU delegate is predicted to refuse.
 
-    An op computing int16 activations (w8a16) counts as refused, ``"CONV_2D (int16)"``: the LiteRT
-    GPU accelerator refuses most of them, and :func:`edge_deeplab.runtime.runners.refuse_int16_on_gpu`
-    keeps such models off the GPU (the probe then reports the refusal and these rules answer).
+    An op computing activations of a variant the GPU does not run (the table's ``gpu=False`` rows:
+    int16, w8a16) counts as refused, ``"CONV_2D (int16)"``: the LiteRT GPU accelerator refuses most
+    of them, and :func:`edge_deeplab.runtime.opener.refuse_gpu_unsupported` keeps such models off
+    the GPU (the probe then reports the refusal and these rules answer).
     """
+    refused = {d.upper() for d in variants.gpu_refused_activations()}
     bad = set()
     for op in g.ops:
         name = op["name"]
         if name in GPU_UNSUPPORTED_OPS or name.startswith("CUSTOM") or name not in GPU_SUPPORTED_OPS:
             bad.add(name)
-        elif name not in _QDQ and any(g.is_activation(t) and g.tensors[t]["dtype"].lower() == "int16"
-                                      for t in op["outputs"]):
-            bad.add(f"{name} (int16)")
+        elif name not in _QDQ:
+            for t in op["outputs"]:
+                if g.is_activation(t) and g.tensors[t]["dtype"] in refused:
+                    bad.add(f"{name} ({g.tensors[t]['dtype'].lower()})")
     if g.num_subgraphs > 1:
         bad.add("control flow (multiple subgraphs)")
     return sorted(bad)
@@ -548,9 +551,10 @@ def format_report(r: dict) -> str:
     lines.extend(_format_standard(r))
     g = r.get("gpu")
     if g is not None:
-        refused = "int16 activations" in str(g.get("error") or "")
+        refused = [d for d in variants.gpu_refused_activations()
+                   if f"{d} activations" in str(g.get("error") or "")]
         how = ("LiteRT GPU accelerator" if g["method"] == "litert-gpu" else
-               "static rules: the GPU accelerator refuses int16 activations" if refused else
+               f"static rules: the GPU accelerator refuses {refused[0]} activations" if refused else
                "static rules (no GPU here)")
         if g["fully_accelerated"]:
             lines.append(f"  GPU: fully accelerated ({how})")
@@ -560,17 +564,3 @@ def format_report(r: dict) -> str:
         if g.get("error"):
             lines.append(f"    note: {g['error']}")
     return "\n".join(lines)
-
-
-# ------------------------------------------------------------------ op counts and XNNPACK coverage
-def tflite_op_counts(tflite) -> Dict[str, int]:
-    """``{op name: count}`` of a .tflite (path or bytes), before any delegation."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    kw = {"model_path": str(tflite)} if isinstance(tflite, (str, os.PathLike)) else \
-        {"model_content": bytes(tflite)}
-    it = Interpreter(experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES, **kw)
-    counts: Dict[str, int] = {}
-    for op in it._get_ops_details():
-        counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1
-    return counts

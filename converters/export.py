@@ -1,6 +1,7 @@
 """Keras DeepLab -> TFLite, edge-clean: one dilated DEPTHWISE_CONV_2D per atrous conv, BN folded.
 
-Variants (``variant=``):
+Variants (``variant=``; the rows of :data:`edge_deeplab.core.contract.variants.TABLE`, whose
+``converter`` names the function of :data:`CONVERTERS` that builds each):
 
 ===========  ====================================================================================
 float32      plain conversion
@@ -64,20 +65,12 @@ from typing import Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from edge_deeplab.core.contract.semantics import (
-    INTEGER_VARIANTS,
-    NORM_MEAN,
-    NORM_STD,
-    VARIANTS,
-    normalization_dict,
-)
+from edge_deeplab.core.contract import variants
+from edge_deeplab.core.contract.semantics import NORM_MEAN, NORM_STD, normalization_dict
+from edge_deeplab.core.contract.variants import EXPORT_OUTPUTS, IO_TYPES, Variant
 from edge_deeplab.core.errors import EdgeDeeplabError, first_line
 from edge_deeplab.model.config import ModelConfig
 
-IO_TYPES = ("float32", "uint8", "int8", "int16")
-OUTPUTS = ("logits", "classmap")
-#: Variants that may keep layers float (``keep_float``).
-KEEP_FLOAT_VARIANTS = ("int8", "w8a16")
 DEFAULT_CALIBRATION_STEPS = 100
 #: Layer name of the in-graph normalization (1x1 DepthwiseConv2D with bias).
 NORMALIZATION_LAYER = "input_normalization"
@@ -91,9 +84,9 @@ def structured_images(n: int, size, seed: int = 0) -> Iterator[np.ndarray]:
     """Generated uint8 RGB scenes (not white noise) for calibration when no dataset is given.
 
     Uses the bundled procedural scene renderer (:func:`edge_deeplab.data.synthetic.render_scene`:
-    textured backgrounds, people, balls, boxes, cones) when available, else smooth gradients with
-    filled shapes and mild noise. Each image has at least one pure-black and one pure-white pixel,
-    so the input quantization covers the full 0..255 range (see the module docstring).
+    textured backgrounds, people, balls, boxes, cones). Each image has at least one pure-black and
+    one pure-white pixel, so the input quantization covers the full 0..255 range (see the module
+    docstring).
 
     Args:
         n: number of images.
@@ -105,45 +98,15 @@ def structured_images(n: int, size, seed: int = 0) -> Iterator[np.ndarray]:
         >>> imgs[0].shape, imgs[0].dtype, int(imgs[0].min()), int(imgs[0].max())
         ((32, 48, 3), dtype('uint8'), 0, 255)
     """
+    from edge_deeplab.data.synthetic import render_scene
+
     h, w = (size, size) if isinstance(size, int) else tuple(size)
     rng = np.random.default_rng(seed)
-    render = None
-    try:
-        from edge_deeplab.data.synthetic import render_scene as render  # noqa: F811
-    except Exception:  # noqa: BLE001 - optional; fall back to the local generator
-        render = None
     for _ in range(n):
-        img = None
-        if render is not None:
-            try:
-                img = np.ascontiguousarray(render(rng, (h, w))[0], dtype=np.uint8)
-            except Exception:  # noqa: BLE001
-                img = None
-        if img is None:
-            img = _shapes_image(rng, h, w)
-        img = img.copy()
+        img = np.array(render_scene(rng, (h, w))[0], dtype=np.uint8)  # a copy: the corners change
         img[0, 0] = 0
         img[-1, -1] = 255
         yield img
-
-
-def _shapes_image(rng, h, w) -> np.ndarray:
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    c0, c1 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
-    ang = rng.uniform(0, 2 * np.pi)
-    t = ((np.cos(ang) * xx / max(w, 1) + np.sin(ang) * yy / max(h, 1)) + 1) / 2
-    img = (1 - t)[..., None] * c0 + t[..., None] * c1
-    for _ in range(int(rng.integers(2, 7))):
-        color = rng.uniform(0, 255, 3)
-        cy, cx = rng.uniform(0, h), rng.uniform(0, w)
-        ry, rx = rng.uniform(0.05, 0.4) * h, rng.uniform(0.05, 0.4) * w
-        if rng.random() < 0.5:
-            m = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
-        else:
-            m = (np.abs(yy - cy) <= ry) & (np.abs(xx - cx) <= rx)
-        img[m] = color
-    img += rng.normal(0, 6, img.shape)
-    return np.clip(img, 0, 255).astype(np.uint8)
 
 
 def dataset_images(name: str, size, data_dir=None, split: str = "train", steps: int = 100,
@@ -265,13 +228,13 @@ def with_input_normalization(model, mean=NORM_MEAN, std=NORM_STD, name: Optional
     return keras.Model(inp, y, name=name or f"{model.name}_raw_pixels")
 
 
-def _resolve(model, variant: str, config: Optional[ModelConfig]):
+def _resolve(model, row: Variant, config: Optional[ModelConfig]):
     """Model object or path -> (keras model, config or None, base metadata, source path)."""
     if not isinstance(model, (str, os.PathLike)):
         return model, config, {}, None
     from edge_deeplab.model import model_io
 
-    if variant == "qat-int8":
+    if row.qat:
         from edge_deeplab.training.qat import load_qat_model
 
         m, cfg, meta = load_qat_model(model)
@@ -282,7 +245,7 @@ def _resolve(model, variant: str, config: Optional[ModelConfig]):
         except EdgeDeeplabError as e:
             if "Quantize" in str(e):
                 raise EdgeDeeplabError(f"{p} is a quantization-aware model; export it with "
-                                       f"--variant qat-int8") from None
+                                       f"--variant {' or '.join(variants.where(qat=True))}") from None
             raise
     return m, (config or cfg), meta, str(model)
 
@@ -311,7 +274,8 @@ def _representative(images: Iterable[np.ndarray], raw_pixels: bool, mean, std, l
     return gen
 
 
-def _trace_and_convert(model, variant: str, io_type: str, output: str, representative_gen):
+def _trace_and_convert(model, row: Variant, io_type: str, output: str, representative_gen):
+    """The ``tflite`` converter path: TFLiteConverter on the traced model, options from ``row``."""
     from edge_deeplab.core._tf import tf
     from edge_deeplab.model.layers import native_dilated_depthwise
 
@@ -330,23 +294,7 @@ def _trace_and_convert(model, variant: str, io_type: str, output: str, represent
         concrete = serve.get_concrete_function()
         with _without_trackable_obj_warning():
             conv = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
-        if variant == "float16":
-            conv.optimizations = [tf.lite.Optimize.DEFAULT]
-            conv.target_spec.supported_types = [tf.float16]
-        elif variant == "dynamic":
-            conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        elif variant == "int8":
-            conv.optimizations = [tf.lite.Optimize.DEFAULT]
-            conv.representative_dataset = representative_gen
-            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            conv.inference_input_type = _io_tf_dtype(tf, io_type)
-            if output == "logits":
-                conv.inference_output_type = _io_tf_dtype(tf, io_type)
-        elif variant == "qat-int8":
-            conv.optimizations = [tf.lite.Optimize.DEFAULT]
-            conv.inference_input_type = _io_tf_dtype(tf, io_type)
-            if output == "logits":
-                conv.inference_output_type = _io_tf_dtype(tf, io_type)
+        _set_quantization(conv, tf, row, io_type, output, representative_gen)
         try:
             import warnings
 
@@ -357,7 +305,28 @@ def _trace_and_convert(model, variant: str, io_type: str, output: str, represent
             raise
         except Exception as e:  # converter errors are long MLIR dumps; keep the first line
             msg = first_line(e)
-            raise EdgeDeeplabError(f"TFLite conversion ({variant}) failed: {msg}") from None
+            raise EdgeDeeplabError(f"TFLite conversion ({row.name}) failed: {msg}") from None
+
+
+def _set_quantization(conv, tf, row: Variant, io_type: str, output: str, representative_gen) -> None:
+    """The TFLiteConverter's quantization options, from the variant's row: every quantization-type
+    decision of the ``tflite`` path is here.
+
+    Quantized weights (float16 or int8) -> ``Optimize.DEFAULT`` (float16: ``supported_types``);
+    calibrated integer activations -> the representative dataset and int8-only builtins; integer
+    activations -> the I/O types (a class map's int32 output keeps its type).
+    """
+    if row.weights != "float32":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    if row.weights == "float16":
+        conv.target_spec.supported_types = [tf.float16]
+    if row.integer and row.calibrated:
+        conv.representative_dataset = representative_gen
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if row.integer:
+        conv.inference_input_type = _io_tf_dtype(tf, io_type)
+        if output == "logits":
+            conv.inference_output_type = _io_tf_dtype(tf, io_type)
 
 
 def _tensor_summary(d: dict) -> dict:
@@ -421,9 +390,11 @@ def export_tflite(model, out_path, variant: str = "float32", *, io_type: Optiona
         model: a ``tf_keras`` model, or a path to ``M.keras`` / a run directory (``qat-int8`` loads
             the run's ``qat/model.keras`` via :func:`edge_deeplab.training.qat.load_qat_model`).
         out_path: destination ``X.tflite`` (the sidecar goes to ``X.json``).
-        variant: one of :data:`VARIANTS`.
-        io_type: ``float32``, ``uint8`` or ``int8`` (integer variants only; default ``uint8`` for
-            them, ``float32`` otherwise).
+        variant: a name (or alias) of the table of variants,
+            :data:`edge_deeplab.core.contract.variants.TABLE`; its row decides the converter path
+            (:data:`CONVERTERS`), calibration, and the I/O types allowed.
+        io_type: one of the row's I/O types (default: its first; ``int8`` for ``int8`` with
+            ``keep_float``, which litert-quantizer builds).
         normalize_in_graph: the model takes raw 0..255 pixels (see module docstring).
         output: ``"logits"`` (``(1, H, W, C)`` at input size) or ``"classmap"`` (int32 ``(1, H, W)``).
         representative: ``int8`` calibration images: float arrays in [-1, 1] (normalized) or uint8
@@ -449,52 +420,33 @@ def export_tflite(model, out_path, variant: str = "float32", *, io_type: Optiona
         EdgeDeeplabError: unknown variant/io type/output, wrong label count, unloadable model,
             conversion failure.
     """
-    if variant not in VARIANTS:
-        raise EdgeDeeplabError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
-    if output not in OUTPUTS:
-        raise EdgeDeeplabError(f"unknown output {output!r}; choose one of {', '.join(OUTPUTS)}")
+    row = variants.get(variant)
+    variant = row.name
+    if output not in EXPORT_OUTPUTS:
+        raise EdgeDeeplabError(f"unknown output {output!r}; choose one of {', '.join(EXPORT_OUTPUTS)}")
     keep_float = [str(p) for p in (keep_float or ())]
-    if keep_float and variant not in KEEP_FLOAT_VARIANTS:
-        raise EdgeDeeplabError(f"--keep-float works with variants {' and '.join(KEEP_FLOAT_VARIANTS)}, "
-                               f"not {variant}")
-    # int16 activations and selective precision go through litert-quantizer.
-    scheme = "w8a16" if variant == "w8a16" else ("w8a8" if keep_float else None)
-    if io_type is None:
-        # w8a16: float I/O by default, because LiteRT's CompiledModel (our default runtime, and
-        # the GPU accelerator) has no int16 TensorBuffer; --io-type int16 for interpreter users.
-        io_type = ({"w8a16": "float32", "w8a8": "int8"}[scheme] if scheme
-                   else "uint8" if variant in INTEGER_VARIANTS else "float32")
-    if io_type not in IO_TYPES:
-        raise EdgeDeeplabError(f"unknown io type {io_type!r}; choose one of {', '.join(IO_TYPES)}")
-    if io_type != "float32" and variant not in INTEGER_VARIANTS:
-        raise EdgeDeeplabError(f"io type {io_type} needs an integer variant (int8, qat-int8 or "
-                               f"w8a16), not {variant}")
-    if scheme:
-        from converters.litert_quant import LIMITS, NATIVE_IO
-
-        if io_type not in (NATIVE_IO[scheme], "float32"):
-            why = f": {LIMITS['uint8_io']}" if io_type == "uint8" else ""
-            what = f"{variant} with --keep-float" if variant == "int8" else variant
-            raise EdgeDeeplabError(f"io type {io_type} is not available for {what}{why}; use "
-                                   f"{NATIVE_IO[scheme]} or float32")
-    elif io_type == "int16":
-        raise EdgeDeeplabError(f"io type int16 needs variant w8a16, not {variant}")
+    if keep_float and not row.keep_float:
+        raise EdgeDeeplabError(f"--keep-float works with variants "
+                               f"{' and '.join(variants.where(keep_float=True))}, not {variant}")
+    # Selective precision goes through litert-quantizer whatever the row's own path.
+    path = "litert-quantizer" if keep_float else row.converter
+    io_type = _check_io_type(row, path, io_type)
     if calibration_steps < 1:
         raise EdgeDeeplabError(f"calibration steps must be >= 1, got {calibration_steps}")
     out_path = Path(out_path)
     if out_path.suffix != ".tflite":
         raise EdgeDeeplabError(f"output path must end in .tflite, got {out_path.name}")
 
-    keras_model, cfg, base_meta, source = _resolve(model, variant, config)
+    keras_model, cfg, base_meta, source = _resolve(model, row, config)
     qat = _is_qat(keras_model)
-    if variant == "qat-int8" and not qat:
-        raise EdgeDeeplabError("variant qat-int8 needs a quantization-aware model "
+    if row.qat and not qat:
+        raise EdgeDeeplabError(f"variant {variant} needs a quantization-aware model "
                                "(run `edge-deeplab qat` first, or use --variant int8)")
-    if variant != "qat-int8" and qat:
-        raise EdgeDeeplabError(f"model is quantization-aware; export it with --variant qat-int8, "
-                               f"not {variant}")
+    if qat and not row.qat:
+        raise EdgeDeeplabError(f"model is quantization-aware; export it with --variant "
+                               f"{' or '.join(variants.where(qat=True))}, not {variant}")
     if normalize_in_graph and qat:
-        raise EdgeDeeplabError("--normalize-in-graph is not supported for qat-int8 (it would add a "
+        raise EdgeDeeplabError(f"--normalize-in-graph is not supported for {variant} (it would add a "
                                "float op before the quantized graph); use uint8 I/O, whose input "
                                "quantization absorbs the normalization")
 
@@ -517,7 +469,7 @@ def export_tflite(model, out_path, variant: str = "float32", *, io_type: Optiona
 
     calibration = None
     rep_gen = None
-    if variant in ("int8", "w8a16"):
+    if row.calibrated:
         if representative is not None:
             images, calibration = representative, {"source": "user", "steps": calibration_steps}
         elif calibration_dataset:
@@ -530,21 +482,8 @@ def export_tflite(model, out_path, variant: str = "float32", *, io_type: Optiona
             calibration = {"source": "generated", "steps": calibration_steps}
         rep_gen = _representative(images, normalize_in_graph, mean, std, calibration_steps, shape)
 
-    quantizer = None
-    if scheme:
-        from converters.litert_quant import quantize_tflite
-        from edge_deeplab.core.contract.metadata import embed_metadata
-
-        tflite = _trace_and_convert(conv_model, "float32", "float32", output, None)
-        # The quantizer calibrates through the model's signature, which our metadata step adds
-        # (the final metadata replaces this placeholder entry below).
-        tflite = embed_metadata(tflite, {}, input_name="image", output_name=output)
-        tflite, quantizer = quantize_tflite(
-            tflite, scheme, (b[0] for b in rep_gen()), keep_float=keep_float,
-            io_type="float32" if io_type == "float32" else None,
-            calibration_steps=calibration_steps)
-    else:
-        tflite = _trace_and_convert(conv_model, variant, io_type, output, rep_gen)
+    tflite, quantizer = CONVERTERS[path](conv_model, row, io_type, output, rep_gen, keep_float,
+                                         calibration_steps)
     in_info, out_info = _io_details(tflite)
     in_info["name"], out_info["name"] = "image", output
 
@@ -583,7 +522,7 @@ def export_tflite(model, out_path, variant: str = "float32", *, io_type: Optiona
             export["keep_float"] = {
                 "patterns": list(keep_float),
                 "layers": sorted({l for ls in quantizer["keep_float"].values() for l in ls})}
-    if variant in INTEGER_VARIANTS and io_type == "uint8" and not normalize_in_graph:
+    if row.integer and io_type == "uint8" and not normalize_in_graph:
         export["raw_pixels"] = raw_pixel_check(in_info, mean, std)
     meta["export"] = export
     if metadata:
@@ -601,6 +540,65 @@ def export_tflite(model, out_path, variant: str = "float32", *, io_type: Optiona
         sc = write_json_atomic(sidecar_path(out_path), meta)
     return {"path": str(out_path), "sidecar": str(sc) if sc else None, "variant": variant,
             "size_bytes": len(data), "metadata": meta}
+
+
+def _check_io_type(row: Variant, path: str, io_type: Optional[str]) -> str:
+    """The export's I/O type: ``io_type`` checked against the row (and the converter path), or the
+    default; a one-line error naming what would work otherwise."""
+    if io_type is not None and io_type not in IO_TYPES:
+        raise EdgeDeeplabError(f"unknown io type {io_type!r}; choose one of {', '.join(IO_TYPES)}")
+    if io_type is not None and io_type not in row.io_types:
+        takers = [v.name for v in variants.TABLE if io_type in v.io_types]
+        if not row.integer:
+            raise EdgeDeeplabError(f"io type {io_type} needs an integer variant "
+                                   f"({' or '.join(takers)}), not {row.name}")
+        raise EdgeDeeplabError(f"io type {io_type} needs variant {' or '.join(takers)}, not {row.name}")
+    if path != "litert-quantizer":
+        return io_type or row.default_io
+    from converters.litert_quant import LIMITS, NATIVE_IO
+
+    native = NATIVE_IO[_quantizer_scheme(row)]
+    if io_type is None:
+        return row.default_io if row.default_io in (native, "float32") else native
+    if io_type not in (native, "float32"):
+        why = f": {LIMITS['uint8_io']}" if io_type == "uint8" else ""
+        what = f"{row.name} with --keep-float" if row.converter != path else row.name
+        raise EdgeDeeplabError(f"io type {io_type} is not available for {what}{why}; use "
+                               f"{native} or float32")
+    return io_type
+
+
+def _quantizer_scheme(row: Variant) -> str:
+    """litert-quantizer's scheme for the row's activations (:data:`converters.litert_quant.SCHEMES`)."""
+    return {"int8": "w8a8", "int16": "w8a16"}[row.activations]
+
+
+def _convert_tflite(model, row: Variant, io_type: str, output: str, rep_gen, keep_float,
+                    calibration_steps: int):
+    """Converter path ``tflite``: the TFLiteConverter, configured from the row."""
+    return _trace_and_convert(model, row, io_type, output, rep_gen), None
+
+
+def _convert_litert_quantizer(model, row: Variant, io_type: str, output: str, rep_gen, keep_float,
+                              calibration_steps: int):
+    """Converter path ``litert-quantizer``: float32 TFLite, then Google's quantizer (int16
+    activations, selective precision)."""
+    from converters.litert_quant import quantize_tflite
+    from edge_deeplab.core.contract.metadata import embed_metadata
+
+    tflite = _trace_and_convert(model, variants.get("float32"), "float32", output, None)
+    # The quantizer calibrates through the model's signature, which our metadata step adds
+    # (the final metadata replaces this placeholder entry).
+    tflite = embed_metadata(tflite, {}, input_name="image", output_name=output)
+    return quantize_tflite(tflite, _quantizer_scheme(row), (b[0] for b in rep_gen()),
+                           keep_float=keep_float, io_type="float32" if io_type == "float32" else None,
+                           calibration_steps=calibration_steps)
+
+
+#: Converter path name (:attr:`edge_deeplab.core.contract.variants.Variant.converter`) -> function
+#: ``(keras model, row, io type, output, calibration generator, keep_float, calibration steps) ->
+#: (tflite bytes, quantizer info or None)``.
+CONVERTERS = {"tflite": _convert_tflite, "litert-quantizer": _convert_litert_quantizer}
 
 
 def _export_labels(labels, cfg, base_meta: dict, keras_model) -> list:
@@ -631,7 +629,7 @@ def _with_standard_metadata(data: bytes, meta: dict, cfg, variant, io_type, outp
 
     arch = (f"DeepLab v3+ MobileNet-v2 (alpha {cfg.alpha}, output stride {cfg.output_stride})"
             if cfg is not None else "segmentation model")
-    io = f", {io_type} I/O" if variant in INTEGER_VARIANTS else ""
+    io = f", {io_type} I/O" if variants.get(variant).integer else ""
     desc = (f"{arch}, {variant}{io}, {len(meta['labels'])} classes; output "
             f"{'per-pixel logits' if output == 'logits' else 'int32 class map'}; input "
             f"{'raw RGB pixels 0..255' if normalize_in_graph else 'RGB (pixel - mean) / std'}. "

@@ -12,7 +12,7 @@ only "all int8". This module quantizes a float32 ``.tflite`` from our exporter w
 Selective precision (``keep_float``): ops whose Keras layer matches a pattern get the library's
 ``NO_QUANTIZE`` rule and compute in float; the quantizer inserts DEQUANTIZE/QUANTIZE at the
 boundaries. A pattern matches an op when it matches one of the Keras layer names found in the op's
-output tensor name (see :func:`keras_layers`), either as a shell glob (``block_5_*``) or as a
+output tensor name (see :func:`converters.layer_names.keras_layers`), either as a shell glob (``block_5_*``) or as a
 regular expression matched against the whole layer name (``block_(5|6)_.*``). The library's own
 rules are regexes searched in the op's *scope* (its output tensor names joined by ``;``); each
 matched op is handed to it as an exact, escaped scope so that one pattern never catches more than
@@ -42,6 +42,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 
+from converters.layer_names import keras_layers, primary_layer
 from edge_deeplab.core.errors import EdgeDeeplabError, first_line
 
 SCHEMES = {"w8a8": "static_wi8_ai8", "w8a16": "static_wi8_ai16"}
@@ -54,43 +55,6 @@ LIMITS = {
                          "takes no update function; calibrate_global_min_max works around it",
 }
 _GLOB_CHARS = set("*?[")
-
-
-# --------------------------------------------------------------------------------------------
-# Tensor names -> Keras layers
-# --------------------------------------------------------------------------------------------
-
-def keras_layers(tensor_name: str) -> List[str]:
-    """Keras layer names recorded in a TFLite tensor name, most specific (the op's own) first.
-
-    The converter names a fused op's output after every TF op it absorbed, ``;``-separated, each as
-    ``<model>/<layer>/<tf op>``; e.g. ``m/block_1_expand_relu/Relu6;m/block_1_expand_BN/Fused
-    BatchNormV3;m/block_1_expand/Conv2D1`` is the ``block_1_expand`` conv with its BN and ReLU6.
-    The last part is the op that carries the weights, so its layer comes first.
-
-    Example:
-        >>> keras_layers("m/b1_relu/Relu6;m/b1_BN/FusedBatchNormV3;m/b1/Conv2D1")
-        ['b1', 'b1_BN', 'b1_relu']
-        >>> keras_layers("m/block_4_add/add_dequant")
-        ['block_4_add']
-        >>> keras_layers("logits")
-        []
-    """
-    out: List[str] = []
-    for part in reversed([p for p in str(tensor_name).split(";") if p]):
-        bits = part.split("/")
-        if len(bits) < 3:  # a bare name ("logits": the renamed output) or "<scope>/<op>"
-            continue
-        name = bits[1]
-        if name and name not in out:
-            out.append(name)
-    return out
-
-
-def primary_layer(tensor_name: str) -> Optional[str]:
-    """The Keras layer an op output belongs to (the weight-carrying one for fused ops), or None."""
-    layers = keras_layers(tensor_name)
-    return layers[0] if layers else None
 
 
 def _pattern_matcher(pattern: str):
@@ -208,7 +172,7 @@ def check_prepares(tflite: bytes, scheme: str = "quantized") -> None:
         it = Interpreter(model_content=tflite)
     except Exception as e:  # noqa: BLE001
         raise EdgeDeeplabError(f"the {scheme} model does not load in TFLite: "
-                               f"{str(e).strip().splitlines()[0]}") from None
+                               f"{first_line(e)}") from None
     try:
         it.allocate_tensors()
     except Exception as e:  # noqa: BLE001
@@ -222,7 +186,7 @@ def check_prepares(tflite: bytes, scheme: str = "quantized") -> None:
                 if idx < len(ops) and ops[idx]["outputs"] else ""
             where = f"{primary_layer(tensor) or tensor or f'node {idx}'} ({name})"
         why = ("its requantization overflows: an activation range calibrated too narrow for its "
-               "weights" if "overflow" in text else text.strip().splitlines()[0][:200])
+               "weights" if "overflow" in text else first_line(e)[:200])
         layer = where.split(" ")[0]
         raise EdgeDeeplabError(
             f"the {scheme} model does not prepare in TFLite at {where}: {why}; calibrate on real "

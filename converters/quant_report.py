@@ -21,7 +21,7 @@ per-image linear metrics, and reports an unordered dict; so this module drives t
 itself and uses the library for interpreter creation and dequantization.
 
 The Keras layer behind each tensor is parsed from its name
-(:func:`converters.litert_quant.keras_layers`).
+(:func:`converters.layer_names.keras_layers`).
 
 Example:
     >>> r = quant_report("m_int8.tflite", "m_f32.tflite", images)   # doctest: +SKIP
@@ -189,7 +189,7 @@ def quant_report(quant_path, reference_path, images: Iterable[np.ndarray], *,
     """
     import cv2
 
-    from converters.litert_quant import keras_layers
+    from converters.layer_names import keras_layers
 
     qdata = _load(quant_path, "quantized model")
     rdata = _load(reference_path, "reference model")

@@ -26,7 +26,7 @@ from typing import Tuple
 import cv2
 import numpy as np
 
-from edge_deeplab.core.atomic_io import atomic_path, write_bytes_atomic
+from edge_deeplab.core.atomic_io import atomic_path
 from edge_deeplab.core.errors import EdgeDeeplabError
 
 
@@ -162,26 +162,6 @@ def generate_clip(path, num_frames: int = 60, width: int = 320, height: int = 24
         finally:
             w.release()
     return ClipInfo(path, int(num_frames), int(width), int(height), float(fps))
-
-
-def generate_images(folder, num_images: int = 4, width: int = 320, height: int = 240,
-                    seed: int = 0, with_masks: bool = False) -> list:
-    """Writes ``num_images`` frames of the clip as PNGs (``frame_000.png`` ...) into ``folder``.
-
-    With ``with_masks`` the ground-truth masks go to ``mask_000.png`` ... beside them. Returns the
-    frame paths.
-    """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    out = []
-    for i in range(num_images):
-        frame, mask = render_frame(i, num_images, width, height, seed)
-        p = folder / f"frame_{i:03d}.png"
-        write_bytes_atomic(p, cv2.imencode(".png", frame)[1].tobytes())
-        if with_masks:
-            write_bytes_atomic(folder / f"mask_{i:03d}.png", cv2.imencode(".png", mask)[1].tobytes())
-        out.append(p)
-    return out
 
 
 def main(argv=None) -> int:

@@ -47,9 +47,8 @@ from edge_deeplab.core.imaging import (
     shrink_by_halves,
 )
 
-EFFECTS = ("blur", "replace", "color", "mask")
-
-
+#: Matte edge refinements (:func:`refine_mask`, :func:`refine_matte`; the demo's ``--refine``).
+REFINE_METHODS = ("guided", "feather", "none")
 # --------------------------------------------------------------------------------------------
 # geometry
 # --------------------------------------------------------------------------------------------
@@ -231,6 +230,8 @@ def refine_mask(mask: np.ndarray, frame: Optional[np.ndarray] = None, method: st
     """
     mask = np.asarray(mask, np.float32)
     r = default_radius(mask.shape[:2]) if radius is None else int(radius)
+    if method not in REFINE_METHODS:
+        raise EdgeDeeplabError(f"unknown refinement {method!r}; use {', '.join(REFINE_METHODS)}")
     if method == "none" or r <= 0:
         out = mask
     elif method == "feather":
@@ -240,8 +241,6 @@ def refine_mask(mask: np.ndarray, frame: Optional[np.ndarray] = None, method: st
             raise EdgeDeeplabError("guided refinement needs the frame as a guide")
         sub = max(1, min(mask.shape[:2]) // 240)
         out = guided_filter(frame, mask, r, eps=eps, subsample=sub)
-    else:
-        raise EdgeDeeplabError(f"unknown refinement {method!r}; use guided, feather or none")
     return np.clip(out, 0.0, 1.0, out=np.array(out, np.float32, copy=True))
 
 

@@ -103,7 +103,7 @@ def tflite_predictor(path) -> Callable[[np.ndarray], np.ndarray]:
     """The same for a ``.tflite`` student (CPU, as :func:`keras_predictor`)."""
     import cv2
 
-    from edge_deeplab.runtime.runners import open_runner
+    from edge_deeplab.runtime.opener import open_runner
 
     runner = open_runner(path, "cpu")
     runner.check_segmentation_io()

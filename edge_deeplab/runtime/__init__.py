@@ -1,8 +1,10 @@
 """Running .tflite segmentation models (LiteRT CompiledModel, Interpreter, tflite_runtime).
 
 * :mod:`~edge_deeplab.runtime.tensors`: :class:`TensorInfo`, :func:`quantize`, :func:`dequantize`;
-* :mod:`~edge_deeplab.runtime.runners`: :func:`open_runner` and the in-process runners;
-* :mod:`~edge_deeplab.runtime.isolated`: :class:`IsolatedRunner` (a TF-free child process);
+* :mod:`~edge_deeplab.runtime.opener`: :func:`open_runner` (which runner, in which process);
+* :mod:`~edge_deeplab.runtime.runners`: the in-process runners;
+* :mod:`~edge_deeplab.runtime.isolated`: :class:`IsolatedRunner` (a TF-free child process;
+  :mod:`~edge_deeplab.runtime.serve` is its child side);
 * :mod:`~edge_deeplab.runtime.probe`: :func:`probe_accelerator` (in a subprocess).
 
 Example:
@@ -20,6 +22,7 @@ from edge_deeplab.core.native_logs import (
 )
 from edge_deeplab.core.sysinfo import available_runtimes
 from edge_deeplab.runtime.isolated import IsolatedRunner
+from edge_deeplab.runtime.opener import open_runner
 from edge_deeplab.runtime.probe import probe_accelerator
 from edge_deeplab.runtime.runners import (
                                           ACCELERATORS,
@@ -29,7 +32,6 @@ from edge_deeplab.runtime.runners import (
                                           InterpreterRunner,
                                           Runner,
                                           inspect_model,
-                                          open_runner,
 )
 from edge_deeplab.runtime.tensors import TensorInfo, dequantize, image_to_input, quantize
 

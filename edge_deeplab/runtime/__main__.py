@@ -5,8 +5,8 @@ import json
 import os
 import sys
 
-from edge_deeplab.runtime.isolated import serve
 from edge_deeplab.runtime.probe import probe_main
+from edge_deeplab.runtime.serve import serve
 
 if __name__ == "__main__":
     if len(sys.argv) == 2 and sys.argv[1] == "serve":

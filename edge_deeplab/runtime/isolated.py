@@ -1,12 +1,11 @@
 """A runner living in a TF-free child process (``python -m edge_deeplab.runtime serve``).
 
-:class:`IsolatedRunner` is the parent side; :func:`serve` the child's loop (pickled messages on
-stdin/stdout).
+:class:`IsolatedRunner` is the parent side; :func:`edge_deeplab.runtime.serve.serve` the child's loop
+(pickled messages on stdin/stdout).
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile
@@ -15,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_deeplab.core.errors import DelegateUnavailableError, EdgeDeeplabError
-from edge_deeplab.runtime.runners import Runner, open_runner
+from edge_deeplab.runtime.runners import Runner
 from edge_deeplab.runtime.tensors import info_from_dict
 
 
@@ -23,7 +22,7 @@ class IsolatedRunner(Runner):
     """A runner living in a child process (``python -m edge_deeplab.runtime serve``) without TF.
 
     The LiteRT GPU accelerator (WebGPU over Vulkan) crashes a process that has TensorFlow loaded
-    (seen with Mesa lavapipe: both bring their own LLVM). :func:`open_runner` therefore moves GPU/NPU
+    (seen with Mesa lavapipe: both bring their own LLVM). :func:`~edge_deeplab.runtime.opener.open_runner` therefore moves GPU/NPU
     runners into a child automatically whenever ``tensorflow`` is imported. Arrays travel pickled
     through the child's stdin/stdout; a native crash in the child surfaces as a one-line error here,
     never as a dead caller.
@@ -113,36 +112,3 @@ class IsolatedRunner(Runner):
             self.close()
         except Exception:  # noqa: BLE001
             pass
-
-
-def serve() -> None:
-    """Child side of :class:`IsolatedRunner`: one runner, pickled messages on stdin/stdout."""
-    import pickle
-
-    proto_out = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # anything native code prints to stdout must not corrupt the protocol
-    proto_in = sys.stdin.buffer
-    runner = None
-    while True:
-        try:
-            cmd, arg = pickle.load(proto_in)
-        except (EOFError, OSError, pickle.UnpicklingError):
-            break
-        if cmd == "close":
-            break
-        try:
-            if cmd == "open":
-                runner = open_runner(isolate=False, **arg)
-                d = runner.describe()
-                d["log"] = runner.log
-                reply = ("ok", d)
-            else:
-                reply = ("ok", runner.run_all(arg))
-        except EdgeDeeplabError as e:
-            reply = ("error", (type(e).__name__, str(e)))
-        except Exception as e:  # noqa: BLE001 - reported to the parent as one line
-            reply = ("error", (type(e).__name__, f"inference failed: {type(e).__name__}: {e}"))
-        pickle.dump(reply, proto_out, protocol=pickle.HIGHEST_PROTOCOL)
-        proto_out.flush()
-    proto_out.flush()
-    os._exit(0)  # skip native teardown of the accelerator

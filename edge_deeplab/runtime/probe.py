@@ -12,7 +12,7 @@ import numpy as np
 
 from edge_deeplab.core.errors import DelegateUnavailableError, EdgeDeeplabError
 from edge_deeplab.core.native_logs import capture_native_stderr, parse_delegate_log
-from edge_deeplab.runtime.runners import open_runner
+from edge_deeplab.runtime.opener import open_runner
 
 
 def probe_accelerator(path, accelerator: str = "gpu", timeout: float = 600, run: bool = False) -> dict:

@@ -219,7 +219,7 @@ def _normalization_for(p, meta, normalization):
 
 
 def _open_tflite(p, labels, normalization, threads) -> Teacher:
-    from edge_deeplab.runtime.runners import open_runner
+    from edge_deeplab.runtime.opener import open_runner
 
     runner = open_runner(p, "cpu", threads=threads)
     runner.check_segmentation_io()

@@ -20,9 +20,33 @@ def test_every_command_is_registered_with_help(capsys):
 
 
 def test_help_does_not_import_tensorflow():
-    code = "import sys\nfrom edge_deeplab.app.cli import build_parser\nbuild_parser()\nprint('tensorflow' in sys.modules)"
+    """Building every subcommand's arguments (what ``--help`` does) imports no TensorFlow, Keras or
+    LiteRT: the choices the CLI imports live in light modules."""
+    code = ("import sys\nfrom edge_deeplab.app.cli import build_parser\nbuild_parser()\n"
+            "print(sorted(m for m in ('tensorflow', 'tf_keras', 'ai_edge_litert') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout
-    assert out.strip() == "False"
+    assert out.strip() == "[]"
+
+
+def test_choices_are_imported_from_their_homes():
+    """The CLI's choice lists are the tuples of the modules that own them, not copies."""
+    from demos.compositing import REFINE_METHODS
+    from edge_deeplab.app.cli import build_parser
+    from edge_deeplab.core.contract.variants import EXPORT_OUTPUTS, IO_TYPES
+    from edge_deeplab.data.datasets import DATASET_NAMES
+    from edge_deeplab.runtime.runners import ACCELERATORS, GPU_PRECISIONS, RUNTIMES
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command")
+    homes = {("bench", "runtime"): RUNTIMES, ("bench", "gpu_precision"): GPU_PRECISIONS,
+             ("eval", "runtime"): RUNTIMES, ("eval", "gpu_precision"): GPU_PRECISIONS,
+             ("eval", "accelerator"): ACCELERATORS, ("eval", "dataset"): DATASET_NAMES,
+             ("train", "dataset"): DATASET_NAMES, ("demo", "runtime"): RUNTIMES,
+             ("demo", "refine"): REFINE_METHODS, ("export", "io_type"): IO_TYPES,
+             ("export", "output"): EXPORT_OUTPUTS}
+    for (command, dest), home in homes.items():
+        action = next(a for a in commands.choices[command]._actions if a.dest == dest)
+        assert action.choices is home, (command, dest)
 
 
 def test_console_script_one_line_error():

@@ -16,7 +16,6 @@ import pytest
 from benchmarks import harness
 from benchmarks.harness import (
     output_agreement,
-    parse_litert_benchmark_output,
     run_benchmarks,
     run_worker,
 )
@@ -25,8 +24,6 @@ from edge_deeplab.core.errors import EdgeDeeplabError
 from edge_deeplab.runtime import TensorInfo
 from tests.support.bench_models import bad_models, tiny_models, without_metadata
 from tests.support.cli import assert_one_line_error
-
-FIX = Path(__file__).resolve().parents[2] / "benchmarks" / "fixtures"
 
 
 @pytest.fixture(scope="session")
@@ -86,20 +83,6 @@ def test_output_kinds_to_classmap():
     noisy = output_agreement(a + np.float32(0.01) * np.random.default_rng(1).normal(size=a.shape).astype(np.float32), a)
     assert noisy["rel_max_diff"] < 0.02 and noisy["argmax_agree_decidable_pct"] == 100.0
     assert 0 < noisy["decidable_pct"] <= 100.0
-
-
-def test_parse_captured_litert_benchmark_output():
-    text = (FIX / "litert_benchmark_cpu_deeplab_64_float32.txt").read_text()
-    r = parse_litert_benchmark_output(text)
-    assert r["runs"] == 30
-    # the captured file's own lines ("Model initialization: 200.06 ms", "Inference (avg): 2.10 ms" ...)
-    assert {k: r[k] for k in ("init_ms", "avg_ms", "median_ms", "min_ms", "max_ms", "std_ms",
-                              "p5_ms", "p95_ms")} == pytest.approx(
-        {"init_ms": 200.06, "avg_ms": 2.10, "median_ms": 1.42, "min_ms": 1.15, "max_ms": 9.90,
-         "std_ms": 2.17, "p5_ms": 1.16, "p95_ms": 6.90})
-    assert r["fully_accelerated"] is True
-    r8 = parse_litert_benchmark_output((FIX / "litert_benchmark_cpu_deeplab_512_int8.txt").read_text())
-    assert r8["runs"] == 20 and r8["median_ms"] > 0
 
 
 # ------------------------------------------------------------------------------ real runtime runs

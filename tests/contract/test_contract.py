@@ -2,8 +2,8 @@
 
 One small *trained* model (``trained`` fixture, :mod:`tests.support.trained`: 64x64, alpha 0.35,
 5 synthetic classes, 600 Adam steps + 20 QAT steps, built once per session and cached by the code
-that makes it) is exported as every variant of the one vocabulary,
-:data:`edge_deeplab.core.contract.semantics.VARIANTS`, and each export is consumed the four ways
+that makes it) is exported as every row of the one table of variants,
+:data:`edge_deeplab.core.contract.variants.TABLE`, and each export is consumed the four ways
 users consume it:
 
 * **predict**: :func:`edge_deeplab.runtime.open_runner` on the LiteRT CompiledModel (CPU, and GPU
@@ -18,11 +18,11 @@ users consume it:
 * **demo**: ``edge-deeplab demo --headless`` on a tiny clip (frames in a folder), whose person
   matte is compared with the matte computed from the Keras model's logits.
 
-Bounds (measured on this model, 24 val images x 64x64; see :data:`BOUNDS`):
+Bounds (measured on this model, 24 val images x 64x64; each row's ``bound`` and ``person_iou`` in
+the table, the measured values beside it):
 
 * float32: logits within 1e-4 of the logit range of Keras (every CPU runtime);
-* float16 / dynamic / int8 / qat-int8 / w8a16: argmax agreement with Keras and mIoU drop below
-  the bounds in :data:`BOUNDS` (measured value in the comment beside each);
+* every variant: argmax agreement with Keras and mIoU drop below its row's ``bound``;
 * GPU vs CPU of the same export: >= 99.5% argmax agreement, enforced for every export the GPU
   runs, with the accelerator in fp32 (``gpu_precision="fp32"``). In its default fp16 the float
   exports hold 99.5% too; int8 / qat-int8 do not (:data:`GPU_FP16_INTEGER`): the GPU emulates
@@ -30,8 +30,8 @@ Bounds (measured on this model, 24 val images x 64x64; see :data:`BOUNDS`):
   quantization step, which flips about 1% of pixels (measured 98.8-98.9% / 99.0-99.3%, held
   to 98.5%; 99.7% / 99.8% in fp32). w8a16 (int16 activations) is refused: the LiteRT GPU accelerator claimed a few of its
   ops, refused the rest, and that mix agreed with the CPU on only 86.6% of pixels, so
-  ``open_runner`` refuses the GPU for int16-activation models with one line
-  (:func:`edge_deeplab.runtime.runners.refuse_int16_on_gpu`), and every consumer checks that
+  ``open_runner`` refuses the GPU for the table's ``gpu=False`` rows with one line
+  (:func:`edge_deeplab.runtime.opener.refuse_gpu_unsupported`), and every consumer checks that
   refusal instead of wrong numbers.
 """
 
@@ -40,30 +40,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_deeplab.core.contract.semantics import VARIANTS
+from edge_deeplab.core.contract import variants
 from edge_deeplab.core.sysinfo import available_runtimes
 
-#: ``{variant: (min argmax agreement with Keras, max mIoU drop vs Keras)}``, measured (see module doc).
-BOUNDS = {
-    "float32": (0.999, 0.001),   # measured: 1.00000, drop 0.0000 (logits within 1e-6 of the range)
-    "float16": (0.998, 0.002),   # measured: 0.99974
-    "dynamic": (0.995, 0.003),   # measured: 0.99906
-    "int8": (0.975, 0.01),       # measured: 0.98578
-    "qat-int8": (0.98, 0.01),    # measured vs the QAT Keras model: 0.99048
-    "w8a16": (0.99, 0.005),      # measured: 0.99509 (int16 activations: only the int8 weights' error)
-}
+#: Every variant of the table: each gets every test below.
+VARIANTS = variants.names()
+#: ``{variant: (min argmax agreement with Keras, max mIoU drop vs Keras)}``: the table's ``bound``.
+BOUNDS = {v.name: v.bound for v in variants.TABLE}
 #: The demo's person matte (>= 0.5) against the Keras model's, as IoU of the person pixels (3.4% of
-#: the clip), per variant; measured on the CPU (AMD EPYC, AVX-512) beside each. qat-int8: not
-#: measured: in that build the QAT Keras model found no person on the clip (0.0% of pixels, which
-#: the test's own precondition refuses); held like int8.
-PERSON_IOU = {
-    "float32": 0.99,   # measured: 1.00000
-    "float16": 0.98,   # measured: 0.99290
-    "dynamic": 0.94,   # measured: 0.96270
-    "int8": 0.85,      # measured: 0.88312
-    "qat-int8": 0.85,  # not measured (see above)
-    "w8a16": 0.95,     # measured: 0.97193
-}
+#: the clip): the table's ``person_iou``, measured on the CPU (AMD EPYC, AVX-512).
+PERSON_IOU = {v.name: v.person_iou for v in variants.TABLE}
 GPU_AGREEMENT = 0.995
 #: GPU vs CPU of int8 / qat-int8 with the accelerator in fp16 (see the module doc). Measured
 #: (lavapipe; 24 val images x 64x64 = 98304 pixels, one pixel = 1e-5) on the trained model of
@@ -79,9 +65,9 @@ GPU_FP16_INTEGER = {"int8": 0.985, "qat-int8": 0.985}
 GPU_FLOAT_AGREEMENT = {"float32": 0.999, "float16": 0.999}
 
 
-#: Variants the LiteRT GPU accelerator takes whole (it refuses every op of a w8a16 graph: int16
-#: activations; that export runs on the CPU fallback).
-GPU_FULL = ("float32", "float16", "dynamic", "int8", "qat-int8")
+#: Variants the LiteRT GPU accelerator takes whole (the table's ``gpu``; it refuses every op of a
+#: w8a16 graph: int16 activations; that export runs on the CPU fallback).
+GPU_FULL = variants.where(gpu=True)
 
 
 def path_variant(path):
@@ -106,8 +92,31 @@ GPU = [pytest.param("gpu", "fp16", marks=pytest.mark.gpu, id="gpu-fp16"),
        pytest.param("gpu", "fp32", marks=pytest.mark.gpu, id="gpu-fp32")]
 
 
-def test_bounds_cover_the_vocabulary():
-    assert set(BOUNDS) == set(VARIANTS)
+def test_every_row_has_its_bounds():
+    """Every row of the table carries bounds the tests below can hold an export to."""
+    for v in variants.TABLE:
+        agreement, drop = v.bound
+        assert 0.9 <= agreement <= 1.0 and 0.0 < drop <= 0.05, v
+        assert 0.5 <= v.person_iou <= 1.0, v
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_row_exports_as_its_row_says(trained, variant):
+    """Each row of the table is exported (``trained``), names itself in the model's metadata, and
+    has the types its row states: the default I/O type, and its activation type inside the graph
+    (float16: its weights) read from the flatbuffer, not from the metadata."""
+    from edge_deeplab.core.contract import semantics
+    from edge_deeplab.core.contract.metadata import read_tflite_metadata
+
+    row = variants.get(variant)
+    path = trained["exports"][variant]
+    assert path_variant(path) == variant
+    meta_free = semantics.variant(path, None)  # the tensor-type classifier, without metadata
+    assert meta_free == variant or (row.qat and meta_free == "int8"), meta_free
+    ex = read_tflite_metadata(path)["export"]
+    assert ex["input"]["dtype"] == row.default_io and ex["io_type"] == row.default_io
+    dtypes = set(semantics.tensor_dtypes(path))
+    assert (row.weights if row.weights == "float16" else row.activations) in dtypes, dtypes
 
 
 def _in_board_venv(runtime) -> bool:
@@ -143,7 +152,7 @@ def reference(trained):
 def keras_of(reference, variant):
     """``(logits, mIoU)`` of the Keras model an export is compared with: the QAT Keras model for
     ``qat-int8`` (its export must compute the fake-quantized graph), the float model otherwise."""
-    if variant == "qat-int8":
+    if variants.get(variant).qat:
         return reference["qat_logits"], reference["qat_miou"]
     return reference["logits"], reference["miou"]
 
@@ -170,7 +179,8 @@ def _gpu_refuses(path, variant, accelerator) -> bool:
     from edge_deeplab.core.errors import DelegateUnavailableError
     from edge_deeplab.runtime import open_runner
 
-    with pytest.raises(DelegateUnavailableError, match="int16 activations"):
+    dtype = variants.get(variant).activations
+    with pytest.raises(DelegateUnavailableError, match=f"{dtype} activations"):
         open_runner(path, accelerator="gpu")
     return True
 
@@ -368,7 +378,7 @@ def clip_frames(tmp_path_factory, reference):
     person matte of the float and of the QAT Keras model (``{"float": ..., "qat": ...}``)."""
     import cv2
 
-    from demos.clip import generate_images
+    from tests.support.clip_images import generate_images
 
     h, w = reference["config"].input_size
     folder = tmp_path_factory.mktemp("clip")
@@ -393,7 +403,7 @@ def test_demo(trained, clip_frames, variant, accelerator, tmp_path, capsys):
     from edge_deeplab.app.cli import main
 
     folder, paths, mattes = clip_frames
-    matte = mattes["qat" if variant == "qat-int8" else "float"]  # as keras_of(): its own Keras model
+    matte = mattes["qat" if variants.get(variant).qat else "float"]  # as keras_of(): its own Keras model
     if _gpu_refuses(trained["exports"][variant], variant, accelerator):
         return
     out = tmp_path / "out"

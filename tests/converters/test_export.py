@@ -18,13 +18,19 @@ import numpy as np
 import pytest
 
 from converters.export import export_tflite
-from edge_deeplab.core.contract.metadata import list_metadata_names, read_tflite_metadata
+from edge_deeplab.core.contract.metadata import read_tflite_metadata
 from edge_deeplab.core.errors import EdgeDeeplabError
 from edge_deeplab.model.config import ModelConfig
 from tests.contract.test_contract import GPU_FLOAT_AGREEMENT, GPU_FULL, gpu_bound
 from tests.support.cli import assert_one_line_error
 from tests.support.data_trees import make_folder_tree
-from tests.support.export_models import keras_logits, natural_image, op_counts, predict
+from tests.support.export_models import (
+    keras_logits,
+    metadata_names,
+    natural_image,
+    op_counts,
+    predict,
+)
 from tests.support.segmentation_models import calibrated_random_model
 from tests.support.tiny import tiny_config
 
@@ -148,7 +154,7 @@ def test_metadata_embedded_and_sidecar(small, exported):
     meta = read_tflite_metadata(path)
     assert meta == json.loads(Path(path).with_suffix(".json").read_text())
     assert meta == read_tflite_metadata(Path(path).read_bytes())
-    assert "edge_deeplab" in list_metadata_names(path)
+    assert "edge_deeplab" in metadata_names(path)
     assert meta["labels"] == list(cfg.resolved_labels())
     assert meta["normalization"] == {"mean": [127.5] * 3, "std": [127.5] * 3}
     # the embedded config names the labels the export carries (the default names here)
@@ -306,6 +312,37 @@ def test_cli_errors_are_one_line(small, tmp_path, capsys):
         rc = main(argv)
         assert_one_line_error(capsys.readouterr().err, msg, rc=rc, prefix="edge-deeplab export: error:")
     assert not (tmp_path / "a.tflite").exists()
+
+
+def test_a_new_variant_is_one_row(small, tmp_path, monkeypatch, capsys):
+    """Adding a variant is one row of the table (plus a converter function when no existing path
+    builds it): a row added here (full int8 with float I/O by default) is exported through the CLI,
+    names itself in the model's metadata, gets the I/O its row says, and is refused the I/O it does
+    not allow, with no other change anywhere."""
+    from converters.analyze import analyze_tflite
+    from edge_deeplab.app.cli import main
+    from edge_deeplab.core.contract import semantics, variants
+
+    row = variants.Variant("int8-float-io", "int8 with float I/O", weights="int8",
+                           activations="int8", io_types=("float32", "int8"), converter="tflite",
+                           bound=(0.975, 0.01), person_iou=0.85, calibrated=True)
+    monkeypatch.setattr(variants, "TABLE", variants.TABLE + (row,))
+    _, _, keras_path, _, _ = small
+    out = tmp_path / "new.tflite"
+    rc = main(["export", str(keras_path), "--variant", row.name, "--calibration-steps", "4",
+               "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert semantics.variant(out, read_tflite_metadata(out)) == row.name
+    r = analyze_tflite(out, gpu=False)
+    assert r["quantization"] == "full-integer"
+    assert r["inputs"][0]["dtype"] == "float32" and r["outputs"][0]["dtype"] == "float32"
+    assert read_tflite_metadata(out)["export"]["calibration"]["source"] == "generated"
+    rc = main(["export", str(keras_path), "--variant", row.name, "--io-type", "uint8",
+               "--out", str(tmp_path / "bad.tflite")])
+    assert_one_line_error(capsys.readouterr().err, "io type uint8 needs variant int8 or qat-int8, "
+                          "not int8-float-io", rc=rc, prefix="edge-deeplab export: error:")
+    assert not (tmp_path / "bad.tflite").exists()
 
 
 def test_cli_subprocess_export_and_analyze(small, tmp_path):

@@ -16,6 +16,7 @@ from demos import outputs, person, pipeline, portrait
 from edge_deeplab.app.cli import main as cli_main
 from edge_deeplab.core.errors import EdgeDeeplabError
 from tests.support.cli import assert_one_line_error, default_sigint
+from tests.support.clip_images import generate_images
 from tests.support.real_media import read_video
 
 # --------------------------------------------------------------------------------------------
@@ -118,7 +119,7 @@ def test_clip_and_video_source(clip, tmp_path):
 
 
 def test_image_and_folder_sources(tmp_path):
-    paths = clip_lib.generate_images(tmp_path / "imgs", num_images=3, width=64, height=48)
+    paths = generate_images(tmp_path / "imgs", num_images=3, width=64, height=48)
     src = cap_lib.open_source(tmp_path / "imgs")
     assert src.kind == "folder" and [f.name for f in src] == [p.name for p in paths]
     one = cap_lib.open_source(paths[0])
@@ -311,7 +312,7 @@ def test_headless_images_and_folder(color_models, tmp_path):
     assert written.shape == frame.shape
     assert np.abs(written[5:20, 5:40].astype(int) - (255, 0, 0)).max() < 40  # blue background (jpeg)
     folder = tmp_path / "frames"
-    clip_lib.generate_images(folder, num_images=3, width=80, height=60)
+    generate_images(folder, num_images=3, width=80, height=60)
     res = portrait.run_demo(color_models["binary"], folder, effect="blur", headless=True,
                             output=tmp_path / "outdir", log=None)
     outs = sorted(p.name for p in (tmp_path / "outdir").iterdir())
@@ -458,7 +459,7 @@ def test_interrupted_folder_run_keeps_the_earlier_folder(color_models, tmp_path,
     import time
 
     src = tmp_path / "frames"
-    clip_lib.generate_images(src, num_images=400, width=160, height=120)
+    generate_images(src, num_images=400, width=160, height=120)
     out = tmp_path / "out"
     out.mkdir()
     (out / "frame_000_portrait.png").write_bytes(b"earlier result")
@@ -504,7 +505,7 @@ def test_output_that_is_an_input_is_refused_before_any_work(color_models, clip, 
         out.write_bytes(b"a model")
     else:
         src = tmp_path / "frames"
-        clip_lib.generate_images(src, num_images=2, width=80, height=60)
+        generate_images(src, num_images=2, width=80, height=60)
         out = {"folder": src, "folder-dot": src / ".", "inside": src / "out"}[case]
         if case == "inside":
             expected = "lies inside the source"
@@ -567,7 +568,7 @@ def test_headless_without_output_and_unending_camera_recording_are_refused(color
 
 def test_folder_with_corrupt_images_skips_and_counts_them(color_models, tmp_path, capsys):
     folder = tmp_path / "photos"
-    clip_lib.generate_images(folder, num_images=4, width=80, height=60)
+    generate_images(folder, num_images=4, width=80, height=60)
     (folder / "frame_001.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")  # a corrupt file in the middle
     out = tmp_path / "out"
     rc = cli_main(["demo", "--model", str(color_models["binary"]), "--source", str(folder), "--headless",

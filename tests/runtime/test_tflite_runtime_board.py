@@ -145,7 +145,7 @@ def test_bench_rows_name_tflite_runtime_and_score_what_eval_scores(board, traine
 
 @pytest.fixture(scope="module")
 def frames(trained, tmp_path_factory):
-    from demos.clip import generate_images
+    from tests.support.clip_images import generate_images
     from tests.support.trained import TRAINED_MODEL
 
     h, w = TRAINED_MODEL["input_size"]

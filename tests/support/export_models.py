@@ -1,4 +1,5 @@
-"""Fixtures for the model/export/analyze tests: a natural image, op counts, runs on CPU and GPU.
+"""Fixtures for the model/export/analyze tests: a natural image, op counts, metadata entry names,
+runs on CPU and GPU.
 
 Models with non-trivial weights come from :mod:`tests.support.segmentation_models`.
 """
@@ -31,13 +32,26 @@ def natural_image(size=(512, 512)) -> np.ndarray:
     return next(structured_images(1, (h, w), seed=123))
 
 
-def op_counts(path) -> dict:
-    from ai_edge_litert.interpreter import Interpreter
+def op_counts(tflite) -> dict:
+    """``{op name: count}`` of a .tflite (path or bytes), before any delegation."""
+    import os
 
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    kw = {"model_path": str(tflite)} if isinstance(tflite, (str, os.PathLike)) else \
+        {"model_content": bytes(tflite)}
+    it = Interpreter(experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES, **kw)
     counts = {}
-    for d in Interpreter(model_path=str(path))._get_ops_details():
+    for d in it._get_ops_details():
         counts[d["op_name"]] = counts.get(d["op_name"], 0) + 1
     return counts
+
+
+def metadata_names(path_or_bytes) -> list:
+    """Names of all entries in a .tflite's metadata table (e.g. ``min_runtime_version``)."""
+    from edge_deeplab.core.contract.metadata import load_tflite_bytes, parse_model
+
+    return [md.name for md in parse_model(load_tflite_bytes(path_or_bytes)).metadata]
 
 
 def predict(path, image: np.ndarray, accelerator: str = "cpu") -> np.ndarray:

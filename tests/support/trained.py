@@ -3,7 +3,7 @@
 The model (:data:`TRAINED_MODEL`, 64x64, alpha 0.35, 5 synthetic classes) is trained for real on
 the bundled procedural dataset (:func:`edge_deeplab.data.synthetic.generate_synthetic`) with
 :data:`TRAINED_RECIPE`, then fine-tuned quantization-aware for a few steps (``run_qat``), and exported
-as every variant of :data:`edge_deeplab.core.contract.semantics.VARIANTS`. A trained network has
+as every row of the table of variants (:data:`edge_deeplab.core.contract.variants.TABLE`). A trained network has
 decisive logits (unlike a random one, whose near-ties any rounding flips), so the bounds checked on
 it are real.
 
@@ -40,6 +40,7 @@ REPO = Path(__file__).resolve().parents[2]
 #: The sources whose change invalidates the cached trained model and exports.
 CODE = ("edge_deeplab/model", "edge_deeplab/data", "edge_deeplab/training", "edge_deeplab/core",
         "edge_deeplab/metrics.py", "converters/export.py", "converters/litert_quant.py",
+        "converters/layer_names.py",
         "tests/support/trained.py")
 
 #: The trained model: the ``fast`` preset's head, small enough to train in well under a minute.
@@ -105,19 +106,20 @@ def cache_dir(config, name: str, paths=CODE, extra: str = "") -> Path:
 
 
 def export_all(model, run_dir, out_dir: Path, cfg, data_dir) -> dict:
-    """``{variant: path}`` for every variant of the vocabulary (int8/w8a16 calibrated on ``data_dir``;
-    ``qat-int8`` from the QAT model of ``run_dir``)."""
+    """``{variant: path}`` for every row of the table of variants (the calibrated ones on
+    ``data_dir``; the QAT ones from the QAT model of ``run_dir``)."""
     from converters.export import export_tflite
-    from edge_deeplab.core.contract.semantics import VARIANTS
+    from edge_deeplab.core.contract import variants
 
     paths = {}
-    for v in VARIANTS:
+    for v in variants.TABLE:
         kw = {}
-        if v in ("int8", "w8a16"):
+        if v.calibrated:
             kw = dict(calibration_dataset="folder", data_dir=str(data_dir),
                       calibration_steps=CALIBRATION_STEPS)
-        src = run_dir if v == "qat-int8" else model
-        paths[v] = export_tflite(src, out_dir / f"trained_{v}.tflite", v, config=cfg, **kw)["path"]
+        src = run_dir if v.qat else model
+        paths[v.name] = export_tflite(src, out_dir / f"trained_{v.name}.tflite", v.name, config=cfg,
+                                      **kw)["path"]
     return paths
 
 

@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 
 import edge_deeplab.training.qat as qat
-from converters.analyze import tflite_op_counts, xnnpack_coverage
+from converters.analyze import xnnpack_coverage
 from edge_deeplab.core._tf import keras, tf
 from edge_deeplab.core.errors import EdgeDeeplabError
 from edge_deeplab.model.config import ModelConfig
 from edge_deeplab.model.layers import dilated_native_ops
 from tests.support.data_trees import make_folder_tree
+from tests.support.export_models import op_counts
 
 pytestmark = pytest.mark.kernels  # CI runs these again with oneDNN on
 
@@ -128,7 +129,7 @@ def test_save_reload_identical(qat_model, tmp_path):
 
 
 def test_exported_graph_int8_only(tflite_int8):
-    ops = tflite_op_counts(tflite_int8)
+    ops = op_counts(tflite_int8)
     assert not FORBIDDEN & set(ops), ops
     assert "QUANTIZE" not in ops, ops  # int8 I/O: nothing to convert anywhere
     assert ops.get("DEPTHWISE_CONV_2D", 0) >= 17 and ops.get("CONCATENATION") == 2

@@ -13,6 +13,8 @@ from edge_deeplab.app.commands.common import (
     positive_int,
     std_floats,
 )
+from edge_deeplab.data.datasets import DATASET_NAMES
+from edge_deeplab.runtime.runners import GPU_PRECISIONS, RUNTIMES
 
 HELP = "benchmark .tflite models (FPS, latency, memory, delegation, mIoU) locally or on Android via adb"
 DESCRIPTION = (
@@ -49,13 +51,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rounds", type=positive_int, default=3,
                    help="repeat the timed block this many times; the spread of the round medians is reported")
     g = p.add_argument_group("accuracy")
-    g.add_argument("--dataset", default=None, help="score mIoU on this dataset (voc, cityscapes, folder, synthetic)")
+    g.add_argument("--dataset", default=None, help=f"score mIoU on this dataset ({', '.join(DATASET_NAMES)})")
     g.add_argument("--data-dir", default=None, help="dataset root")
     g.add_argument("--split", default="val")
     g.add_argument("--max-images", type=positive_int, default=None, help="score only the first N images")
     g = p.add_argument_group("runtime and input")
-    g.add_argument("--runtime", default="auto", choices=("auto", "litert", "interpreter", "tflite_runtime"))
-    g.add_argument("--gpu-precision", default="fp16", choices=("fp16", "fp32"),
+    g.add_argument("--runtime", default="auto", choices=RUNTIMES)
+    g.add_argument("--gpu-precision", default="fp16", choices=GPU_PRECISIONS,
                    help="arithmetic of the LiteRT GPU accelerator's rows: fp16 (its default, as on "
                         "phones) or fp32 (slower; an int8 model's emulated quantization then "
                         "follows the CPU's integer kernels more closely)")

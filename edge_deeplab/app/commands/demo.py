@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from demos.compositing import REFINE_METHODS
 from edge_deeplab.app.commands.common import (
     add_normalization_arguments,
     non_negative_int,
     positive_float,
     positive_int,
 )
+from edge_deeplab.runtime.runners import RUNTIMES
 
 HELP = "portrait demo: background blur/replace from a webcam, video, image or folder"
 DESCRIPTION = (
@@ -67,8 +69,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--accelerator", default="cpu", choices=("cpu", "gpu"),
                    help="LiteRT accelerator for inference")
     p.add_argument("--threads", type=positive_int, default=None, help="CPU inference threads")
-    p.add_argument("--runtime", default="auto",
-                   choices=("auto", "litert", "interpreter", "tflite_runtime"),
+    p.add_argument("--runtime", default="auto", choices=RUNTIMES,
                    help="TFLite runtime (auto: LiteRT, else tflite_runtime)")
     p.add_argument("--headless", action="store_true",
                    help="no window: write --output and print timings")
@@ -77,7 +78,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "a directory for a folder")
     p.add_argument("--max-frames", type=positive_int, default=None,
                    help="stop after N frames (the end of a video also stops)")
-    p.add_argument("--refine", default="guided", choices=("guided", "feather", "none"),
+    p.add_argument("--refine", default="guided", choices=REFINE_METHODS,
                    help="matte edge refinement")
     p.add_argument("--smoothing", type=_momentum, default=0.5,
                    help="temporal EMA momentum of the mask in [0, 1) (0 disables)")

@@ -8,6 +8,8 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from edge_deeplab.app.commands.common import positive_int
+from edge_deeplab.data.datasets import DATASET_NAMES
+from edge_deeplab.runtime.runners import ACCELERATORS, GPU_PRECISIONS, RUNTIMES
 
 HELP = "mIoU of a Keras/.tflite model or a folder of predicted masks on a dataset split"
 DESCRIPTION = (
@@ -36,7 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--predictions", metavar="DIR", default=None,
                    help="score a folder of predicted index PNGs instead of running a model")
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", default="synthetic", choices=("synthetic", "voc", "cityscapes", "folder"))
+    g.add_argument("--dataset", default="synthetic", choices=DATASET_NAMES)
     g.add_argument("--data-dir", default=None,
                    help="dataset root (VOCdevkit/VOC2012 or its parent; Cityscapes root; a folder "
                         "with images/ and masks/); synthetic: its cache directory")
@@ -65,14 +67,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "approximation)")
     g.add_argument("--crf-backend", default="auto", choices=("auto", "pydensecrf", "builtin"))
     g.add_argument("--batch-size", type=positive_int, default=4, help="windows per forward pass (Keras)")
-    g.add_argument("--accelerator", default="cpu", choices=("cpu", "gpu", "npu"),
+    g.add_argument("--accelerator", default="cpu", choices=ACCELERATORS,
                    help=".tflite: LiteRT accelerator")
     g.add_argument("--threads", type=positive_int, default=None, help=".tflite: CPU threads")
-    g.add_argument("--gpu-precision", default="fp16", choices=("fp16", "fp32"),
+    g.add_argument("--gpu-precision", default="fp16", choices=GPU_PRECISIONS,
                    help=".tflite on --accelerator gpu: fp16 (the accelerator's default, as on "
                         "phones) or fp32")
     g.add_argument("--runtime", default="auto",
-                   choices=("auto", "litert", "interpreter", "tflite_runtime"), help=".tflite runtime")
+                   choices=RUNTIMES, help=".tflite runtime")
     g.add_argument("--qat", action="store_true",
                    help="score the run's quantization-aware Keras model (RUN/qat/model.h5)")
     g.add_argument("--resize-predictions", action="store_true",

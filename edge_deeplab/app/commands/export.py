@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-HELP = "convert a Keras model / run dir to TFLite (float32, float16, dynamic, int8, qat-int8, w8a16)"
+from edge_deeplab.core.contract import variants
+from edge_deeplab.core.contract.variants import EXPORT_OUTPUTS, IO_TYPES
+from edge_deeplab.data.datasets import DATASET_NAMES
+
+HELP = f"convert a Keras model / run dir to TFLite ({', '.join(variants.names())})"
 DESCRIPTION = ("Converts to TFLite with one dilated DEPTHWISE_CONV_2D per atrous conv and "
                "BatchNorm folded. int8 is full-integer PTQ calibrated on --calibration-dataset "
                "(else generated scenes); qat-int8 converts a run's quantization-aware model; w8a16 (int8 "
@@ -10,29 +14,30 @@ DESCRIPTION = ("Converts to TFLite with one dilated DEPTHWISE_CONV_2D per atrous
                "go through litert-quantizer. "
                "Writes X.tflite atomically with embedded metadata and an X.json sidecar.")
 
-VARIANTS = ("float32", "float16", "dynamic", "int8", "qat-int8", "w8a16")
-
 
 def add_arguments(p) -> None:
     from edge_deeplab.app.commands.common import positive_int
 
     p.add_argument("model", metavar="MODEL.keras|RUN", help="Keras model file or run directory")
     p.add_argument("--variant", default="float32",
-                   help="one of " + ", ".join(VARIANTS))
+                   help="one of " + ", ".join(variants.names()))
     p.add_argument("--out", required=True, help="output .tflite path")
-    p.add_argument("--io-type", default=None, choices=("float32", "uint8", "int8", "int16"),
-                   help="input/output type (integer variants; default uint8 for int8/qat-int8, "
-                        "int8 for int8 with --keep-float, float32 otherwise; int16 only for w8a16, and only "
-                        "the TFLite interpreter runtime feeds int16 I/O)")
+    p.add_argument("--io-type", default=None, choices=IO_TYPES,
+                   help="input/output type (integer variants; default: "
+                        + "; ".join(f"{v.name} {'/'.join(v.io_types)}" for v in variants.TABLE
+                                    if v.integer)
+                        + " (the first; int8 for int8 with --keep-float); only the TFLite "
+                          "interpreter runtime feeds int16 I/O)")
     p.add_argument("--keep-float", action="append", default=[], metavar="PATTERN",
-                   help="int8/w8a16: keep the Keras layers matching PATTERN (glob or regex over "
+                   help="/".join(variants.where(keep_float=True)) + ": keep the Keras layers matching PATTERN (glob or regex over "
                         "layer names, e.g. 'block_5_*' or 'aspp.*') in float; repeatable")
     p.add_argument("--normalize-in-graph", action="store_true",
                    help="the model takes raw 0..255 pixels (normalization as a 1x1 depthwise conv)")
-    p.add_argument("--output", default="logits", choices=("logits", "classmap"),
+    p.add_argument("--output", default="logits", choices=EXPORT_OUTPUTS,
                    help="logits at input size, or an int32 class map (ARG_MAX)")
     p.add_argument("--calibration-dataset", default=None, metavar="NAME",
-                   help="int8/w8a16: calibrate on this dataset (voc, cityscapes, folder, synthetic)")
+                   help="/".join(variants.where(calibrated=True)) + ": calibrate on this dataset ("
+                        + ", ".join(DATASET_NAMES) + ")")
     p.add_argument("--data-dir", default=None, help="dataset root for --calibration-dataset")
     p.add_argument("--calibration-split", default="train")
     p.add_argument("--calibration-steps", type=positive_int, default=100, help="calibration images")
@@ -44,9 +49,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from edge_deeplab.core.errors import EdgeDeeplabError
 
-    if args.variant not in VARIANTS:
-        raise EdgeDeeplabError(f"unknown variant {args.variant!r}; choose one of "
-                               f"{', '.join(VARIANTS)}")
+    row = variants.get(args.variant)  # one-line error for an unknown variant
     from pathlib import Path
 
     from edge_deeplab.app.commands.common import dataset_input, model_inputs, require_current_qat
@@ -56,16 +59,16 @@ def run(args) -> int:
     check_outputs([Output(args.out, "--out", suffixes=(".tflite",))],
                   [*model_inputs(args.model),
                    dataset_input(args.calibration_dataset, args.data_dir)])
-    if args.variant == "qat-int8":
+    if row.qat:
         require_current_qat(args.model)
     if args.calibration_dataset:
         from edge_deeplab.data import load_dataset
 
-        if args.variant not in ("int8", "w8a16"):
-            raise EdgeDeeplabError(f"--calibration-dataset applies to the calibrated variants (int8, "
-                                   f"w8a16), not {args.variant}")
+        if not row.calibrated:
+            raise EdgeDeeplabError(f"--calibration-dataset applies to the calibrated variants "
+                                   f"({', '.join(variants.where(calibrated=True))}), not {args.variant}")
         load_dataset(args.calibration_dataset, args.data_dir, args.calibration_split)
-    if args.variant == "qat-int8":
+    if row.qat:
         src = Path(args.model)
         if not src.exists():
             raise EdgeDeeplabError(f"model not found: {src}")
@@ -76,7 +79,7 @@ def run(args) -> int:
 
     labels = _parse_labels(args.labels)
     if labels is not None:
-        _check_labels_against_sidecar(labels, args.model, args.variant)
+        _check_labels_against_sidecar(labels, args.model, row.qat)
 
     from converters.export import export_tflite
 
@@ -132,13 +135,13 @@ def _parse_labels(value):
     return list(check_label_names(names, f"--labels {value!r}"))
 
 
-def _check_labels_against_sidecar(labels, model, variant) -> None:
+def _check_labels_against_sidecar(labels, model, qat: bool) -> None:
     """One-line error before TensorFlow loads when the model's config says another class count."""
     from edge_deeplab.core.errors import EdgeDeeplabError
     from edge_deeplab.model.model_io import load_metadata, resolve_model_path
 
     try:
-        meta = load_metadata(resolve_model_path(model, prefer_qat=variant == "qat-int8")) or {}
+        meta = load_metadata(resolve_model_path(model, prefer_qat=qat)) or {}
     except EdgeDeeplabError:
         return  # export_tflite reports the model problem itself
     n = (meta.get("config") or {}).get("num_classes")

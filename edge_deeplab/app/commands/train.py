@@ -25,11 +25,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         positive_int,
         unit_interval,
     )
+    from edge_deeplab.data.datasets import DATASET_NAMES
     from edge_deeplab.model.config import OPTIMIZERS, STRATEGIES
     from edge_deeplab.model.presets import PRESET_NAMES, QUICKSTART_MODEL
 
     d = p.add_argument_group("data")
-    d.add_argument("--dataset", default="synthetic", choices=("synthetic", "voc", "cityscapes", "folder"))
+    d.add_argument("--dataset", default="synthetic", choices=DATASET_NAMES)
     d.add_argument("--data-dir", default=None,
                    help="dataset root (synthetic: default ~/.cache/edge_deeplab/synthetic-v3 or "
                         "$EDGE_DEEPLAB_DATA; generated on first use)")

@@ -33,7 +33,6 @@ import os
 from pathlib import Path
 from typing import Optional, Union
 
-from edge_deeplab.core.contract.semantics import sidecar_path
 from edge_deeplab.core.errors import EdgeDeeplabError, first_line
 
 #: Name of our entry in the flatbuffer's ``metadata`` table.
@@ -41,6 +40,16 @@ METADATA_NAME = "edge_deeplab"
 #: Signature key written into exported models.
 SIGNATURE_KEY = "serving_default"
 _IDENT = b"TFL3"
+
+
+def sidecar_path(model_path) -> Path:
+    """``X.tflite`` / ``M.keras`` / ``M.h5`` -> the JSON metadata beside it (``X.json``).
+
+    Example:
+        >>> sidecar_path("out/m_int8.tflite").as_posix()
+        'out/m_int8.json'
+    """
+    return Path(model_path).with_suffix(".json")
 
 
 def load_tflite_bytes(path_or_bytes) -> bytes:
@@ -148,12 +157,6 @@ def read_tflite_metadata(path_or_bytes: Union[str, os.PathLike, bytes], name: st
             except (OSError, ValueError) as e:
                 raise EdgeDeeplabError(f"corrupt metadata sidecar {sc}: {e}") from None
     return None
-
-
-def list_metadata_names(path_or_bytes) -> list:
-    """Names of all entries in the model's metadata table (e.g. ``min_runtime_version``)."""
-    data = load_tflite_bytes(path_or_bytes)
-    return [md.name for md in parse_model(data).metadata]
 
 
 def set_metadata_entry(model, name: str, payload: bytes) -> None:

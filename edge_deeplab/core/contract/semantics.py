@@ -17,10 +17,18 @@ Example:
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from edge_deeplab.core.contract import variants
+from edge_deeplab.core.contract.metadata import (
+    load_tflite_bytes,
+    parse_model,
+    read_tflite_metadata,
+    sidecar_path,
+)
+from edge_deeplab.core.errors import EdgeDeeplabError
 
 #: MobileNet-v2 preprocessing (``x / 127.5 - 1``) expressed as mean/std, as TFLite metadata does.
 NORM_MEAN = (127.5, 127.5, 127.5)
@@ -38,18 +46,13 @@ PERSON_LABELS = ("person", "people", "human", "portrait", "foreground", "fg")
 VOC_PERSON = 15
 
 #: The variant vocabulary: what the exporter writes (``export.variant``) and what the benchmarks
-#: report. Models from elsewhere are classified from their tensor types into ``float32``,
-#: ``float16``, ``dynamic-range``, ``int8`` or ``uint8`` (:func:`variant`).
-VARIANTS = ("float32", "float16", "dynamic", "int8", "qat-int8", "w8a16")
+#: report, in the order of the one table of variants (:mod:`edge_deeplab.core.contract.variants`).
+#: Models from elsewhere are classified from their tensor types (:func:`variant`).
+VARIANTS = variants.names()
 #: Variants with integer activations (int8, or int16 for ``w8a16``); their I/O may be integer too.
-INTEGER_VARIANTS = ("int8", "qat-int8", "w8a16")
+INTEGER_VARIANTS = variants.integer_names()
 #: Output kinds (:func:`output_kind`).
 OUTPUT_KINDS = ("logits", "probabilities", "classmap")
-
-
-def sidecar_path(model_path) -> Path:
-    """``X.tflite`` / ``M.keras`` / ``M.h5`` -> the JSON metadata beside it (``X.json``)."""
-    return Path(model_path).with_suffix(".json")
 
 
 def labels(metadata: Optional[dict]) -> Optional[List[str]]:
@@ -136,30 +139,28 @@ def person_class(label_names: Optional[Sequence[str]], num_classes: Optional[int
 
 def tensor_dtypes(path_or_bytes) -> List[str]:
     """numpy dtype names of every tensor of a ``.tflite``'s main graph (flatbuffer read, no runtime)."""
-    from edge_deeplab.core.contract.metadata import load_tflite_bytes, parse_model
-
     return [t.dtype for t in parse_model(load_tflite_bytes(path_or_bytes)).subgraphs[0].tensors]
 
 
 def variant(path_or_bytes=None, metadata: Optional[dict] = None) -> str:
-    """The model's variant.
+    """The model's variant: a name of the table of variants when it is one of them or an alias.
 
     Metadata written by our exporter (``export.variant``, else a top-level ``variant`` /
-    ``quantization``) wins when present; otherwise
-    it is read from the tensor types: ``float16``, ``w8a16`` (int16 activations), ``int8`` /
-    ``uint8`` (mostly integer tensors),
-    ``dynamic-range`` (some integer weights) or ``float32``; ``unknown`` when unreadable.
+    ``quantization``) wins when present; otherwise it is read from the tensor types: ``float16``,
+    ``w8a16`` (int16 activations), ``int8`` (mostly int8 or uint8 tensors: ``uint8`` is its alias),
+    ``dynamic`` (some integer weights; alias ``dynamic-range``) or ``float32``; ``unknown`` when
+    unreadable. A name that is no variant of the table (foreign metadata) is returned as written.
     """
     meta = metadata or {}
     export = meta.get("export")
-    if isinstance(export, dict) and export.get("variant") in VARIANTS:  # what our exporter writes
-        return export["variant"]
+    if isinstance(export, dict) and variants.find(str(export.get("variant"))):  # our exporter's
+        return variants.canonical(export["variant"])
     for key in ("variant", "quantization"):
         v = meta.get(key)
+        if isinstance(v, dict):
+            v = v.get("mode") or v.get("type")
         if isinstance(v, str) and v:
-            return v
-        if isinstance(v, dict) and isinstance(v.get("mode") or v.get("type"), str):
-            return v.get("mode") or v.get("type")
+            return variants.canonical(v)
     if path_or_bytes is None:
         return "unknown"
     try:
@@ -167,15 +168,15 @@ def variant(path_or_bytes=None, metadata: Optional[dict] = None) -> str:
     except Exception:  # noqa: BLE001 - best effort
         return "unknown"
     n = max(1, len(dtypes))
-    i8, u8, f16 = dtypes.count("int8"), dtypes.count("uint8"), dtypes.count("float16")
-    if f16:
+    integer = dtypes.count("int8") + dtypes.count("uint8")
+    if dtypes.count("float16"):
         return "float16"
     if dtypes.count("int16") / n > 0.3:
         return "w8a16"
-    if (i8 + u8) / n > 0.5:
-        return "int8" if i8 >= u8 else "uint8"
-    if i8 + u8:
-        return "dynamic-range"
+    if integer / n > 0.5:
+        return "int8"  # int8 or uint8 activations (``uint8`` is the int8 row's alias)
+    if integer:
+        return "dynamic"  # int8 weights only (``dynamic-range``)
     return "float32"
 
 
@@ -191,7 +192,6 @@ def read_model_metadata(path) -> Optional[dict]:
         EdgeDeeplabError: a missing, garbage or truncated model, or corrupt metadata JSON.
     """
     from edge_deeplab.core.contract.tflite_metadata import read_standard_metadata
-    from edge_deeplab.core.errors import EdgeDeeplabError
 
     meta = _read_json_metadata(path)
     try:
@@ -206,9 +206,6 @@ def read_model_metadata(path) -> Optional[dict]:
 def _read_json_metadata(path) -> Optional[dict]:
     """Our JSON metadata: the embedded entry, else the ``X.json`` sidecar, or None."""
     import json
-
-    from edge_deeplab.core.contract.metadata import read_tflite_metadata
-    from edge_deeplab.core.errors import EdgeDeeplabError
 
     try:
         meta = read_tflite_metadata(path)

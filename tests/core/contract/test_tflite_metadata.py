@@ -72,17 +72,14 @@ def test_round_trip(tiny_tflite):
 
 
 def test_rewrite_replaces_and_keeps_other_entries(tiny_tflite):
-    from edge_deeplab.core.contract.metadata import (
-        embed_metadata,
-        list_metadata_names,
-        read_tflite_metadata,
-    )
+    from edge_deeplab.core.contract.metadata import embed_metadata, read_tflite_metadata
+    from tests.support.export_models import metadata_names
 
     ours = embed_metadata(tiny_tflite, {"labels": LABELS, "output": "logits"})
     once = write_standard_metadata(ours, **COMMON)
     twice = write_standard_metadata(once, **{**COMMON, "labels": ["a", "b"], "mean": [0],
                                              "std": [1], "activation": "none"})
-    names = list_metadata_names(twice)
+    names = metadata_names(twice)
     assert names.count("TFLITE_METADATA") == 1 and "edge_deeplab" in names
     assert read_tflite_metadata(twice)["labels"] == LABELS  # our JSON entry survives
     m = read_standard_metadata(twice)
