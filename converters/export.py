@@ -272,7 +272,7 @@ def _resolve(model, variant: str, config: Optional[ModelConfig]):
     from edge_deeplab.model import model_io
 
     if variant == "qat-int8":
-        from edge_deeplab.training.qat import load_qat_model
+        from edge_deeplab.model.qat_io import load_qat_model
 
         m, cfg, meta = load_qat_model(model)
     else:
@@ -419,7 +419,7 @@ def export_tflite(model, out_path, variant: str = "float32", *, io_type: Optiona
 
     Args:
         model: a ``tf_keras`` model, or a path to ``M.keras`` / a run directory (``qat-int8`` loads
-            the run's ``qat/model.keras`` via :func:`edge_deeplab.training.qat.load_qat_model`).
+            the run's ``qat/model.keras`` via :func:`edge_deeplab.model.qat_io.load_qat_model`).
         out_path: destination ``X.tflite`` (the sidecar goes to ``X.json``).
         variant: one of :data:`VARIANTS`.
         io_type: ``float32``, ``uint8`` or ``int8`` (integer variants only; default ``uint8`` for

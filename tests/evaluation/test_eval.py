@@ -9,13 +9,10 @@ import pytest
 from edge_deeplab.app.cli import main as cli_main
 from edge_deeplab.core.errors import EdgeDeeplabError
 from edge_deeplab.data import load_dataset
-from edge_deeplab.evaluation.evaluate import (
-    Predictor,
-    dense_crf,
-    evaluate_predictions,
-    evaluate_predictor,
-    predict_images,
-)
+from edge_deeplab.evaluation.crf import dense_crf
+from edge_deeplab.evaluation.evaluate import evaluate_predictions, evaluate_predictor
+from edge_deeplab.evaluation.predictors import Predictor
+from edge_deeplab.evaluation.tiling import predict_images
 from edge_deeplab.metrics import ConfusionMatrix
 from tests.support.cli import assert_one_line_error
 from tests.support.data_trees import (

@@ -497,7 +497,8 @@ def _predictions_picture(run_dir: Path, data_dir: Path, exported: dict, path: Pa
     from edge_deeplab.core.atomic_io import atomic_path
     from edge_deeplab.core.imaging import colorize, voc_palette
     from edge_deeplab.data import load_dataset
-    from edge_deeplab.evaluation.evaluate import KerasPredictor, TFLitePredictor, predict_images
+    from edge_deeplab.evaluation.predictors import KerasPredictor, TFLitePredictor
+    from edge_deeplab.evaluation.tiling import predict_images
     from edge_deeplab.model.model_io import load_model
     from edge_deeplab.runtime import open_runner
 
