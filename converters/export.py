@@ -60,10 +60,11 @@ from __future__ import annotations
 import datetime
 import os
 from pathlib import Path
-from typing import Iterable, Iterator, Optional, Sequence
+from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
+from converters.calibration import dataset_images, structured_images
 from edge_deeplab.core.contract.semantics import (
     INTEGER_VARIANTS,
     NORM_MEAN,
@@ -81,104 +82,6 @@ KEEP_FLOAT_VARIANTS = ("int8", "w8a16")
 DEFAULT_CALIBRATION_STEPS = 100
 #: Layer name of the in-graph normalization (1x1 DepthwiseConv2D with bias).
 NORMALIZATION_LAYER = "input_normalization"
-
-
-# --------------------------------------------------------------------------------------------
-# Calibration images
-# --------------------------------------------------------------------------------------------
-
-def structured_images(n: int, size, seed: int = 0) -> Iterator[np.ndarray]:
-    """Generated uint8 RGB scenes (not white noise) for calibration when no dataset is given.
-
-    Uses the bundled procedural scene renderer (:func:`edge_deeplab.data.synthetic.render_scene`:
-    textured backgrounds, people, balls, boxes, cones) when available, else smooth gradients with
-    filled shapes and mild noise. Each image has at least one pure-black and one pure-white pixel,
-    so the input quantization covers the full 0..255 range (see the module docstring).
-
-    Args:
-        n: number of images.
-        size: ``(height, width)``.
-        seed: RNG seed (deterministic output).
-
-    Example:
-        >>> imgs = list(structured_images(2, (32, 48)))
-        >>> imgs[0].shape, imgs[0].dtype, int(imgs[0].min()), int(imgs[0].max())
-        ((32, 48, 3), dtype('uint8'), 0, 255)
-    """
-    h, w = (size, size) if isinstance(size, int) else tuple(size)
-    rng = np.random.default_rng(seed)
-    render = None
-    try:
-        from edge_deeplab.data.synthetic import render_scene as render  # noqa: F811
-    except Exception:  # noqa: BLE001 - optional; fall back to the local generator
-        render = None
-    for _ in range(n):
-        img = None
-        if render is not None:
-            try:
-                img = np.ascontiguousarray(render(rng, (h, w))[0], dtype=np.uint8)
-            except Exception:  # noqa: BLE001
-                img = None
-        if img is None:
-            img = _shapes_image(rng, h, w)
-        img = img.copy()
-        img[0, 0] = 0
-        img[-1, -1] = 255
-        yield img
-
-
-def _shapes_image(rng, h, w) -> np.ndarray:
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    c0, c1 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
-    ang = rng.uniform(0, 2 * np.pi)
-    t = ((np.cos(ang) * xx / max(w, 1) + np.sin(ang) * yy / max(h, 1)) + 1) / 2
-    img = (1 - t)[..., None] * c0 + t[..., None] * c1
-    for _ in range(int(rng.integers(2, 7))):
-        color = rng.uniform(0, 255, 3)
-        cy, cx = rng.uniform(0, h), rng.uniform(0, w)
-        ry, rx = rng.uniform(0.05, 0.4) * h, rng.uniform(0.05, 0.4) * w
-        if rng.random() < 0.5:
-            m = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
-        else:
-            m = (np.abs(yy - cy) <= ry) & (np.abs(xx - cx) <= rx)
-        img[m] = color
-    img += rng.normal(0, 6, img.shape)
-    return np.clip(img, 0, 255).astype(np.uint8)
-
-
-def dataset_images(name: str, size, data_dir=None, split: str = "train", steps: int = 100,
-                   ) -> Iterator[np.ndarray]:
-    """Up to ``steps`` uint8 RGB images from a dataset split, evenly spaced, resized to ``size``.
-
-    Args:
-        name: dataset name for :func:`edge_deeplab.data.load_dataset` (``voc``, ``synthetic`` ...).
-        size: ``(height, width)`` of the model input.
-        data_dir: dataset root.
-        split: split to draw from.
-        steps: number of images.
-    """
-    import cv2
-
-    from edge_deeplab.data import load_dataset
-
-    ds = load_dataset(name, data_dir=data_dir, split=split)
-    n = len(ds)
-    if n == 0:
-        raise EdgeDeeplabError(f"calibration dataset {name} ({split}) has no images")
-    h, w = size
-    idx = np.unique(np.linspace(0, n - 1, num=min(steps, n)).round().astype(int))
-    for i in idx:
-        img, _ = ds.read(int(i))
-        if img.shape[:2] != (h, w):
-            img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA
-                             if img.shape[0] > h else cv2.INTER_LINEAR)
-        yield np.ascontiguousarray(img, dtype=np.uint8)
-
-
-def to_model_range(image_uint8: np.ndarray, mean=NORM_MEAN, std=NORM_STD) -> np.ndarray:
-    """uint8 pixels -> the float input the Keras model expects (MobileNet-v2: [-1, 1])."""
-    return ((image_uint8.astype(np.float32) - np.asarray(mean, np.float32))
-            / np.asarray(std, np.float32))
 
 
 # --------------------------------------------------------------------------------------------
@@ -289,26 +192,6 @@ def _resolve(model, variant: str, config: Optional[ModelConfig]):
 
 def _io_tf_dtype(tf, io_type):
     return {"float32": tf.float32, "uint8": tf.uint8, "int8": tf.int8}[io_type]
-
-
-def _representative(images: Iterable[np.ndarray], raw_pixels: bool, mean, std, limit: int,
-                    shape):
-    """Generator factory for the converter: float32 batches of 1 in the model input's range."""
-    def gen():
-        for i, img in enumerate(images):
-            if i >= limit:
-                break
-            x = np.asarray(img, np.float32)
-            if x.shape != tuple(shape):
-                raise EdgeDeeplabError(f"calibration image {i} has shape {x.shape}, the model "
-                                       f"expects {tuple(shape)}")
-            if raw_pixels:
-                if x.min() >= -1.0001 and x.max() <= 1.0001 and img.dtype != np.uint8:
-                    x = x * np.asarray(std, np.float32) + np.asarray(mean, np.float32)
-            elif img.dtype == np.uint8:
-                x = to_model_range(img, mean, std)
-            yield [x[None].astype(np.float32)]
-    return gen
 
 
 def _trace_and_convert(model, variant: str, io_type: str, output: str, representative_gen):
@@ -521,14 +404,15 @@ def export_tflite(model, out_path, variant: str = "float32", *, io_type: Optiona
         if representative is not None:
             images, calibration = representative, {"source": "user", "steps": calibration_steps}
         elif calibration_dataset:
-            images = dataset_images(calibration_dataset, shape[:2], data_dir=data_dir,
+            images = dataset_images(calibration_dataset, data_dir=data_dir,
                                     split=calibration_split, steps=calibration_steps)
             calibration = {"source": f"dataset:{calibration_dataset}", "split": calibration_split,
                            "steps": calibration_steps}
         else:
             images = structured_images(calibration_steps, shape[:2])
             calibration = {"source": "generated", "steps": calibration_steps}
-        rep_gen = _representative(images, normalize_in_graph, mean, std, calibration_steps, shape)
+        rep_gen = representative(images, shape, {"normalization": norm, "normalize_in_graph": normalize_in_graph},
+                                 calibration_steps)
 
     quantizer = None
     if scheme:

@@ -15,7 +15,7 @@ import numpy as np
 
 from edge_deeplab.core.errors import EdgeDeeplabError
 from edge_deeplab.core.imaging import GuidedFilter
-from edge_deeplab.evaluation.tiling import softmax
+from edge_deeplab.runtime.model_input import softmax
 
 
 def _have_pydensecrf() -> bool:

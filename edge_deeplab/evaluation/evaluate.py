@@ -32,7 +32,7 @@ import numpy as np
 from edge_deeplab.core.errors import EdgeDeeplabError
 from edge_deeplab.evaluation.crf import dense_crf
 from edge_deeplab.evaluation.predictors import KerasPredictor, Predictor, TFLitePredictor
-from edge_deeplab.evaluation.tiling import predict_images, resize_array
+from edge_deeplab.evaluation.tiling import predict_images
 from edge_deeplab.metrics import ConfusionMatrix
 
 ProgressFn = Callable[[int, int], None]
@@ -309,7 +309,7 @@ def evaluate_predictions(pred_dir, dataset, *, resize: bool = False,
                 raise EdgeDeeplabError(
                     f"prediction {p} is {pred.shape[1]}x{pred.shape[0]} but its mask is "
                     f"{gt.shape[1]}x{gt.shape[0]} (use --resize-predictions to resize it)")
-            pred = resize_array(pred, gt.shape, nearest=True)
+            pred = resize(pred, gt.shape, "nearest")
         invalid.add(cm.update(pred, gt), p)
         if progress:
             progress(i + 1, n)

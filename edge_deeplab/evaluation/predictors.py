@@ -1,5 +1,6 @@
-"""Models behind one interface for evaluation: normalized float NHWC windows at the model input
-size -> per-pixel logits, probabilities or a class map.
+"""Models behind one interface for evaluation: input-tensor windows (NHWC, the model's input size
+and dtype, made by the runtime's :class:`~edge_deeplab.runtime.model_input.ModelInput`) -> per-pixel
+logits, probabilities or a class map.
 
 :class:`KerasPredictor` wraps a tf_keras model, :class:`TFLitePredictor` a runner from
 :func:`edge_deeplab.runtime.open_runner` (input quantization and output dequantization handled).
@@ -19,9 +20,10 @@ from typing import Optional, Tuple
 import numpy as np
 
 from edge_deeplab.core.contract import semantics as contract
-from edge_deeplab.core.contract.semantics import NORM_MEAN, NORM_STD
 from edge_deeplab.core.errors import EdgeDeeplabError
 from edge_deeplab.core.imaging import parse_size
+from edge_deeplab.runtime.model_input import ModelInput
+from edge_deeplab.runtime.tensors import dequantize
 
 
 class Predictor:
@@ -31,16 +33,23 @@ class Predictor:
         input_hw: model input ``(h, w)``.
         num_classes: output channels (``None`` for a class-map output of unknown range).
         kind: ``"logits"``, ``"probabilities"`` or ``"classes"``.
-        mean, std: per-channel normalization applied to 0..255 pixels.
         batch_size: windows per call.
+        model_input: the image-to-input path (default: a float32 input with MobileNet-v2's
+            normalization).
     """
 
     input_hw: Tuple[int, int]
     num_classes: Optional[int]
     kind: str = "logits"
-    mean = np.asarray(NORM_MEAN, np.float32)
-    std = np.asarray(NORM_STD, np.float32)
     batch_size: int = 1
+    _model_input: Optional[ModelInput] = None
+
+    @property
+    def model_input(self) -> ModelInput:
+        mi = self._model_input
+        if mi is None or mi.input_hw != tuple(self.input_hw):
+            mi = self._model_input = ModelInput.float_input(self.input_hw)
+        return mi
 
     def __call__(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -70,7 +79,7 @@ class KerasPredictor(Predictor):
         out = tuple(model.output_shape)
         self.num_classes = int(out[-1]) if len(out) == 4 and out[-1] else None
         self.batch_size = max(1, int(batch_size))
-        self.mean, self.std = contract.normalization(metadata)
+        self._model_input = ModelInput.float_input(self.input_hw, metadata)
         last = model.layers[-1]
         act = getattr(getattr(last, "activation", None), "__name__", "")
         self.kind = "probabilities" if act == "softmax" or type(last).__name__ == "Softmax" else "logits"
@@ -81,12 +90,10 @@ class KerasPredictor(Predictor):
 
 
 class TFLitePredictor(Predictor):
-    """A .tflite model through :func:`edge_deeplab.runtime.open_runner` (quantization handled)."""
+    """A .tflite model through :func:`edge_deeplab.runtime.open_runner` (windows arrive quantized;
+    outputs are dequantized)."""
 
     def __init__(self, runner):
-        from edge_deeplab.runtime import dequantize, quantize
-
-        self._q, self._dq = quantize, dequantize
         self.runner = runner
         runner.check_segmentation_io()
         s = runner.input.shape
@@ -97,7 +104,7 @@ class TFLitePredictor(Predictor):
         self.input_hw = (int(s[1]), int(s[2]))
         self._in_batch = int(s[0]) if s[0] and s[0] > 0 else 1
         self.batch_size = 1
-        self.mean, self.std = (np.asarray(v, np.float32) for v in runner.normalization())
+        self._model_input = ModelInput.for_runner(runner)
         o = runner.output
         kind = contract.output_kind(runner.metadata)
         integer_out = np.issubdtype(o.dtype, np.integer) and not o.quantized
@@ -114,7 +121,7 @@ class TFLitePredictor(Predictor):
             xi = x[i:i + 1]
             if self._in_batch > 1:
                 xi = np.concatenate([xi] * self._in_batch, axis=0)
-            y = self._dq(self.runner.run(self._q(xi, self.runner.input)), self.runner.output)
+            y = dequantize(self.runner.run(np.ascontiguousarray(xi)), self.runner.output)
             y = np.asarray(y)[0]
             if self.kind == "classes" and y.ndim == 3:
                 y = y[..., 0]

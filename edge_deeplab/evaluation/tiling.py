@@ -1,4 +1,4 @@
-"""Letterboxing, tiling, multi-scale and flip averaging of images through a
+"""Placing, tiling, multi-scale and flip averaging of images through a
 :class:`~edge_deeplab.evaluation.predictors.Predictor`.
 
 Multi-scale inference (``scales=(0.5, 0.75, 1.0, 1.25, 1.5, 1.75)``) and left-right ``flip``
@@ -19,6 +19,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from edge_deeplab.core.errors import EdgeDeeplabError
+from edge_deeplab.core.pixels import resize
 from edge_deeplab.evaluation.predictors import Predictor
 
 PAPER_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
@@ -36,49 +37,25 @@ def _tile_starts(length: int, window: int) -> List[int]:
     return starts
 
 
-def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    x = x - x.max(axis=axis, keepdims=True)
-    e = np.exp(x)
-    return e / e.sum(axis=axis, keepdims=True)
-
-
-def resize_array(a: np.ndarray, hw: Tuple[int, int], nearest: bool = False) -> np.ndarray:
-    import cv2
-
-    h, w = hw
-    if a.shape[:2] == (h, w):
-        return a
-    interp = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
-    if a.ndim == 3 and a.shape[2] > 512:  # OpenCV's channel limit
-        return np.concatenate([resize_array(a[..., i:i + 512], hw, nearest)
-                               for i in range(0, a.shape[2], 512)], axis=2)
-    out = cv2.resize(a, (w, h), interpolation=interp)
-    if a.ndim == 3 and out.ndim == 2:
-        out = out[..., None]
-    return out
-
-
 class _Job:
-    """One image's pending windows and accumulators."""
+    """One image's pending windows and accumulators.
+
+    Each scale's canvas comes from the predictor's :class:`~edge_deeplab.runtime.model_input.ModelInput`
+    (the runtime's one image-to-input path: geometry, normalization, quantization), so windows are
+    already input tensors; outputs go back through the same inverse (:meth:`ModelInput.to_image`'s
+    steps: resize to the input, probabilities, crop the image's box, resize to the image).
+    """
 
     def __init__(self, image: np.ndarray, predictor: Predictor, scales, flip: bool):
-        import cv2
-
+        mi = predictor.model_input
         self.hw = image.shape[:2]
         self.scales = []
         self.windows = []  # (scale_idx, y, x, flipped, array)
-        H, W = self.hw
-        ih, iw = predictor.input_hw
-        f0 = min(ih / H, iw / W)
+        ih, iw = mi.input_hw
         for si, s in enumerate(scales):
-            sh, sw = max(1, int(round(H * f0 * s))), max(1, int(round(W * f0 * s)))
-            interp = cv2.INTER_AREA if sh < H and sw < W else cv2.INTER_LINEAR
-            resized = image if (sh, sw) == (H, W) else cv2.resize(image, (sw, sh), interpolation=interp)
-            norm = (resized.astype(np.float32) - predictor.mean) / predictor.std
-            ph, pw = max(sh, ih), max(sw, iw)
-            canvas = np.zeros((ph, pw, 3), np.float32)  # 0 == the normalized mean
-            canvas[:sh, :sw] = norm
-            self.scales.append({"size": (sh, sw), "padded": (ph, pw), "acc": None, "cnt": None})
+            canvas, box = mi.canvas(image, s)
+            ph, pw = canvas.shape[:2]
+            self.scales.append({"box": box, "padded": (ph, pw), "acc": None, "cnt": None})
             for y in _tile_starts(ph, ih):
                 for x in _tile_starts(pw, iw):
                     win = canvas[y:y + ih, x:x + iw]
@@ -88,17 +65,16 @@ class _Job:
 
     def add(self, window_meta, out: np.ndarray, predictor: Predictor):
         si, y, x, flipped, _ = window_meta
-        ih, iw = predictor.input_hw
+        mi = predictor.model_input
+        ih, iw = mi.input_hw
         st = self.scales[si]
         if predictor.kind == "classes":
-            out = resize_array(out.astype(np.int32), (ih, iw), nearest=True)
+            out = resize(out.astype(np.int32), (ih, iw), "nearest")
             if flipped:
                 out = out[:, ::-1]
             st["acc"] = np.array(out)  # single window only (checked by the caller)
             return
-        out = out.astype(np.float32, copy=False)
-        out = resize_array(out, (ih, iw))
-        probs = out if predictor.kind == "probabilities" else softmax(out)
+        probs = mi.probabilities(out, predictor.kind)
         if flipped:
             probs = probs[:, ::-1]
         if st["acc"] is None:
@@ -112,14 +88,13 @@ class _Job:
         """``(probs (H, W, C) or None, class map (H, W) int)``."""
         H, W = self.hw
         if predictor.kind == "classes":
-            st = self.scales[0]
-            sh, sw = st["size"]
-            return None, resize_array(st["acc"][:sh, :sw], (H, W), nearest=True)
+            top, left, sh, sw = self.scales[0]["box"]
+            return None, resize(self.scales[0]["acc"][top:top + sh, left:left + sw], (H, W), "nearest")
         total = None
         for st in self.scales:
-            sh, sw = st["size"]
-            p = st["acc"][:sh, :sw] / st["cnt"][:sh, :sw]
-            p = resize_array(p, (H, W))
+            top, left, sh, sw = st["box"]
+            p = st["acc"][top:top + sh, left:left + sw] / st["cnt"][top:top + sh, left:left + sw]
+            p = resize(p, (H, W), "linear")
             total = p if total is None else total + p
         probs = total / len(self.scales)
         return probs, probs.argmax(-1)

@@ -56,6 +56,7 @@ from tensorflow_model_optimization.python.core.quantization.keras.quantize_layer
 from edge_deeplab.core._tf import keras, tf
 from edge_deeplab.core.atomic_io import write_json_atomic
 from edge_deeplab.core.errors import EdgeDeeplabError
+from edge_deeplab.core.progress import progress
 from edge_deeplab.model.qat_io import (
     QAT_MODEL_NAME,
     SameScaleQuantizeConfig,
@@ -480,8 +481,7 @@ def run_qat(run_dir, *, steps: Optional[int] = None, lr: Optional[float] = None,
 
     data = data_from(start)
     train_step = make_qat_train_step(qmodel, optimizer, step_var)
-    progbar = keras.utils.Progbar(steps, stateful_metrics=["loss"], verbose=verbose) \
-        if verbose else None
+    progbar = progress(steps, "qat", stateful_metrics=["loss"]) if verbose else None
     if progbar is not None and start:
         progbar.update(start)
     step = start
