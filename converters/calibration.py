@@ -2,7 +2,7 @@
 
 * :func:`structured_images`: generated scenes when no dataset is given;
 * :func:`dataset_images`: evenly spaced images of a dataset split;
-* :func:`representative`: the converter's representative dataset, every image through the runtime's
+* :func:`representative_dataset`: the converter's representative dataset, every image through the runtime's
   one image-to-input path (:class:`~edge_deeplab.runtime.model_input.ModelInput`), so calibration
   sees the pixels evaluation, bench and phones feed.
 
@@ -85,7 +85,7 @@ def _shapes_image(rng, h, w) -> np.ndarray:
 def dataset_images(name: str, data_dir=None, split: str = "train", steps: int = 100,
                    ) -> Iterator[np.ndarray]:
     """Up to ``steps`` uint8 RGB images from a dataset split, evenly spaced, at their own size
-    (:func:`representative` places them in the model input with the runtime's geometry).
+    (:func:`representative_dataset` places them in the model input with the runtime's geometry).
 
     Args:
         name: dataset name for :func:`edge_deeplab.data.load_dataset` (``voc``, ``synthetic`` ...).
@@ -122,7 +122,7 @@ def to_model_range(image_uint8: np.ndarray, mean=NORM_MEAN, std=NORM_STD) -> np.
     return mi(image_uint8)[0][0]
 
 
-def representative(images: Iterable[np.ndarray], shape, metadata: dict, limit: int):
+def representative_dataset(images: Iterable[np.ndarray], shape, metadata: dict, limit: int):
     """Generator factory for the converter: float32 batches of 1 in the model input's range.
 
     uint8 RGB images (any size) go through the runtime's one image-to-input path for a float model
@@ -138,7 +138,7 @@ def representative(images: Iterable[np.ndarray], shape, metadata: dict, limit: i
         limit: at most this many images.
 
     Example:
-        >>> gen = representative(structured_images(2, (8, 8)), (8, 8, 3), {}, limit=1)
+        >>> gen = representative_dataset(structured_images(2, (8, 8)), (8, 8, 3), {}, limit=1)
         >>> [x.shape for [x] in gen()]
         [(1, 8, 8, 3)]
     """

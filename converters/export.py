@@ -64,7 +64,7 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
-from converters.calibration import dataset_images, structured_images
+from converters.calibration import dataset_images, representative_dataset, structured_images
 from edge_deeplab.core.contract.semantics import (
     INTEGER_VARIANTS,
     NORM_MEAN,
@@ -411,8 +411,9 @@ def export_tflite(model, out_path, variant: str = "float32", *, io_type: Optiona
         else:
             images = structured_images(calibration_steps, shape[:2])
             calibration = {"source": "generated", "steps": calibration_steps}
-        rep_gen = representative(images, shape, {"normalization": norm, "normalize_in_graph": normalize_in_graph},
-                                 calibration_steps)
+        rep_gen = representative_dataset(images, shape, {"normalization": norm,
+                                                         "normalize_in_graph": normalize_in_graph},
+                                         calibration_steps)
 
     quantizer = None
     if scheme:

@@ -145,8 +145,8 @@ def normalize(pixels: np.ndarray, mean, std, out: Optional[np.ndarray] = None) -
         out: an optional float32 array of the same shape to write into.
 
     Example:
-        >>> normalize(np.array([[0, 128, 255]], np.uint8), 0.0, 255.0).round(3).tolist()
-        [[0.0, 0.502, 1.0]]
+        >>> [round(float(v), 3) for v in normalize(np.array([0, 128, 255], np.uint8), 0.0, 255.0)]
+        [0.0, 0.502, 1.0]
     """
     inv = (1.0 / np.asarray(std, np.float32)).astype(np.float32)
     bias = (-np.asarray(mean, np.float32) * inv).astype(np.float32)
