@@ -37,7 +37,7 @@ from edge_deeplab.core import pixels
 from edge_deeplab.core.contract import semantics as contract
 from edge_deeplab.core.errors import EdgeDeeplabError
 from edge_deeplab.core.pixels import Box
-from edge_deeplab.runtime.tensors import TensorInfo, image_to_input, quantize
+from edge_deeplab.runtime.tensors import TensorInfo, quantize
 
 #: BT.601 luma weights for 1-channel models.
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
@@ -99,6 +99,11 @@ class ModelInput:
         else:
             self.pad = quantize(pixels.normalize(px, self.mean[:self.channels], self.std[:self.channels]), info)
         self._buf: Optional[np.ndarray] = None
+        self._raw = np.issubdtype(dt, np.integer) and not info.quantized
+        if info.quantized and dt == np.uint8:
+            from edge_deeplab.core.contract.tflite_metadata.compatibility import raw_pixel_error
+
+            self._raw = raw_pixel_error(info.scale, info.zero_point or 0, self.mean, self.std) <= 1.0
 
     @classmethod
     def for_runner(cls, runner, mean=None, std=None) -> "ModelInput":
@@ -134,14 +139,20 @@ class ModelInput:
         return pixels.fit_box(image_hw, self.input_hw, self.geometry)
 
     def values(self, image: np.ndarray) -> np.ndarray:
-        """uint8 RGB pixels (any size, already placed) -> input-tensor values ``(h, w, c)``."""
+        """uint8 RGB pixels (any size, already placed) -> input-tensor values ``(h, w, c)``.
+
+        The same values as :func:`~edge_deeplab.runtime.tensors.image_to_input` (raw pixels for a
+        uint8 input whose quantization absorbs the normalization, or for an unquantized integer
+        input; else normalized, then quantized), decided once per model.
+        """
         if image.ndim != 3 or image.shape[2] != 3:
             raise EdgeDeeplabError(f"expected an RGB image (H, W, 3), got shape {image.shape}")
         if self.channels == 1:
             grey = (image.astype(np.float32) @ LUMA)[..., None]
-            x = pixels.normalize(grey, self.mean[:1], self.std[:1])
-            return quantize(x, self.info)
-        return image_to_input(image, self.info, self.mean, self.std)[0]
+            return quantize(pixels.normalize(grey, self.mean[:1], self.std[:1]), self.info)
+        if self._raw:
+            return image.astype(self.info.dtype, copy=False)
+        return quantize(pixels.normalize(image, self.mean, self.std), self.info)
 
     def canvas(self, image: np.ndarray, scale: float = 1.0, out: Optional[np.ndarray] = None
                ) -> Tuple[np.ndarray, Box]:
