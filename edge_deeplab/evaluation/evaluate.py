@@ -29,6 +29,7 @@ from typing import Callable, Dict, Optional
 
 import numpy as np
 
+from edge_deeplab.core import pixels
 from edge_deeplab.core.errors import EdgeDeeplabError
 from edge_deeplab.evaluation.crf import dense_crf
 from edge_deeplab.evaluation.predictors import KerasPredictor, Predictor, TFLitePredictor
@@ -309,7 +310,7 @@ def evaluate_predictions(pred_dir, dataset, *, resize: bool = False,
                 raise EdgeDeeplabError(
                     f"prediction {p} is {pred.shape[1]}x{pred.shape[0]} but its mask is "
                     f"{gt.shape[1]}x{gt.shape[0]} (use --resize-predictions to resize it)")
-            pred = resize(pred, gt.shape, "nearest")
+            pred = pixels.resize(pred, gt.shape, "nearest")
         invalid.add(cm.update(pred, gt), p)
         if progress:
             progress(i + 1, n)
