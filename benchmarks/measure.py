@@ -15,7 +15,8 @@ What is measured, per model x accelerator (all times in ms):
   ``fps = 1000 / mean``;
 * ``rounds``: the timed block is repeated ``rounds`` times; ``spread`` gives the round medians, their
   coefficient of variation and ``(max-min)/median`` so two numbers can be compared honestly;
-* ``e2e_ms``: end-to-end on a JPEG frame: decode, resize, normalize(+quantize), infer, postprocess
+* ``e2e_ms``: end-to-end on a JPEG frame: decode, resize (the model's geometry: letterbox unless its
+  metadata says stretch), normalize(+quantize), infer, postprocess
   (argmax at model resolution then nearest upsample to the frame size, as phone apps do; 1-channel
   outputs are thresholded), each stage separately plus the total;
 * ``model_sha256``: the SHA-256 of the file the worker opened, so a row names its model by content;
@@ -167,20 +168,12 @@ def resolve_normalization(runner, mean=None, std=None):
 
 
 def make_input(image_rgb: np.ndarray, info, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """uint8 RGB image at the model's input size -> the input tensor (batch 1) in the input's dtype.
+    """uint8 RGB image -> the input tensor (batch 1) in the input's dtype, through the runtime's one
+    image-to-input path (:class:`edge_deeplab.runtime.model_input.ModelInput`: letterbox,
+    normalization, quantization; 1-channel inputs get the luma)."""
+    from edge_deeplab.runtime.model_input import ModelInput
 
-    RGB inputs go through :func:`edge_deeplab.runtime.image_to_input` (what the runners and phone
-    SDKs feed); single-channel inputs get the grey image normalized (and quantized if needed).
-    """
-    from edge_deeplab.runtime import image_to_input, quantize
-
-    img = image_rgb
-    if info.shape[-1] == 1 and img.ndim == 3 and img.shape[-1] == 3:
-        img = (img.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
-        mean, std = mean[:1], std[:1]
-        x = (img - mean) / std
-        return np.ascontiguousarray(quantize(x[None], info))
-    return image_to_input(img, info, mean, std)
+    return ModelInput(info, mean, std)(image_rgb)[0]
 
 
 def output_to_classmap(y: np.ndarray, info) -> np.ndarray:
@@ -266,12 +259,15 @@ def _measure_open(runner, spec: dict, row: dict, init_ms: float, baseline) -> di
     import cv2
 
     from edge_deeplab.core.native_logs import capture_native_stderr, native_error_line
+    from edge_deeplab.core.pixels import geometry_of, resize
     from edge_deeplab.runtime import dequantize
+    from edge_deeplab.runtime.model_input import ModelInput
 
     path = spec["model"]
     info_in, info_out = runner.input, runner.output
     h, w = int(info_in.shape[1]), int(info_in.shape[2])
     mean, std, norm_src = resolve_normalization(runner, spec.get("mean"), spec.get("std"))
+    mi = ModelInput(info_in, mean, std, geometry_of(runner.metadata))
     if spec.get("frame_path"):
         from edge_deeplab.core.imaging import read_image_rgb
 
@@ -279,7 +275,7 @@ def _measure_open(runner, spec: dict, row: dict, init_ms: float, baseline) -> di
     else:
         frame = synthetic_frame(tuple(spec.get("frame_size") or DEFAULT_FRAME))
     jpeg = encode_jpeg(frame)
-    x = make_input(cv2.resize(frame, (w, h), interpolation=cv2.INTER_LINEAR), info_in, mean, std)
+    x = mi(frame)[0]
 
     warmup = max(1, int(spec.get("warmup", 5)))
     runs = max(1, int(spec.get("runs", 50)))
@@ -336,6 +332,7 @@ def _measure_open(runner, spec: dict, row: dict, init_ms: float, baseline) -> di
         e2e_runs = int(spec.get("e2e_runs", 10))
         stages = {k: [] for k in ("decode", "resize", "normalize", "infer", "postprocess", "total")}
         classmap_full = None
+        buf = np.empty((h, w, mi.channels), np.dtype(info_in.dtype))
         for _ in range(e2e_runs):
             t_all = time.perf_counter()
             t = time.perf_counter()
@@ -343,19 +340,21 @@ def _measure_open(runner, spec: dict, row: dict, init_ms: float, baseline) -> di
             rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
             stages["decode"].append(_ms(t))
             t = time.perf_counter()
-            small = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_LINEAR)
+            box = mi.box(rgb.shape[:2])
+            small = resize(rgb, box[2:])
             stages["resize"].append(_ms(t))
             t = time.perf_counter()
-            xi = make_input(small, info_in, mean, std)
+            xi = mi.place(small, box, out=buf)[None]
             stages["normalize"].append(_ms(t))
             t = time.perf_counter()
             yi = runner.run(xi)
             stages["infer"].append(_ms(t))
             t = time.perf_counter()
             cm = output_to_classmap(yi, info_out)
-            classmap_full = cv2.resize(  # noqa: F841 - timed as phone apps do it
-                cm.astype(np.uint8 if cm.max() < 256 else np.uint16),
-                (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_NEAREST)
+            cm = resize(cm.astype(np.uint8 if cm.max() < 256 else np.uint16), (h, w), "nearest")
+            top, left, nh, nw = box
+            classmap_full = resize(  # noqa: F841 - timed as phone apps do it
+                cm[top:top + nh, left:left + nw], rgb.shape[:2], "nearest")
             stages["postprocess"].append(_ms(t))
             stages["total"].append(_ms(t_all))
     if spec.get("dump_output"):
@@ -370,6 +369,7 @@ def _measure_open(runner, spec: dict, row: dict, init_ms: float, baseline) -> di
         tot = latency_stats(stages["total"])
         e2e.update({"total_p50": tot["p50"], "fps": tot["fps"], "n": e2e_runs,
                     "frame": [int(frame.shape[0]), int(frame.shape[1])],
+                    "geometry": mi.geometry,
                     "postprocess_kind": "argmax@model-res + nearest upsample"
                     if (len(info_out.shape) == 4 and info_out.shape[-1] > 1) else "threshold/classmap + nearest upsample"})
     variant = contract.variant(path, runner.metadata)

@@ -61,10 +61,11 @@ from __future__ import annotations
 import datetime
 import os
 from pathlib import Path
-from typing import Iterable, Iterator, Optional, Sequence
+from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
+from converters.calibration import dataset_images, representative_dataset, structured_images
 from edge_deeplab.core.contract import variants
 from edge_deeplab.core.contract.semantics import NORM_MEAN, NORM_STD, normalization_dict
 from edge_deeplab.core.contract.variants import EXPORT_OUTPUTS, IO_TYPES, Variant
@@ -74,74 +75,6 @@ from edge_deeplab.model.config import ModelConfig
 DEFAULT_CALIBRATION_STEPS = 100
 #: Layer name of the in-graph normalization (1x1 DepthwiseConv2D with bias).
 NORMALIZATION_LAYER = "input_normalization"
-
-
-# --------------------------------------------------------------------------------------------
-# Calibration images
-# --------------------------------------------------------------------------------------------
-
-def structured_images(n: int, size, seed: int = 0) -> Iterator[np.ndarray]:
-    """Generated uint8 RGB scenes (not white noise) for calibration when no dataset is given.
-
-    Uses the bundled procedural scene renderer (:func:`edge_deeplab.data.synthetic.render_scene`:
-    textured backgrounds, people, balls, boxes, cones). Each image has at least one pure-black and
-    one pure-white pixel, so the input quantization covers the full 0..255 range (see the module
-    docstring).
-
-    Args:
-        n: number of images.
-        size: ``(height, width)``.
-        seed: RNG seed (deterministic output).
-
-    Example:
-        >>> imgs = list(structured_images(2, (32, 48)))
-        >>> imgs[0].shape, imgs[0].dtype, int(imgs[0].min()), int(imgs[0].max())
-        ((32, 48, 3), dtype('uint8'), 0, 255)
-    """
-    from edge_deeplab.data.synthetic import render_scene
-
-    h, w = (size, size) if isinstance(size, int) else tuple(size)
-    rng = np.random.default_rng(seed)
-    for _ in range(n):
-        img = np.array(render_scene(rng, (h, w))[0], dtype=np.uint8)  # a copy: the corners change
-        img[0, 0] = 0
-        img[-1, -1] = 255
-        yield img
-
-
-def dataset_images(name: str, size, data_dir=None, split: str = "train", steps: int = 100,
-                   ) -> Iterator[np.ndarray]:
-    """Up to ``steps`` uint8 RGB images from a dataset split, evenly spaced, resized to ``size``.
-
-    Args:
-        name: dataset name for :func:`edge_deeplab.data.load_dataset` (``voc``, ``synthetic`` ...).
-        size: ``(height, width)`` of the model input.
-        data_dir: dataset root.
-        split: split to draw from.
-        steps: number of images.
-    """
-    import cv2
-
-    from edge_deeplab.data import load_dataset
-
-    ds = load_dataset(name, data_dir=data_dir, split=split)
-    n = len(ds)
-    if n == 0:
-        raise EdgeDeeplabError(f"calibration dataset {name} ({split}) has no images")
-    h, w = size
-    idx = np.unique(np.linspace(0, n - 1, num=min(steps, n)).round().astype(int))
-    for i in idx:
-        img, _ = ds.read(int(i))
-        if img.shape[:2] != (h, w):
-            img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA
-                             if img.shape[0] > h else cv2.INTER_LINEAR)
-        yield np.ascontiguousarray(img, dtype=np.uint8)
-
-
-def to_model_range(image_uint8: np.ndarray, mean=NORM_MEAN, std=NORM_STD) -> np.ndarray:
-    """uint8 pixels -> the float input the Keras model expects (MobileNet-v2: [-1, 1])."""
-    return ((image_uint8.astype(np.float32) - np.asarray(mean, np.float32))
-            / np.asarray(std, np.float32))
 
 
 # --------------------------------------------------------------------------------------------
@@ -235,7 +168,7 @@ def _resolve(model, row: Variant, config: Optional[ModelConfig]):
     from edge_deeplab.model import model_io
 
     if row.qat:
-        from edge_deeplab.training.qat import load_qat_model
+        from edge_deeplab.model.qat_io import load_qat_model
 
         m, cfg, meta = load_qat_model(model)
     else:
@@ -252,26 +185,6 @@ def _resolve(model, row: Variant, config: Optional[ModelConfig]):
 
 def _io_tf_dtype(tf, io_type):
     return {"float32": tf.float32, "uint8": tf.uint8, "int8": tf.int8}[io_type]
-
-
-def _representative(images: Iterable[np.ndarray], raw_pixels: bool, mean, std, limit: int,
-                    shape):
-    """Generator factory for the converter: float32 batches of 1 in the model input's range."""
-    def gen():
-        for i, img in enumerate(images):
-            if i >= limit:
-                break
-            x = np.asarray(img, np.float32)
-            if x.shape != tuple(shape):
-                raise EdgeDeeplabError(f"calibration image {i} has shape {x.shape}, the model "
-                                       f"expects {tuple(shape)}")
-            if raw_pixels:
-                if x.min() >= -1.0001 and x.max() <= 1.0001 and img.dtype != np.uint8:
-                    x = x * np.asarray(std, np.float32) + np.asarray(mean, np.float32)
-            elif img.dtype == np.uint8:
-                x = to_model_range(img, mean, std)
-            yield [x[None].astype(np.float32)]
-    return gen
 
 
 def _trace_and_convert(model, row: Variant, io_type: str, output: str, representative_gen):
@@ -388,7 +301,7 @@ def export_tflite(model, out_path, variant: str = "float32", *, io_type: Optiona
 
     Args:
         model: a ``tf_keras`` model, or a path to ``M.keras`` / a run directory (``qat-int8`` loads
-            the run's ``qat/model.keras`` via :func:`edge_deeplab.training.qat.load_qat_model`).
+            the run's ``qat/model.keras`` via :func:`edge_deeplab.model.qat_io.load_qat_model`).
         out_path: destination ``X.tflite`` (the sidecar goes to ``X.json``).
         variant: a name (or alias) of the table of variants,
             :data:`edge_deeplab.core.contract.variants.TABLE`; its row decides the converter path
@@ -473,14 +386,16 @@ def export_tflite(model, out_path, variant: str = "float32", *, io_type: Optiona
         if representative is not None:
             images, calibration = representative, {"source": "user", "steps": calibration_steps}
         elif calibration_dataset:
-            images = dataset_images(calibration_dataset, shape[:2], data_dir=data_dir,
+            images = dataset_images(calibration_dataset, data_dir=data_dir,
                                     split=calibration_split, steps=calibration_steps)
             calibration = {"source": f"dataset:{calibration_dataset}", "split": calibration_split,
                            "steps": calibration_steps}
         else:
             images = structured_images(calibration_steps, shape[:2])
             calibration = {"source": "generated", "steps": calibration_steps}
-        rep_gen = _representative(images, normalize_in_graph, mean, std, calibration_steps, shape)
+        rep_gen = representative_dataset(images, shape, {"normalization": norm,
+                                                         "normalize_in_graph": normalize_in_graph},
+                                         calibration_steps)
 
     tflite, quantizer = CONVERTERS[path](conv_model, row, io_type, output, rep_gen, keep_float,
                                          calibration_steps)

@@ -98,30 +98,21 @@ def check_pair(quant: bytes, reference: bytes, quant_name: str = "quantized mode
     return {"quantization": qk, "reference_quantization": rk}
 
 
-def _normalization(data: bytes):
+def _model_input(data: bytes, detail: dict):
+    """The runtime's one image-to-input path for this model (its metadata's normalization and
+    geometry, its input tensor's dtype and quantization)."""
     from edge_deeplab.core.contract.metadata import read_tflite_metadata
-    from edge_deeplab.core.contract.semantics import NORM_MEAN, NORM_STD
+    from edge_deeplab.core.contract.semantics import normalization
+    from edge_deeplab.core.pixels import geometry_of
+    from edge_deeplab.runtime.model_input import ModelInput
+    from edge_deeplab.runtime.tensors import details_to_info
 
     try:
         meta = read_tflite_metadata(data) or {}
     except EdgeDeeplabError:
         meta = {}
-    if meta.get("normalize_in_graph"):
-        return np.zeros(3, np.float32), np.ones(3, np.float32)
-    norm = meta.get("normalization") or {}
-    return (np.asarray(norm.get("mean", NORM_MEAN), np.float32),
-            np.asarray(norm.get("std", NORM_STD), np.float32))
-
-
-def _prepare(image: np.ndarray, detail: dict, mean, std) -> np.ndarray:
-    x = (np.asarray(image, np.float32) - mean) / std
-    x = x[None]
-    dt = np.dtype(detail["dtype"])
-    scale, zp = detail.get("quantization", (0.0, 0))
-    if np.issubdtype(dt, np.integer) and scale:
-        ii = np.iinfo(dt)
-        return np.clip(np.round(x / scale + zp), ii.min, ii.max).astype(dt)
-    return x.astype(dt)
+    mean, std = normalization(meta)
+    return ModelInput(details_to_info(detail), mean, std, geometry_of(meta))
 
 
 def _interpreter(data: bytes, threads: Optional[int]):
@@ -169,8 +160,9 @@ def quant_report(quant_path, reference_path, images: Iterable[np.ndarray], *,
     Args:
         quant_path: the quantized model (int8, w8a16, selective precision, dynamic-range ...).
         reference_path: the float32 model it was made from (same graph, same tensor names).
-        images: uint8 RGB images ``(H, W, 3)``; resized to the model input when needed; each model
-            gets them normalized and quantized the way its own metadata and input tensor say.
+        images: uint8 RGB images ``(H, W, 3)``, any size; each model gets them through the runtime's
+            image-to-input path (:class:`~edge_deeplab.runtime.model_input.ModelInput`): its geometry,
+            normalization and input quantization.
         max_images: use at most this many images.
         top: how many worst layers go in ``report["worst"]``.
         threads: interpreter threads (default: all CPUs).
@@ -187,7 +179,6 @@ def quant_report(quant_path, reference_path, images: Iterable[np.ndarray], *,
         EdgeDeeplabError: missing/garbage files, a pair that cannot be compared
             (:func:`check_pair`), no images, no tensor names in common.
     """
-    import cv2
 
     from converters.layer_names import keras_layers
 
@@ -197,8 +188,7 @@ def quant_report(quant_path, reference_path, images: Iterable[np.ndarray], *,
 
     qit, rit = _interpreter(qdata, threads), _interpreter(rdata, threads)
     qin, rin = qit.get_input_details()[0], rit.get_input_details()[0]
-    qnorm, rnorm = _normalization(qdata), _normalization(rdata)
-    h, w = (int(s) for s in qin["shape"][1:3])
+    qmi, rmi = _model_input(qdata, qin), _model_input(rdata, rin)
     qops = _graph_order(qit)
     rnames = {match_key(d["name"]): d for d in rit.get_tensor_details()}
 
@@ -244,10 +234,8 @@ def quant_report(quant_path, reference_path, images: Iterable[np.ndarray], *,
         img = np.asarray(img)
         if img.ndim != 3 or img.shape[2] != 3:
             raise EdgeDeeplabError(f"expected RGB images (H, W, 3), got shape {img.shape}")
-        if img.shape[:2] != (h, w):
-            img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
-        for it, det, (mean, std) in ((qit, qin, qnorm), (rit, rin, rnorm)):
-            it.set_tensor(det["index"], _prepare(img, det, mean, std))
+        for it, det, mi in ((qit, qin, qmi), (rit, rin, rmi)):
+            it.set_tensor(det["index"], mi(img)[0])
             try:
                 it.invoke()
             except Exception as e:  # noqa: BLE001
@@ -328,10 +316,10 @@ def quant_report(quant_path, reference_path, images: Iterable[np.ndarray], *,
 def report_images(size, dataset: Optional[str] = None, data_dir=None, split: str = "train",
                   n: int = DEFAULT_IMAGES):
     """uint8 RGB images for a report: ``n`` from a dataset split, else generated scenes."""
-    from converters.export import dataset_images, structured_images
+    from converters.calibration import dataset_images, structured_images
 
     if dataset:
-        return dataset_images(dataset, size, data_dir=data_dir, split=split, steps=n)
+        return dataset_images(dataset, data_dir=data_dir, split=split, steps=n)
     return structured_images(n, size, seed=1)
 
 

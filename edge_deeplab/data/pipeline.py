@@ -10,8 +10,9 @@ normalize -> pad to the crop size (image with the mean, i.e. 0 after normalizati
 random crop -> random left/right flip -> batch -> prefetch. Every random draw is a *stateless*
 function of ``(seed, sample counter)``, so a pipeline is reproducible whatever the parallelism.
 
-Evaluation: read -> resize keeping the aspect ratio to fit ``size`` -> pad (centered, image 0,
-mask 255) -> batch. Deterministic, no shuffling.
+Evaluation: read -> the runtime's letterbox (:func:`edge_deeplab.core.pixels.place_pair`: the same
+geometry and normalization every model input gets; image padded 0, mask 255) -> batch.
+Deterministic, no shuffling.
 
 Example:
     >>> from edge_deeplab.data import load_dataset                          # doctest: +SKIP
@@ -30,6 +31,7 @@ from edge_deeplab.core._tf import tf
 from edge_deeplab.core.contract.semantics import NORM_MEAN, NORM_STD
 from edge_deeplab.core.errors import EdgeDeeplabError
 from edge_deeplab.core.imaging import parse_size
+from edge_deeplab.core.pixels import place_pair
 
 IGNORE_LABEL = 255
 AUTOTUNE = tf.data.AUTOTUNE
@@ -175,32 +177,22 @@ def make_train_dataset(dataset, *, crop_size, batch_size: int, seed: int = 0,
 
 
 def resize_with_pad(image, mask, size):
-    """Fits ``image``/``mask`` into ``size`` keeping the aspect ratio, padding centered.
+    """Places ``image``/``mask`` in ``size`` with the runtime's geometry (:func:`edge_deeplab.core.pixels.place_pair`).
 
-    The image is resized bilinearly, normalized and padded with 0 (the mean); the mask is resized
-    nearest-neighbour and padded with 255. An item already of ``size`` passes through unchanged.
+    The letterbox every model input gets (evaluation, bench, calibration, the demo): aspect ratio
+    kept, centred, area-resized when shrinking (bilinear when enlarging), normalized and padded with
+    0 (the mean); the mask is resized nearest-neighbour and padded with 255. An item already of
+    ``size`` passes through unchanged.
 
     Returns:
         ``(float32 (h, w, 3), int32 (h, w))``.
     """
     th, tw = parse_size(size)
-    shape = tf.shape(mask)
-    h, w = shape[0], shape[1]
-    scale = tf.minimum(tw / tf.cast(w, tf.float64), th / tf.cast(h, tf.float64))
-    nh = tf.clip_by_value(tf.cast(tf.round(tf.cast(h, tf.float64) * scale), tf.int32), 1, th)
-    nw = tf.clip_by_value(tf.cast(tf.round(tf.cast(w, tf.float64) * scale), tf.int32), 1, tw)
-    same = tf.logical_and(tf.equal(nh, h), tf.equal(nw, w))
-    image_f = tf.cast(image, tf.float32)
-    image_f = tf.cond(same, lambda: image_f,
-                      lambda: tf.image.resize(image_f, (nh, nw), method="bilinear"))
-    mask_i = tf.cast(mask, tf.int32)[..., None]
-    mask_i = tf.cond(same, lambda: mask_i,
-                     lambda: tf.image.resize(mask_i, (nh, nw), method="nearest"))[..., 0]
-    image_f = normalize(image_f)
-    top, left = (th - nh) // 2, (tw - nw) // 2
-    image_f = tf.pad(image_f, [[top, th - nh - top], [left, tw - nw - left], [0, 0]])
-    mask_i = tf.pad(mask_i, [[top, th - nh - top], [left, tw - nw - left]],
-                    constant_values=IGNORE_LABEL)
+
+    def _place(im, m):
+        return place_pair(np.asarray(im, np.uint8), np.asarray(m, np.uint8), (th, tw), NORM_MEAN, NORM_STD)
+
+    image_f, mask_i = tf.numpy_function(_place, [image, mask], (tf.float32, tf.int32), stateful=False)
     image_f.set_shape((th, tw, 3))
     mask_i.set_shape((th, tw))
     return image_f, mask_i

@@ -9,7 +9,8 @@ held-out part of each source is its last ``val_fraction`` (time order), or whole
 
 Example:
     >>> from edge_deeplab.runtime.teacher import open_teacher, parse_range     # doctest: +SKIP
-    >>> from edge_deeplab.data.frame_sources import resolve_sources          # doctest: +SKIP
+    >>> from edge_deeplab.core.progress import is_terminal
+from edge_deeplab.data.frame_sources import resolve_sources          # doctest: +SKIP
     >>> t = open_teacher("selfie.tflite", normalization=parse_range("0,1"))  # doctest: +SKIP
     >>> m = label_sources(t, resolve_sources(["clip.mp4"]), ["background", "person"],
     ...                   "run/labels", val_fraction=0.3)                    # doctest: +SKIP
@@ -23,6 +24,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from edge_deeplab.core.progress import is_terminal
 from edge_deeplab.data.frame_sources import FrameSource, held_out_indices
 from edge_deeplab.data.soft_labels import SoftLabelStore
 
@@ -44,8 +46,11 @@ def _progress(done: int, total: int, t0: float, verbose: int) -> None:
     if not verbose or (done % max(1, total // 20) and done < total):
         return
     rate = done / max(time.time() - t0, 1e-6)
-    end = "\n" if done >= total else ""
-    print(f"\rlabelling {done}/{total} frames ({rate:.1f}/s)", end=end, file=sys.stderr, flush=True)
+    line = f"labelling {done}/{total} frames ({rate:.1f}/s)"
+    if is_terminal(sys.stderr):  # one line rewritten in place
+        print(f"\r{line}", end="\n" if done >= total else "", file=sys.stderr, flush=True)
+    else:  # a log: one line each
+        print(line, file=sys.stderr, flush=True)
 
 
 def label_sources(teacher, sources: Sequence[FrameSource], classes: Sequence[str], root, *,

@@ -182,23 +182,46 @@ class Runner:
         mean, std = self.normalization()
         return image_to_input(image, self.input, mean, std)
 
+    def model_input(self, mean=None, std=None):
+        """This model's :class:`~edge_deeplab.runtime.model_input.ModelInput` (the one image-to-input path)."""
+        from edge_deeplab.runtime.model_input import ModelInput
+
+        return ModelInput.for_runner(self, mean, std)
+
     def predict(self, image: np.ndarray) -> np.ndarray:
-        """Runs one uint8 RGB image (any size; stretched to the model input) through the model.
+        """Runs one uint8 RGB image through the model, placed by the model's geometry (:meth:`model_input`).
 
         Returns:
-            float32 ``(h, w, C)`` logits or probabilities at the model's output resolution, or an
-            integer ``(h, w)`` class map for models that output one.
+            the dequantized output (float32 ``(h, w, C)`` logits or probabilities, or an integer
+            ``(h, w)`` class map): at the model's output resolution for an image at the input size,
+            else the image's box resized to the image size.
         """
-        h, w = self.input.shape[1:3]
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise EdgeDeeplabError(f"expected an RGB image (H, W, 3), got shape {image.shape}")
-        if image.shape[:2] != (h, w):
-            import cv2
+        from edge_deeplab.core.pixels import resize
 
-            image = cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
-        y = self.run(self.prepare_input(image))
-        y = dequantize(y, self.output)[0]
-        return y
+        mi = self.model_input()
+        x, (top, left, nh, nw) = mi(image)
+        y = dequantize(self.run(x), self.output)[0]
+        if image.shape[:2] == mi.input_hw:
+            return y
+        how = "nearest" if np.issubdtype(y.dtype, np.integer) else "linear"
+        y = resize(y, mi.input_hw, how)[top:top + nh, left:left + nw]
+        return resize(y, image.shape[:2], how)
+
+    def segment(self, image: np.ndarray) -> np.ndarray:
+        """The ``(H, W)`` class map of one uint8 RGB image, exactly as ``eval`` scores it.
+
+        Example:
+            >>> open_runner("m_int8.tflite").segment(image).shape == image.shape[:2]   # doctest: +SKIP
+            True
+        """
+        mi = self.model_input()
+        x, box = mi(image)
+        y = dequantize(self.run(x), self.output)[0]
+        kind = contract.output_kind(self.metadata)
+        o = self.output
+        if (np.issubdtype(o.dtype, np.integer) and not o.quantized) or kind == "classmap":
+            kind = "classes"
+        return mi.to_image(y, box, image.shape[:2], kind or "logits")[1]
 
     # -- execution -------------------------------------------------------------------------
     def run(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract

@@ -77,6 +77,11 @@ class DistillOptions:
             raise EdgeDeeplabError(f"jitter must be >= 0, got {self.jitter}")
 
 
+#: Frames are stretched to the student's input (:func:`load_split`); the saved model's metadata says
+#: so (``input_geometry``), so its exports get stretched frames everywhere (eval, bench, demo).
+GEOMETRY = "stretch"
+
+
 def load_split(store: SoftLabelStore, split: str, size) -> tuple:
     """``(images uint8 (N, h, w, 3), soft uint8 (N, h, w, C), stems)`` of ``split`` at ``size``."""
     import cv2
@@ -337,7 +342,8 @@ def distill_train(model_config: ModelConfig, train_config: TrainConfig, out_dir,
         if res["miou"] > float(best_miou.numpy()):
             best_miou.assign(res["miou"])
             best_step.assign(step_now)
-            save_model(model, out / "model.keras", model_config, val_miou=res["miou"], step=step_now)
+            save_model(model, out / "model.keras", model_config, val_miou=res["miou"], step=step_now,
+                       input_geometry=GEOMETRY)
         return res
 
     t0 = time.time()
@@ -365,9 +371,9 @@ def distill_train(model_config: ModelConfig, train_config: TrainConfig, out_dir,
     seconds = time.time() - t0
     if last_eval != step:
         validate(step)
-    save_model(model, out / "last.keras", model_config, step=step)
+    save_model(model, out / "last.keras", model_config, step=step, input_geometry=GEOMETRY)
     if float(best_miou.numpy()) < 0 or not (out / "model.keras").is_file():
-        save_model(model, out / "model.keras", model_config, step=step)
+        save_model(model, out / "model.keras", model_config, step=step, input_geometry=GEOMETRY)
     manager.save(checkpoint_number=step)
     best = float(best_miou.numpy())
     per_class = (final or {}).get("per_class_iou")

@@ -44,6 +44,7 @@ from typing import Optional
 
 from edge_deeplab.core.atomic_io import file_sha256, write_json_atomic
 from edge_deeplab.core.errors import EdgeDeeplabError
+from edge_deeplab.core.progress import progress
 from edge_deeplab.core.run_state import (
     clear_complete,
     mark_complete,
@@ -519,8 +520,7 @@ def _train_loop(model_config, tc, out, total, strategy, chief, scratch, train_ds
 
     writer = tf.summary.create_file_writer(str(out / "logs")) if chief else \
         tf.summary.create_noop_writer()
-    progbar = keras.utils.Progbar(total, stateful_metrics=["loss", "lr", "val_miou"],
-                                  verbose=verbose) if verbose else None
+    progbar = progress(total, "train", stateful_metrics=["loss", "lr", "val_miou"]) if verbose else None
     if progbar is not None and start:
         progbar.update(start)
     t0 = time.time()
@@ -570,8 +570,7 @@ def _train_loop(model_config, tc, out, total, strategy, chief, scratch, train_ds
                 msg = f"step {step}/{total}: loss {loss_ema:.4f}"
                 if res is not None:
                     msg += f", val mIoU {res['miou']:.4f} (best {float(best_miou.numpy()):.4f})"
-                # The progress bar owns the line; the log line goes on its own.
-                print(f"\n{msg}; checkpoint saved", flush=True)
+                progbar.message(f"{msg}; checkpoint saved")  # its own line, bar or log
         if progbar is not None:
             progbar.update(step, values)
     writer.flush()

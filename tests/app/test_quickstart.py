@@ -8,16 +8,13 @@ import sys
 import cv2
 import pytest
 
-from edge_deeplab.app.quickstart.run import (
-    ACCURACY_KEYS,
-    EXPORTS,
+from edge_deeplab.app.quickstart.checks import (
     FAST_THRESHOLDS,
     FULL_THRESHOLDS,
-    GPU_CHECKED,
-    QUANT_REPORTED,
     evaluate_checks,
     failed_checks,
 )
+from edge_deeplab.app.quickstart.plan import ACCURACY_KEYS, EXPORTS, GPU_CHECKED, QUANT_REPORTED
 
 
 @pytest.fixture(scope="module")
@@ -205,7 +202,7 @@ def test_quickstart_marks_its_folder_first_and_resumes_it(tmp_path, monkeypatch,
     """An interrupted run (marker written, nothing finished) is resumed, not refused."""
     import edge_deeplab.data.synthetic as synthetic
     from edge_deeplab.app.cli import main
-    from edge_deeplab.app.quickstart.run import MARKER
+    from edge_deeplab.app.quickstart.plan import MARKER
 
     calls = []
 

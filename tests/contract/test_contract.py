@@ -134,7 +134,7 @@ def reference(trained):
     from edge_deeplab.data import load_dataset
     from edge_deeplab.evaluation.evaluate import evaluate_keras
     from edge_deeplab.model.model_io import load_model
-    from edge_deeplab.training.qat import load_qat_model
+    from edge_deeplab.model.qat_io import load_qat_model
 
     model, cfg, _ = load_model(trained["keras"])
     ds = load_dataset("folder", trained["data"], "val")

@@ -84,7 +84,7 @@ def small(tmp_path_factory):
 def exported(small):
     """The four post-training variants of the small model (int8 calibrated on a folder dataset)."""
     cfg, model, _, _, d = small
-    from converters.export import structured_images
+    from converters.calibration import structured_images
 
     size = cfg.input_size  # calibration (train split): a photo and generated scenes
     data, _ = make_folder_tree(d / "calib", np.random.default_rng(0), num_classes=3, exts=(".png",),

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from converters.export import structured_images
+from converters.calibration import structured_images
 from edge_deeplab.core.contract.tflite_metadata import (
     mediapipe_compatibility,
     read_standard_metadata,

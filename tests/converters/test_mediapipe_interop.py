@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from converters.export import DEFAULT_CALIBRATION_STEPS, structured_images
+from converters.calibration import structured_images
+from converters.export import DEFAULT_CALIBRATION_STEPS
 
 pytestmark = pytest.mark.mediapipe
 

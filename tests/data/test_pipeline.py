@@ -108,6 +108,34 @@ def test_resize_with_pad_is_identity_at_model_size():
     assert np.array_equal(y, mask)
 
 
+def test_eval_pipeline_places_pixels_exactly_like_the_runtime_model_input():
+    """Training-time evaluation and every model input (eval, bench, calibration, demo) share one
+    geometry and normalization: a non-square image comes out identical to the bit."""
+    import cv2
+
+    from edge_deeplab.runtime.model_input import ModelInput
+
+    rng = np.random.default_rng(3)
+    for hw in ((45, 100), (120, 50), (20, 30)):  # shrink wide, shrink tall, enlarge
+        image = rng.integers(0, 256, hw + (3,), dtype=np.uint8)
+        mask = rng.integers(0, 4, hw, dtype=np.uint8)
+        x, y = (a.numpy() for a in resize_with_pad(image, mask, (64, 48)))
+        mi = ModelInput.float_input((64, 48))
+        tensor, (top, left, nh, nw) = mi(image)
+        assert np.array_equal(x, tensor[0])  # to the bit, padding included
+        # The mask lies in the same box (the rest is ignore), resized nearest-neighbour.
+        inside = np.zeros(y.shape, bool)
+        inside[top:top + nh, left:left + nw] = True
+        assert (y[~inside] == 255).all()
+        ref = cv2.resize(mask, (nw, nh), interpolation=cv2.INTER_NEAREST)
+        assert np.array_equal(y[inside].reshape(nh, nw), ref)
+        # The box is the centred aspect-preserving fit, written out by hand.
+        f = min(64 / hw[0], 48 / hw[1])
+        assert (nh, nw) == (round(hw[0] * f), round(hw[1] * f))
+        assert (top, left) == ((64 - nh) // 2, (48 - nw) // 2)
+        assert np.allclose(x[~inside], 0.0)
+
+
 def test_eval_dataset_in_order_and_complete():
     src = BlockDataset(n=7)
     batches = list(make_eval_dataset(src, size=(48, 48), batch_size=3))

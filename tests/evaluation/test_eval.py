@@ -9,13 +9,10 @@ import pytest
 from edge_deeplab.app.cli import main as cli_main
 from edge_deeplab.core.errors import EdgeDeeplabError
 from edge_deeplab.data import load_dataset
-from edge_deeplab.evaluation.evaluate import (
-    Predictor,
-    dense_crf,
-    evaluate_predictions,
-    evaluate_predictor,
-    predict_images,
-)
+from edge_deeplab.evaluation.crf import dense_crf
+from edge_deeplab.evaluation.evaluate import evaluate_predictions, evaluate_predictor
+from edge_deeplab.evaluation.predictors import Predictor
+from edge_deeplab.evaluation.tiling import predict_images
 from edge_deeplab.metrics import ConfusionMatrix
 from tests.support.cli import assert_one_line_error
 from tests.support.data_trees import (
@@ -325,6 +322,43 @@ def test_int8_and_classmap_exports_score_like_keras(tmp_path, tiny_models, pytes
     want = numpy_confusion(decided, root64, masks, len(LABELS))
     print(f"int8 confusion matrix (NumPy reference):\n{want}")
     assert (np.diag(want) > 0).sum() >= 2 and np.array_equal(got, want)
+
+
+def test_int8_eval_miou_and_the_runners_masks_agree_exactly(tmp_path, pytestconfig, capsys):
+    """One image-to-input path: ``eval`` (CLI) on non-square images scores exactly the masks the
+    runner predicts for them (``Runner.segment``), and saves exactly those masks."""
+    from PIL import Image
+
+    from edge_deeplab.runtime import open_runner
+    from tests.support.segmentation_models import LABELS
+    from tests.support.tiny import tiny_tflite
+
+    model = tiny_tflite(pytestconfig, "int8", weights="colour", options={"io_type": "uint8"})
+    k = len(LABELS)
+    root, masks = make_folder_tree(tmp_path / "data", np.random.default_rng(21), n=4, num_classes=k,
+                                   exts=(".png",), sizes=((50, 90), (80, 36), (33, 47)),
+                                   split_files=False)
+    out = tmp_path / "eval.json"
+    rc = cli_main(["eval", str(model), "--dataset", "folder", "--data-dir", str(root), "--json", str(out),
+                   "--save-predictions", str(tmp_path / "pred"), "--quiet"])
+    assert rc == 0, capsys.readouterr().err
+    r = json.loads(out.read_text())
+    assert r["input_dtype"] == "uint8"
+    want = np.zeros((k, k), np.int64)
+    with open_runner(model) as runner:
+        for stem, gt in masks.items():
+            img = np.asarray(Image.open(root / "images" / f"{stem}.png").convert("RGB"), np.uint8)
+            pred = runner.segment(img).astype(np.int64)
+            assert pred.shape == gt.shape
+            saved = np.asarray(Image.open(tmp_path / "pred" / f"{stem}.png"))
+            assert np.array_equal(saved, pred)  # the predicted masks eval wrote
+            keep = gt != 255
+            want += np.bincount(gt[keep].astype(np.int64) * k + pred[keep],
+                                minlength=k * k).reshape(k, k)
+    got = np.array(r["confusion_matrix"])
+    assert (np.diag(want) > 0).sum() >= 2 and np.array_equal(got, want)
+    union = want.sum(0) + want.sum(1) - np.diag(want)
+    assert r["miou"] == pytest.approx(float(np.mean([want[c, c] / union[c] for c in range(k) if union[c]])))
 
 
 def numpy_confusion(model, root, masks: dict, k: int) -> np.ndarray:

@@ -131,3 +131,36 @@ def test_parse_delegate_log():
     p = parse_delegate_log(text)
     assert set(p["unsupported_ops"]) == {"BATCH_TO_SPACE_ND", "SPACE_TO_BATCH_ND"}
     assert (p["gpu_ops"], p["cpu_ops"]) == (52, 48)
+
+
+def test_model_input_normalizes_and_quantizes_as_written_out_by_hand():
+    """The one image-to-input path against a literal reference: (x - mean) / std, then
+    round(v / scale + zero_point) clipped to int8; the letterbox padding is the zero point."""
+    from edge_deeplab.runtime.model_input import ModelInput
+    from edge_deeplab.runtime.tensors import TensorInfo
+
+    mean, std = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
+    scale, zp = 0.0173, -3
+    info = TensorInfo("x", (1, 6, 10, 3), np.dtype(np.int8), scale=scale, zero_point=zp)
+    mi = ModelInput(info, mean, std)
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (6, 10, 3), dtype=np.uint8)
+    x, box = mi(image)
+    want = np.empty((6, 10, 3), np.int64)
+    for i in range(6):
+        for j in range(10):
+            for c in range(3):
+                v = (float(image[i, j, c]) - mean[c]) / std[c]
+                want[i, j, c] = min(127, max(-128, round(v / scale + zp)))
+    assert x.dtype == np.int8 and x.shape == (1, 6, 10, 3) and box == (0, 0, 6, 10)
+    assert np.array_equal(x[0].astype(np.int64), want)
+    # A 3x10 image fills the middle rows; the rest is the normalized mean: the zero point.
+    x, box = mi(image[:3])
+    assert box == (1, 0, 3, 10)
+    assert (x[0, 0] == zp).all() and (x[0, 4:] == zp).all()
+    assert np.array_equal(x[0, 1:4].astype(np.int64), want[:3])
+    # A uint8 input whose quantization absorbs the normalization gets the raw pixels (as phones
+    # feed it); its padding is the zero point too.
+    u8 = TensorInfo("x", (1, 6, 10, 3), np.dtype(np.uint8), scale=1 / 127.5, zero_point=128)
+    x, _ = ModelInput(u8, 127.5, 127.5)(image[:3])
+    assert np.array_equal(x[0, 1:4], image[:3]) and (x[0, 0] == 128).all()

@@ -27,7 +27,7 @@ def natural_image(size=(512, 512)) -> np.ndarray:
             return np.ascontiguousarray(cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)[..., ::-1])
     except ImportError:
         pass
-    from converters.export import structured_images
+    from converters.calibration import structured_images
 
     return next(structured_images(1, (h, w), seed=123))
 

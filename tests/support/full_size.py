@@ -43,7 +43,8 @@ def trained_at_size(manifest: dict, size=FULL_SIZE):
     :func:`tests.support.trained.trained_artifacts`) rebuilt at ``size`` with its weights."""
     from edge_deeplab.model.deeplab import build_model
     from edge_deeplab.model.model_io import load_model
-    from edge_deeplab.training.qat import load_qat_model, quantize_model
+    from edge_deeplab.model.qat_io import load_qat_model
+    from edge_deeplab.training.qat import quantize_model
 
     model, cfg, _ = load_model(manifest["keras"])
     cfg = dataclasses.replace(cfg, input_size=tuple(size))

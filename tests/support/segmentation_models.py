@@ -75,7 +75,7 @@ def calibrated_random_model(config, seed: int = 0, n_images: int = 4, var_floor:
     still varies over the image. ``fit_head`` then fits the logits layer (see
     :func:`_fit_logits_to_colour_segments`) so the argmax has trained-like margins.
     """
-    from converters.export import structured_images, to_model_range
+    from converters.calibration import structured_images, to_model_range
     from edge_deeplab.core._tf import keras
     from tests.support.export_models import natural_image
     from tests.support.tiny import seeded_model

@@ -28,7 +28,8 @@ TINY = dict(input_size=(64, 64), num_classes=3, alpha=0.35)
 WEIGHTS = ("random", "calibrated", "colour")
 #: What the tiny model's conversion depends on.
 TINY_CODE = ("edge_deeplab/__init__.py", "edge_deeplab/model", "edge_deeplab/core", "edge_deeplab/data",
-             "edge_deeplab/training/qat.py", "converters/export.py", "converters/litert_quant.py",
+             "edge_deeplab/training/qat.py", "converters/export.py", "converters/calibration.py",
+             "edge_deeplab/runtime/model_input.py", "edge_deeplab/runtime/tensors.py", "converters/litert_quant.py",
              "tests/support/tiny.py", "tests/support/segmentation_models.py",
              "tests/support/export_models.py")
 

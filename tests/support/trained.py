@@ -39,8 +39,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 #: The sources whose change invalidates the cached trained model and exports.
 CODE = ("edge_deeplab/model", "edge_deeplab/data", "edge_deeplab/training", "edge_deeplab/core",
-        "edge_deeplab/metrics.py", "converters/export.py", "converters/litert_quant.py",
-        "converters/layer_names.py",
+        "edge_deeplab/metrics.py", "converters/export.py", "converters/calibration.py",
+        "edge_deeplab/runtime/model_input.py", "edge_deeplab/runtime/tensors.py",
+        "converters/litert_quant.py", "converters/layer_names.py",
         "tests/support/trained.py")
 
 #: The trained model: the ``fast`` preset's head, small enough to train in well under a minute.

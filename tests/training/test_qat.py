@@ -12,6 +12,7 @@ import json
 import numpy as np
 import pytest
 
+import edge_deeplab.model.qat_io as qat_io
 import edge_deeplab.training.qat as qat
 from converters.analyze import xnnpack_coverage
 from edge_deeplab.core._tf import keras, tf
@@ -43,7 +44,7 @@ def float_model():
 @pytest.fixture(scope="module")
 def qat_model(float_model):
     q = qat.quantize_model(float_model)
-    qat.freeze_batchnorm(q)
+    qat_io.freeze_batchnorm(q)
     qat.calibrate_ranges(q, [_batch(2, seed=s) for s in range(3)])
     return q
 
@@ -74,7 +75,7 @@ def test_every_layer_is_wrapped(float_model, qat_model):
                 name.endswith("project_BN"), name
     # Resize / pooling keep their input's scale (TFLite same-scale ops).
     for name in ("image_pooling", "image_pooling_upsample", "decoder_upsample", "logits_upsample"):
-        assert isinstance(wrapped[name].quantize_config, qat.SameScaleQuantizeConfig), name
+        assert isinstance(wrapped[name].quantize_config, qat_io.SameScaleQuantizeConfig), name
     # ASPP image pooling exports as MEAN (XNNPACK has no int8 AVERAGE_POOL_2D).
     assert isinstance(wrapped["image_pooling"].layer, keras.layers.GlobalAveragePooling2D)
     # Concat inputs (directly or behind a same-scale resize) carry no own quantizer: the
@@ -111,21 +112,21 @@ def test_qat_model_tracks_float_model(float_model, qat_model):
 
 
 def test_save_reload_identical(qat_model, tmp_path):
-    qat.save_qat_model(qat_model, tmp_path / "qat" / "model.h5", TINY)
-    m, cfg, meta = qat.load_qat_model(tmp_path)  # run-dir form
+    qat_io.save_qat_model(qat_model, tmp_path / "qat" / "model.h5", TINY)
+    m, cfg, meta = qat_io.load_qat_model(tmp_path)  # run-dir form
     assert cfg == TINY and meta["quantization"] == "qat-int8"
     x = _batch(2, seed=3)
     np.testing.assert_array_equal(qat_model(x, training=False).numpy(), m(x, training=False).numpy())
-    assert qat.is_qat_model(m)
+    assert qat_io.is_qat_model(m)
     with pytest.raises(EdgeDeeplabError, match="not found"):
-        qat.load_qat_model(tmp_path / "missing.h5")
+        qat_io.load_qat_model(tmp_path / "missing.h5")
     bad = tmp_path / "bad.h5"
     bad.write_bytes(b"not a model")
     with pytest.raises(EdgeDeeplabError, match="cannot load QAT model"):
-        qat.load_qat_model(bad)
+        qat_io.load_qat_model(bad)
     (tmp_path / "empty_run").mkdir()
     with pytest.raises(EdgeDeeplabError, match="no QAT model"):
-        qat.load_qat_model(tmp_path / "empty_run")
+        qat_io.load_qat_model(tmp_path / "empty_run")
 
 
 def test_exported_graph_int8_only(tflite_int8):
@@ -232,8 +233,8 @@ def test_run_qat_checkpoints_and_resume(run_dir):
     assert r2["start_step"] == 2 and r2["final_step"] == 3 and r2["resumed"]
     saved = json.loads((run_dir / "qat" / "qat_result.json").read_text())
     assert saved["final_step"] == 3
-    m, cfg, _ = qat.load_qat_model(run_dir)
-    assert cfg.num_classes == 3 and qat.is_qat_model(m)
+    m, cfg, _ = qat_io.load_qat_model(run_dir)
+    assert cfg.num_classes == 3 and qat_io.is_qat_model(m)
     # The reported val mIoU is the saved model's, as the evaluation package scores it on its own.
     from edge_deeplab.data import load_dataset
     from edge_deeplab.evaluation.evaluate import evaluate_keras
@@ -337,7 +338,7 @@ def test_calibrated_qat_model_computes_the_float_model(trained):
     x = np.stack([img for _, img, _ in load_dataset("folder", trained["data"], "val")])
     x = x.astype(np.float32) / 127.5 - 1.0
     q = qat.quantize_model(float_model)
-    qat.freeze_batchnorm(q)
+    qat_io.freeze_batchnorm(q)
     qat.calibrate_ranges(q, [x[:8], x[8:16]])
 
     def snr(layer):

@@ -380,3 +380,26 @@ def test_run_records_absolute_data_dir_and_qat_runs_from_any_directory(tiny_data
     rc = main(qat_args)
     assert_one_line_error(capsys.readouterr().err, str(work / "data"), "missing", rc=rc, code=2)
     assert not (work / "data").exists() and list(elsewhere.iterdir()) == []
+
+
+def test_cli_progress_in_a_piped_log_is_one_short_line_per_interval(tiny_data, tmp_path):
+    """Piped stdout (a log file, CI): train and qat print whole progress lines, not a carriage-return
+    bar (which put a 62 KB line into a quickstart log)."""
+    run = tmp_path / "run"
+    r = subprocess.run(_cli("--dataset", "synthetic", "--data-dir", str(tiny_data), "--out", str(run),
+                            "--steps", "40", "--checkpoint-every", "20", "--batch-size", "2",
+                            "--preset", "fast", "--val-split", "none", "--aspp-filters", "16",
+                            "--decoder-filters", "16", "--low-level-filters", "8"),
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    q = subprocess.run([sys.executable, "-m", "edge_deeplab.app.cli", "qat", str(run), "--steps", "20",
+                        "--checkpoint-every", "10", "--calibration-batches", "1", "--no-eval"],
+                       capture_output=True, text=True, timeout=900)
+    assert q.returncode == 0, q.stderr[-2000:]
+    for out, name, total in ((r.stdout, "train", 40), (q.stdout, "qat", 20)):
+        assert "\r" not in out and "\b" not in out
+        assert max(len(line) for line in out.splitlines()) <= 300
+        steps = [int(line.split()[2].split("/")[0]) for line in out.splitlines()
+                 if line.startswith(f"{name}: step ")]
+        # one line every 5% of the run, in order, ending at the last step
+        assert steps == list(range(total // 20, total + 1, total // 20)), out

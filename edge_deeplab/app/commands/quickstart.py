@@ -40,7 +40,7 @@ def report_checks(report: dict, file=None) -> int:
     """
     import sys
 
-    from edge_deeplab.app.quickstart.run import failed_checks
+    from edge_deeplab.app.quickstart.checks import failed_checks
 
     acc = report["accuracy"]
     print("mIoU: " + ", ".join(f"{k} {100 * v:.2f}" for k, v in acc.items()))
