@@ -476,7 +476,7 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out_dir, *,
 
 def _train_loop(model_config, tc, out, total, strategy, chief, scratch, train_ds, val_ds, resume,
                 verbose) -> dict:
-    from edge_deeplab.core._tf import keras, tf
+    from edge_deeplab.core._tf import tf
     from edge_deeplab.data.pipeline import make_train_dataset
 
     ckpt_dir = out / "checkpoints"
