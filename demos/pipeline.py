@@ -2,7 +2,8 @@
 
 1. ``preprocess``: the frame area-averaged down to the matte's working resolution by halvings
    (:func:`edge_deeplab.core.imaging.shrink_by_halves`, kept for the matte and the background
-   blur), then letterboxed into the model input, BGR -> RGB;
+   blur), then placed in the model input by the runtime's one path
+   (:class:`edge_deeplab.runtime.model_input.ModelInput`: letterbox or stretch per the metadata), BGR -> RGB;
 2. ``inference``: :meth:`edge_deeplab.runtime.Runner.predict` (normalization/quantization per the
    model's metadata);
 3. ``mask``: person probability (:mod:`demos.person`), the letterbox's valid region cropped back out,
@@ -27,8 +28,9 @@ from demos import compositing as comp
 from demos.person import person_probability, resolve_person_channel
 from edge_deeplab.core.contract import semantics as contract
 from edge_deeplab.core.errors import EdgeDeeplabError
-from edge_deeplab.core.imaging import crop_box, letterbox, low_res_size, shrink_by_halves
-from edge_deeplab.runtime.tensors import dequantize, image_to_input
+from edge_deeplab.core.imaging import crop_box, low_res_size, shrink_by_halves
+from edge_deeplab.runtime.model_input import ModelInput
+from edge_deeplab.runtime.tensors import dequantize
 
 STAGES = ("capture", "preprocess", "inference", "mask", "composite", "write", "display")
 #: Stages that are not the model itself (what the speed goal adds up).
@@ -175,7 +177,7 @@ class PortraitPipeline:
         else:
             self.mean, self.std = contract.normalization(None, mean, std)
             self.normalization_source = "flags"
-        self.pad_value = int(np.clip(np.round(np.mean(self.mean)), 0, 255))
+        self.model_input = ModelInput.for_runner(runner, self.mean, self.std)
 
     def infer(self, frame: np.ndarray) -> Inferred:
         """Preprocess + inference for one BGR frame (no state: safe on its own thread)."""
@@ -185,18 +187,19 @@ class PortraitPipeline:
         # halve to the matte's working size (OpenCV's fast 2x area path; kept for the matte and
         # the blur), then letterbox that small image: a 1080p frame costs about what a 720p one does
         small = shrink_by_halves(frame, low_res_size(frame.shape[:2]))
-        ih, iw = self.input_hw
-        scale = min(ih / small.shape[0], iw / small.shape[1])
-        fit = (min(ih, max(1, round(small.shape[0] * scale))), min(iw, max(1, round(small.shape[1] * scale))))
-        view = shrink_by_halves(small, fit) if scale < 1 else small  # bilinear for the last <= 2x
-        canvas, box = letterbox(view, self.input_hw, pad_value=self.pad_value)  # then RGB, small
-        rgb = cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB)
-        x = image_to_input(rgb, self.runner.input, self.mean, self.std)
+        # the runtime's one image-to-input path decides where the image lands (letterbox, or the
+        # stretch a distilled student trained on) and the values (normalization, quantization,
+        # padding); the demo only does the resize, with its fast halving path
+        box = self.model_input.box(small.shape[:2])
+        nh, nw = box[2:]
+        view = shrink_by_halves(small, (nh, nw)) if nh <= small.shape[0] and nw <= small.shape[1] \
+            else cv2.resize(small, (nw, nh), interpolation=cv2.INTER_LINEAR)
+        x = self.model_input.place(cv2.cvtColor(view, cv2.COLOR_BGR2RGB), box)[None]
         t1, c1 = time.perf_counter(), thread_cpu()
         y = dequantize(self.runner.run(x), self.runner.output)[0]
         t2, c2 = time.perf_counter(), thread_cpu()
         prob = crop_box(person_probability(y, self.selector, self.output_kind), box, self.input_hw)
-        guide = cv2.cvtColor(np.ascontiguousarray(crop_box(canvas, box)), cv2.COLOR_BGR2GRAY)
+        guide = cv2.cvtColor(view, cv2.COLOR_BGR2GRAY)
         if guide.shape != prob.shape:
             guide = cv2.resize(guide, (prob.shape[1], prob.shape[0]), interpolation=cv2.INTER_AREA)
         times = {"preprocess": t1 - t0, "inference": t2 - t1, "postprocess": time.perf_counter() - t2,
