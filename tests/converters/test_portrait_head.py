@@ -22,7 +22,7 @@ from tests.support.cli import assert_one_line_error
 pytestmark = pytest.mark.kernels
 
 PERSON = 1  # tests.support.trained.TRAINED_MODEL's labels: background, person, ball, box, cone
-HEADS = ("float32", "int8", "qat-int8")
+HEADS = ("float32", "float16", "int8", "qat-int8")
 HELPER = Path(__file__).resolve().parents[2] / "tests" / "support" / "mediapipe_segment.py"
 
 
@@ -112,7 +112,8 @@ def _upsampled_vs_full(trained, heads, variant):
 # 0.916 / 0.879 for float32 / int8 / qat-int8. The IoU is below 1 by construction: the full head
 # upsamples logits and then takes the softmax, the person head the reverse, and the small 64x64
 # scenes' people are mostly boundary at 1/4 resolution (a 16x16 grid).
-@pytest.mark.parametrize("variant,min_iou", [("float32", 0.9), ("int8", 0.88), ("qat-int8", 0.85)])
+@pytest.mark.parametrize("variant,min_iou", [("float32", 0.9), ("float16", 0.9), ("int8", 0.88),
+                                             ("qat-int8", 0.85)])
 def test_upsampled_head_agrees_with_the_full_head_export(trained, heads, variant, min_iou):
     out, y, mad, iou = _upsampled_vs_full(trained, heads, variant)
     assert tuple(out["shape"]) == (1, 16, 16, 1) and out["dtype"] == np.float32
