@@ -296,7 +296,7 @@ def export_tflite(model, out_path, variant: str = "float32", *, io_type: Optiona
                   calibration_steps: int = DEFAULT_CALIBRATION_STEPS,
                   config: Optional[ModelConfig] = None, metadata: Optional[dict] = None,
                   sidecar: bool = True, keep_float: Sequence[str] = (),
-                  labels: Optional[Sequence[str]] = None) -> dict:
+                  labels: Optional[Sequence[str]] = None, head: str = "full") -> dict:
     """Converts a Keras DeepLab model to an edge-clean ``.tflite`` (atomic write + metadata).
 
     Args:
@@ -321,6 +321,9 @@ def export_tflite(model, out_path, variant: str = "float32", *, io_type: Optiona
         keep_float: Keras layer patterns to keep in float (``int8``/``w8a16``; see the module
             docstring).
         labels: class names (default: the config's); their count must match the model's classes.
+        head: ``"full"`` (the model's own output) or ``"person"``: the person probability at the
+            decoder's 1/4 resolution (:mod:`edge_deeplab.model.portrait_head`; needs ``output``
+            ``"logits"``; the model's output kind becomes ``probabilities``, its labels the person's).
 
     Every variant also carries the standard TFLite metadata (``TFLITE_METADATA``: RGB input with
     NormalizationOptions, labels file, MediaPipe activation; see
@@ -373,6 +376,17 @@ def export_tflite(model, out_path, variant: str = "float32", *, io_type: Optiona
                                f"model's {shape[:2]}")
 
     labels = _export_labels(labels, cfg, base_meta, keras_model)  # before any conversion work
+    head_info = None
+    if head != "full":
+        from edge_deeplab.model.portrait_head import HEADS, person_head
+
+        if head not in HEADS:
+            raise EdgeDeeplabError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
+        if output != "logits":
+            raise EdgeDeeplabError(f"--head {head} replaces the logits output; --output {output} "
+                                   f"does not apply")
+        keras_model, head_info = person_head(keras_model, labels)
+        output, labels = head_info["output"], head_info["labels"]
     conv_model = with_input_normalization(keras_model, mean, std) if normalize_in_graph \
         else keras_model
     if keep_float:
@@ -409,8 +423,10 @@ def export_tflite(model, out_path, variant: str = "float32", *, io_type: Optiona
         meta = {**model_metadata(cfg), **{k: v for k, v in meta.items() if k not in ("config",)}}
         meta["config"] = cfg.to_dict()
     meta["labels"] = labels
-    if isinstance(meta.get("config"), dict):
+    if isinstance(meta.get("config"), dict) and head_info is None:
         meta["config"]["labels"] = labels
+    if head_info is not None:
+        meta["head"] = head_info
     meta.setdefault("format", "edge_deeplab/1")
     meta["normalization"] = {"mean": list(map(float, mean)), "std": list(map(float, std))}
     meta["normalize_in_graph"] = bool(normalize_in_graph)
@@ -530,6 +546,10 @@ def _export_labels(labels, cfg, base_meta: dict, keras_model) -> list:
     return [f"class_{i}" for i in range(n or 0)]
 
 
+_OUTPUT_WORDS = {"logits": "per-pixel logits", "classmap": "int32 class map",
+                 "probabilities": "person probability at the logits' resolution (before the final upsample)"}
+
+
 def _with_standard_metadata(data: bytes, meta: dict, cfg, variant, io_type, output,
                             normalize_in_graph, mean, std) -> bytes:
     """Adds the standard TFLite metadata (what MediaPipe Tasks / Task Library read) to ``data``.
@@ -546,7 +566,7 @@ def _with_standard_metadata(data: bytes, meta: dict, cfg, variant, io_type, outp
             if cfg is not None else "segmentation model")
     io = f", {io_type} I/O" if variants.get(variant).integer else ""
     desc = (f"{arch}, {variant}{io}, {len(meta['labels'])} classes; output "
-            f"{'per-pixel logits' if output == 'logits' else 'int32 class map'}; input "
+            f"{_OUTPUT_WORDS.get(output, output)}; input "
             f"{'raw RGB pixels 0..255' if normalize_in_graph else 'RGB (pixel - mean) / std'}. "
             f"Exported by edge_deeplab {__version__}.")
     m, s = ([0.0], [1.0]) if normalize_in_graph else (list(mean), list(std))

@@ -110,6 +110,7 @@ def run(args) -> int:
                    dataset_input(args.dataset, args.data_dir)])
     if args.model and (args.qat or Path(args.model).parent.name == "qat"):
         require_current_qat(args.model)
+    _refuse_portrait_head(args.model)
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
     ds = load_dataset(args.dataset, args.data_dir, args.split, num_classes=args.num_classes,
                       binary=args.binary, skip_bad=args.skip_bad, classes=classes)
@@ -153,3 +154,21 @@ def run(args) -> int:
         if not args.quiet:
             print(f"wrote {args.json}", file=sys.stderr)
     return 0
+
+
+def _refuse_portrait_head(model) -> None:
+    """One line, before the dataset is read: a ``--head person`` export has one channel (the person
+    probability at 1/4 resolution), and eval scores one channel per class."""
+    from pathlib import Path
+
+    from edge_deeplab.core.contract.semantics import read_model_metadata
+    from edge_deeplab.core.errors import EdgeDeeplabError
+
+    if not model or Path(model).suffix.lower() != ".tflite" or not Path(model).is_file():
+        return
+    head = (read_model_metadata(model) or {}).get("head")
+    if isinstance(head, dict) and head.get("head") == "person":
+        raise EdgeDeeplabError(
+            f"{Path(model).name} is a portrait-head export (a single channel: the person "
+            f"probability at 1/{head.get('stride') or 4} resolution); eval scores one channel per "
+            f"class: evaluate the full-head export of the same model")

@@ -35,6 +35,10 @@ def add_arguments(p) -> None:
                    help="the model takes raw 0..255 pixels (normalization as a 1x1 depthwise conv)")
     p.add_argument("--output", default="logits", choices=EXPORT_OUTPUTS,
                    help="logits at input size, or an int32 class map (ARG_MAX)")
+    p.add_argument("--head", default="full", choices=("full", "person"),
+                   help="full: the model's C-class logits at input size; person: the person "
+                        "probability at the decoder's 1/4 resolution (one channel; the app "
+                        "upsamples it: no full-size resize or argmax on the phone)")
     p.add_argument("--calibration-dataset", default=None, metavar="NAME",
                    help="/".join(variants.where(calibrated=True)) + ": calibrate on this dataset ("
                         + ", ".join(DATASET_NAMES) + ")")
@@ -88,7 +92,7 @@ def run(args) -> int:
                          calibration_dataset=args.calibration_dataset, data_dir=args.data_dir,
                          calibration_split=args.calibration_split,
                          calibration_steps=args.calibration_steps,
-                         keep_float=args.keep_float)
+                         keep_float=args.keep_float, head=args.head)
     ex = info["metadata"]["export"]
     i, o = ex["input"], ex["output_tensor"]
     print(f"wrote {info['path']} ({info['size_bytes'] / 1e6:.2f} MB, {info['variant']}; input "

@@ -36,7 +36,8 @@ class StandardMetadata:
 
     ``mean``/``std`` are ``None`` when the input has no ``NormalizationOptions``; ``activation`` is
     ``None`` without MediaPipe's ``SEGMENTER_METADATA`` (MediaPipe then uses NONE). ``output_kind``
-    is ``"logits"``/``"classmap"`` when the metadata or the output tensor says so, else ``None``.
+    is ``"logits"``/``"classmap"``/``"probabilities"`` when the metadata or the output tensor says
+    so, else ``None``.
     """
 
     name: Optional[str] = None

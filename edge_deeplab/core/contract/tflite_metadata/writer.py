@@ -7,7 +7,7 @@ What MediaPipe Tasks ``ImageSegmenter`` and the TFLite Task Library read, and wh
 * output tensor: ``ImageProperties`` (GRAYSCALE, range dims 1..2, as the Task Library's segmenter
   writer does) with the labels as an associated ``TENSOR_AXIS_LABELS`` file ``labels.txt``;
 * ``SubGraphMetadata.custom_metadata`` ``SEGMENTER_METADATA``: MediaPipe's ``ImageSegmenterOptions``
-  with the activation (softmax for logits, none for class maps);
+  with the activation (softmax for logits, none for class maps and probabilities);
 * ``custom_metadata`` ``EDGE_DEEPLAB``: a small JSON (toolkit version, output kind) for our reader;
 * associated files are appended to the flatbuffer as an uncompressed zip archive, as the TFLite
   metadata spec (and tflite-support's populator) does; MediaPipe reads them from that zip.
@@ -41,8 +41,14 @@ TOOLKIT_METADATA_NAME = "EDGE_DEEPLAB"
 METADATA_FILE_IDENTIFIER = b"M001"
 #: custom_metadata in SubGraphMetadata needs schema 1.5.0.
 MIN_PARSER_VERSION = "1.5.0"
-OUTPUT_KINDS = ("logits", "classmap")
-_DEFAULT_ACTIVATION = {"logits": "softmax", "classmap": "none"}
+OUTPUT_KINDS = ("logits", "classmap", "probabilities")
+#: Probabilities are final (the graph applied its softmax/sigmoid): MediaPipe adds nothing.
+_DEFAULT_ACTIVATION = {"logits": "softmax", "classmap": "none", "probabilities": "none"}
+_OUTPUT_TENSOR = {"logits": ("segmentation_masks", "Per-pixel class scores (logits), one channel per label."),
+                  "classmap": ("class_map", "Per-pixel class index (argmax over the labels)."),
+                  "probabilities": ("probabilities", "Per-pixel probability of each label (one channel per "
+                                    "label; the portrait head's is the person's, at the logits' "
+                                    "resolution: MediaPipe resizes confidence masks to the image).")}
 
 
 def check_labels(labels: Sequence[str], num_classes: Optional[int]) -> list:
@@ -120,10 +126,8 @@ def build_metadata_buffer(*, name, description, version, author, labels, mean, s
     tin.stats.min, tin.stats.max = list(input_min), list(input_max)
 
     tout = md.TensorMetadataT()
-    tout.name = output_name or ("segmentation_masks" if output_kind == "logits" else "class_map")
-    tout.description = ("Per-pixel class scores (logits), one channel per label."
-                        if output_kind == "logits" else
-                        "Per-pixel class index (argmax over the labels).")
+    tout.name = output_name or _OUTPUT_TENSOR[output_kind][0]
+    tout.description = _OUTPUT_TENSOR[output_kind][1]
     tout.content = _image_content(md.ColorSpaceType.GRAYSCALE, (1, 2))
     af = md.AssociatedFileT()
     af.name = LABELS_FILE
@@ -203,16 +207,19 @@ def write_standard_metadata(tflite_bytes: bytes, *, name: str, description: str,
             0..255 RGB pixels (then the tensor's quantization). Raw-pixel inputs: mean 0, std 1.
         input_range: ``(min, max)`` per channel (scalars broadcast) for ``Stats``; ``None``
             derives it from the input dtype and mean/std.
-        output_kind: ``"logits"`` (``(1, H, W, C)`` scores) or ``"classmap"`` (class indices).
+        output_kind: ``"logits"`` (``(1, H, W, C)`` scores), ``"classmap"`` (class indices) or
+            ``"probabilities"`` (``(1, h, w, C)`` final probabilities, e.g. the portrait head's
+            one person channel).
         activation: ``"softmax"``, ``"sigmoid"`` or ``"none"`` (MediaPipe's ImageSegmenterOptions);
-            ``None``: softmax for logits, none for class maps.
+            ``None``: softmax for logits, none for class maps and probabilities.
         extra_json: also ship this dict as the associated file ``edge_deeplab.json``.
 
     Raises:
         EdgeDeeplabError: not an image-in/one-output model, label count or normalization invalid.
     """
     if output_kind not in OUTPUT_KINDS:
-        raise EdgeDeeplabError(f"unknown output kind {output_kind!r}; choose logits or classmap")
+        raise EdgeDeeplabError(f"unknown output kind {output_kind!r}; choose one of "
+                               f"{', '.join(OUTPUT_KINDS)}")
     activation = activation or _DEFAULT_ACTIVATION[output_kind]
     if activation not in ("none", "sigmoid", "softmax"):
         raise EdgeDeeplabError(f"unknown activation {activation!r}; choose none, sigmoid or softmax")
@@ -223,7 +230,7 @@ def write_standard_metadata(tflite_bytes: bytes, *, name: str, description: str,
     tin, tout = facts.inputs[0], facts.outputs[0]
     if len(tin.shape) != 4 or tin.shape[-1] not in (1, 3, 4):
         raise EdgeDeeplabError(f"input shape {list(tin.shape)} is not an NHWC image")
-    n_cls = int(tout.shape[-1]) if output_kind == "logits" and len(tout.shape) == 4 else None
+    n_cls = int(tout.shape[-1]) if output_kind != "classmap" and len(tout.shape) == 4 else None
     labels = check_labels(labels, n_cls)
     mean, std = _per_channel(mean, "mean"), _per_channel(std, "std")
     if any(s == 0 for s in std):
