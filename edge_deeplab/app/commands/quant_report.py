@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from edge_deeplab.data.datasets import DATASET_NAMES
+
 HELP = "per-layer quantization error (SNR, relative MSE, cosine) against the float .tflite"
 DESCRIPTION = ("Runs QUANT.tflite and its float reference on calibration images (a dataset when "
                "given, else generated scenes), compares every op output by tensor name (int8/int16 "
@@ -13,9 +15,8 @@ def add_arguments(p) -> None:
     p.add_argument("model", metavar="QUANT.tflite", help="quantized model")
     p.add_argument("--reference", required=True, metavar="FLOAT.tflite",
                    help="the float32 export the quantized model was made from")
-    p.add_argument("--dataset", default=None, metavar="NAME",
-                   help="images from this dataset (voc, cityscapes, folder, synthetic); else "
-                        "generated scenes")
+    p.add_argument("--dataset", default=None, choices=DATASET_NAMES,
+                   help="images from this dataset; else generated scenes")
     p.add_argument("--data-dir", default=None, help="dataset root for --dataset")
     p.add_argument("--split", default="train", help="dataset split")
     p.add_argument("--images", type=int, default=8, help="number of images")
