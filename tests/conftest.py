@@ -28,10 +28,22 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def require(name: str, probe):
+    """``probe()``'s result, or the gate's skip or failure (:func:`tests.support.capability.verdict`):
+    the suite's only ``pytest.skip``."""
+    from tests.support.capability import verdict
+
+    kind, value = verdict(name, probe)
+    if kind == "skip":
+        pytest.skip(value)
+    if kind == "fail":
+        pytest.fail(value, pytrace=False)
+    return value
+
+
 def pytest_runtest_setup(item):
     if item.get_closest_marker("gpu") is None:
         return
-    from tests.support.capability import require
     from tests.support.gpu import probe_gpu
 
     require("gpu", lambda: probe_gpu(item.config))
@@ -49,7 +61,6 @@ def trained(pytestconfig):
 def board_python():
     """The board venv's python (tflite_runtime 2.14, NumPy 1, no TensorFlow/LiteRT), through the gate."""
     from tests.support.board import board_python as make
-    from tests.support.capability import require
 
     return require("board", make)
 
@@ -57,7 +68,6 @@ def board_python():
 @pytest.fixture(scope="session")
 def mediapipe_python():
     """The MediaPipe Tasks venv's python (``str``), through the gate."""
-    from tests.support.capability import require
     from tests.support.mediapipe_venv import mediapipe_python as make
 
     return str(require("mediapipe", make))
@@ -66,7 +76,7 @@ def mediapipe_python():
 @pytest.fixture(scope="session")
 def strace():
     """The path of ``strace`` (it must be able to trace here), through the gate."""
-    from tests.support.capability import probe_strace, require
+    from tests.support.capability import probe_strace
 
     return require("strace", probe_strace)
 
@@ -75,7 +85,7 @@ def strace():
 def selfie_teacher(pytestconfig):
     """MediaPipe's selfie segmentation model (a real person segmenter; see :mod:`tests.support.real_media`),
     through the gate: only a machine without ``npm`` skips, in CI too (npm is not ours to install)."""
-    from tests.support.capability import Missing, require
+    from tests.support.capability import Missing
     from tests.support.real_media import CapabilityMissing
     from tests.support.real_media import selfie_teacher as fetch
 

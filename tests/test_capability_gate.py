@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import capability
-from tests.support.capability import PROJECT_INSTALLED, Missing, require
+from tests.support.capability import PROJECT_INSTALLED, Missing, verdict
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,13 +32,9 @@ def _missing():
 
 
 def _outcome(name, probe) -> tuple[str, str]:
-    """What the gate did: ``("ok", value)``, ``("skip", reason)`` or ``("fail", message)``."""
-    try:
-        return "ok", require(name, probe)
-    except pytest.skip.Exception as e:
-        return "skip", str(e)
-    except pytest.fail.Exception as e:
-        return "fail", str(e)
+    """What the gate decides: ``("ok", value)``, ``("skip", reason)`` or ``("fail", message)``
+    (``tests/conftest.py``'s ``require`` acts on it; the subprocess tests below see it acted on)."""
+    return verdict(name, probe)
 
 
 def test_the_project_installs_lavapipe_the_side_venvs_and_strace_but_not_npm():
@@ -76,8 +72,8 @@ def test_broken_probe_fails_everywhere_and_each_probe_runs_once(fresh):
     for _ in range(2):
         kind, msg = _outcome("gpu", crash)
         assert kind == "fail" and "capability gpu is broken" in msg and "signal 11" in msg, msg
-    assert require("board", lambda: calls.append(2) or "py") == "py"
-    assert require("board", lambda: calls.append(3) or "other") == "py"
+    assert verdict("board", lambda: calls.append(2) or "py") == ("ok", "py")
+    assert verdict("board", lambda: calls.append(3) or "other") == ("ok", "py")
     assert calls == [1, 2]
 
 

@@ -1,5 +1,5 @@
 """The suite's one capability gate: when a test may skip because the machine lacks something, and
-when it must fail instead (used only by ``tests/conftest.py``).
+when it must fail instead (its verdict is acted on only by ``tests/conftest.py``'s ``require``).
 
 =============  ================================================  ==========================================
 capability     what it is                                        who installs it
@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import os
 
-import pytest
-
 #: capability -> who installs it; ``True``: this project does (so CI must have it).
 PROJECT_INSTALLED = {"gpu": True, "board": True, "mediapipe": True, "strace": True, "npm": False}
 
@@ -40,8 +38,10 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in ("true", "1")
 
 
-def require(name: str, probe):
-    """``probe()``'s result (memoized per ``name``), or a skip/fail as the module doc says.
+def verdict(name: str, probe) -> tuple:
+    """What the gate decides for ``name``: ``("ok", probe()'s result)``, ``("skip", reason)`` or
+    ``("fail", message)``, as the module doc says; ``probe`` runs once per session (memoized per
+    ``name``). ``tests/conftest.py``'s ``require`` turns a skip or fail into pytest's.
 
     Args:
         name: one of :data:`PROJECT_INSTALLED`.
@@ -49,8 +49,8 @@ def require(name: str, probe):
             :class:`Missing` when the machine lacks the capability.
 
     Example:
-        >>> require("npm", lambda: "npm-here")
-        'npm-here'
+        >>> verdict("npm", lambda: "npm-here")
+        ('ok', 'npm-here')
     """
     if name not in PROJECT_INSTALLED:
         raise KeyError(f"unknown capability {name!r}; known: {sorted(PROJECT_INSTALLED)}")
@@ -63,14 +63,13 @@ def require(name: str, probe):
             _OUTCOMES[name] = ("broken", f"{type(e).__name__}: {e}")
     kind, value = _OUTCOMES[name]
     if kind == "ok":
-        return value
+        return "ok", value
     if kind == "missing" and not (PROJECT_INSTALLED[name] and in_ci()):
-        pytest.skip(f"capability {name} missing: {value}")
+        return "skip", f"capability {name} missing: {value}"
     if kind == "missing":
-        pytest.fail(f"capability {name} missing under CI=true, but this project installs it "
-                    f"itself, so it may not skip: {value}", pytrace=False)
-    pytest.fail(f"capability {name} is broken (a failure, not a missing capability): {value}",
-                pytrace=False)
+        return "fail", (f"capability {name} missing under CI=true, but this project installs it "
+                        f"itself, so it may not skip: {value}")
+    return "fail", f"capability {name} is broken (a failure, not a missing capability): {value}"
 
 
 def probe_strace() -> str:

@@ -18,8 +18,8 @@ def probe_gpu(pytestconfig) -> dict:
         pytestconfig: the session's config (the tiny model is cached under its cache folder).
 
     Example:
-        >>> from tests.support.capability import require
-        >>> require("gpu", lambda: probe_gpu(pytestconfig))["available"]  # doctest: +SKIP
+        >>> from tests.support.capability import verdict
+        >>> verdict("gpu", lambda: probe_gpu(pytestconfig))[1]["available"]  # doctest: +SKIP
         True
     """
     from edge_deeplab.runtime import probe_accelerator
