@@ -10,9 +10,9 @@ the background (blurred frame, replacement image, solid colour, or a view of the
 
 Pieces, in pipeline order:
 
-* :func:`edge_deeplab.core.imaging.letterbox` / :func:`~edge_deeplab.core.imaging.crop_box`:
-  aspect-preserving resize into the model input and cropping the valid region of the model output
-  back out (shared with evaluation);
+* :class:`edge_deeplab.runtime.model_input.ModelInput` / :func:`~edge_deeplab.core.imaging.crop_box`:
+  the runtime's one path into the model input (letterbox or stretch) and cropping the valid region
+  of the model output back out (shared with evaluation);
 * :class:`TemporalSmoother`: exponential moving average of the soft mask across frames (kills the
   frame-to-frame flicker of a per-frame segmenter);
 * :func:`upsample_mask` then :func:`refine_mask`: edge refinement with a box-filter guided filter

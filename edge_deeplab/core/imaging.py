@@ -1,5 +1,6 @@
-"""Image helpers every layer shares: reading files, size strings, letterboxing, the guided filter
-and the class palette. numpy + OpenCV + Pillow only (no TensorFlow).
+"""Image helpers every layer shares: reading files, size strings, cropping a model output's valid
+region, the guided filter and the class palette (where an image lands in a model input, letterbox
+or stretch, is :mod:`edge_deeplab.core.pixels`). numpy + OpenCV + Pillow only (no TensorFlow).
 
 Colour order is in the name: :func:`read_image_rgb` (datasets, evaluation, benchmarks) and
 :func:`read_image_bgr` (OpenCV frames: the portrait demo).
@@ -8,9 +9,8 @@ Example:
     >>> import numpy as np
     >>> parse_size("64x48"), parse_size(32)
     ((64, 48), (32, 32))
-    >>> canvas, box = letterbox(np.zeros((100, 200, 3), np.uint8), (64, 64))
-    >>> canvas.shape, box
-    ((64, 64, 3), (16, 0, 32, 64))
+    >>> crop_box(np.zeros((64, 64, 3)), (16, 0, 32, 64)).shape
+    (32, 64, 3)
 """
 
 from __future__ import annotations
@@ -113,42 +113,12 @@ def read_image_bgr(path: str | os.PathLike, what: str = "image") -> np.ndarray:
 # letterbox
 # --------------------------------------------------------------------------------------------
 
-def letterbox(image: np.ndarray, size: Tuple[int, int], pad_value: int = 128,
-              center: bool = True) -> Tuple[np.ndarray, Box]:
-    """Resizes ``image`` into ``size`` keeping its aspect ratio, padding the rest.
-
-    Args:
-        image: ``HxW`` or ``HxWxC`` image.
-        size: ``(height, width)`` of the result (the model input).
-        pad_value: value of the padding (128 is ~0 after MobileNet's ``x/127.5 - 1``).
-        center: centre the image (``False``: top-left, padding bottom/right).
-
-    Returns:
-        ``(canvas, box)`` where ``box = (top, left, h, w)`` is where the resized image lies.
-    """
-    import cv2
-
-    th, tw = int(size[0]), int(size[1])
-    h, w = image.shape[:2]
-    if h <= 0 or w <= 0:
-        raise EdgeDeeplabError(f"empty frame of shape {image.shape}")
-    scale = min(th / h, tw / w)
-    nh = min(th, max(1, int(round(h * scale))))
-    nw = min(tw, max(1, int(round(w * scale))))
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    resized = cv2.resize(image, (nw, nh), interpolation=interp) if (nh, nw) != (h, w) else image
-    top, left = ((th - nh) // 2, (tw - nw) // 2) if center else (0, 0)
-    canvas = np.full((th, tw) + image.shape[2:], pad_value, dtype=image.dtype)
-    canvas[top:top + nh, left:left + nw] = resized
-    return canvas, (top, left, nh, nw)
-
-
 def crop_box(array: np.ndarray, box: Box, input_size: Optional[Tuple[int, int]] = None) -> np.ndarray:
     """Crops the valid region ``box`` (in input pixels) out of a model output.
 
     Args:
         array: ``h x w [x C]`` model output.
-        box: ``(top, left, height, width)`` from :func:`letterbox`.
+        box: ``(top, left, height, width)`` from :func:`edge_deeplab.core.pixels.fit_box`.
         input_size: ``(H, W)`` the box refers to; when the output resolution differs (a model whose
             logits are at a lower stride), the box is scaled to it. ``None``: same resolution.
     """

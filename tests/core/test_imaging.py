@@ -1,4 +1,4 @@
-"""Shared imaging helpers: reading images (colour order in the name), size strings, letterbox."""
+"""Shared imaging helpers: reading images (colour order in the name), size strings, crop boxes."""
 
 import numpy as np
 import pytest
@@ -8,12 +8,12 @@ from edge_deeplab.core.errors import EdgeDeeplabError
 from edge_deeplab.core.imaging import (
     crop_box,
     fast_guided_filter,
-    letterbox,
     low_res_size,
     parse_size,
     read_image_bgr,
     read_image_rgb,
 )
+from edge_deeplab.core.pixels import fit_box, resize
 
 
 def _texture(h=120, w=160, seed=0):
@@ -21,21 +21,21 @@ def _texture(h=120, w=160, seed=0):
     return rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
 
 
-def test_letterbox_and_crop_roundtrip():
+def test_fit_box_and_crop_roundtrip():
     img = _texture(90, 160)
-    canvas, box = letterbox(img, (64, 64), pad_value=7)
+    box = fit_box(img.shape[:2], (64, 64))
     top, left, bh, bw = box
-    assert canvas.shape == (64, 64, 3)
     assert (bh, bw) == (36, 64) and top == 14 and left == 0
-    assert (canvas[:top] == 7).all() and (canvas[top + bh:] == 7).all()
+    canvas = np.full((64, 64, 3), 7, np.uint8)
+    canvas[top:top + bh, left:left + bw] = resize(img, (bh, bw))
     crop = crop_box(canvas, box)
     assert crop.shape[:2] == (36, 64)
-    assert not (crop == 7).all()
+    assert (crop == resize(img, (bh, bw))).all()  # exactly the placed image, no padding
     # a model whose output is at half resolution: the box scales with it
     half = crop_box(np.zeros((32, 32)), box, input_size=(64, 64))
     assert half.shape == (18, 32)
     # tall images pad left/right
-    _, box2 = letterbox(_texture(160, 90), (64, 64))
+    box2 = fit_box((160, 90), (64, 64))
     assert box2[0] == 0 and box2[2] == 64 and box2[1] > 0
 
 
