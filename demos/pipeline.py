@@ -185,7 +185,7 @@ class PortraitPipeline:
             raise EdgeDeeplabError(f"expected a BGR uint8 frame, got {getattr(frame, 'shape', None)}")
         t0, c0 = time.perf_counter(), thread_cpu()
         # halve to the matte's working size (OpenCV's fast 2x area path; kept for the matte and
-        # the blur), then letterbox that small image: a 1080p frame costs about what a 720p one does
+        # the blur), then place that small image: a 1080p frame costs about what a 720p one does
         small = shrink_by_halves(frame, low_res_size(frame.shape[:2]))
         # the runtime's one image-to-input path decides where the image lands (letterbox, or the
         # stretch a distilled student trained on) and the values (normalization, quantization,
