@@ -15,6 +15,9 @@ INSTALL_REQUIRES = [
     # the model contract reads .tflite flatbuffers with it (edge_deeplab/core/contract/tflite_reader.py)
     "flatbuffers>=23.5",
     "opencv-python-headless>=4.9",
+    # the demo's video writer (demos/outputs.py): FFmpeg's MPEG-4 encoder with its options
+    # (OpenCV's VideoWriter passes none), fed YUV 4:2:0 directly
+    "av>=12",
     "numpy>=1.26",
     "pillow>=10",
     "matplotlib>=3.8",

@@ -26,7 +26,7 @@ from typing import Tuple
 import cv2
 import numpy as np
 
-from edge_deeplab.core.atomic_io import atomic_path
+from demos.outputs import VideoOutput
 from edge_deeplab.core.errors import EdgeDeeplabError
 
 
@@ -134,7 +134,7 @@ def render_frame(index: int, num_frames: int, width: int = 320, height: int = 24
 
 def generate_clip(path, num_frames: int = 60, width: int = 320, height: int = 240,
                   fps: float = 15.0, seed: int = 0) -> ClipInfo:
-    """Writes the demo clip as an mp4 (OpenCV ``mp4v``), atomically.
+    """Writes the demo clip as a video (:class:`demos.outputs.VideoOutput`: MPEG-4, atomically).
 
     Args:
         path: output ``.mp4`` (or ``.avi``) path.
@@ -151,16 +151,14 @@ def generate_clip(path, num_frames: int = 60, width: int = 320, height: int = 24
     if width < 16 or height < 16:
         raise EdgeDeeplabError(f"clip size must be at least 16x16, got {width}x{height}")
     path = Path(path)
-    fourcc = cv2.VideoWriter_fourcc(*("MJPG" if path.suffix.lower() == ".avi" else "mp4v"))
-    with atomic_path(path) as tmp:
-        w = cv2.VideoWriter(str(tmp), fourcc, float(fps), (int(width), int(height)))
-        if not w.isOpened():
-            raise EdgeDeeplabError(f"cannot write video {path} (codec unavailable?)")
-        try:
-            for i in range(num_frames):
-                w.write(render_frame(i, num_frames, width, height, seed)[0])
-        finally:
-            w.release()
+    out = VideoOutput(path, float(fps), (int(width), int(height)))
+    try:
+        for i in range(num_frames):
+            out.write(render_frame(i, num_frames, width, height, seed)[0])
+        out.finish()
+    except BaseException:
+        out.abort()
+        raise
     return ClipInfo(path, int(num_frames), int(width), int(height), float(fps))
 
 
