@@ -169,15 +169,11 @@ class PortraitPipeline:
         self.levels = tuple(levels) if levels else None
         if self.levels:
             comp.matte_levels(np.zeros(1, np.float32), *self.levels)  # validates
-        meta = runner.metadata
-        if contract.has_normalization(meta) or (mean is None and std is None):
-            norm = getattr(runner, "normalization", None)
-            self.mean, self.std = norm() if norm is not None else contract.normalization(meta)
-            self.normalization_source = "metadata" if contract.has_normalization(meta) else "default"
-        else:
-            self.mean, self.std = contract.normalization(None, mean, std)
-            self.normalization_source = "flags"
-        self.model_input = ModelInput.for_runner(runner, self.mean, self.std)
+        # the runtime's one image-to-input path, which also settles the normalization (the
+        # metadata's, else --mean/--std, else the default) and says where it came from
+        self.model_input = ModelInput.for_runner(runner, mean, std)
+        self.mean, self.std = self.model_input.mean, self.model_input.std
+        self.normalization_source = self.model_input.normalization_source
 
     def infer(self, frame: np.ndarray) -> Inferred:
         """Preprocess + inference for one BGR frame (no state: safe on its own thread)."""

@@ -88,6 +88,8 @@ class ModelInput:
         self.input_hw = (int(info.shape[1]), int(info.shape[2]))
         self.channels = int(info.shape[3])
         self.mean, self.std = contract.normalization(None, mean, std)
+        #: where ``mean``/``std`` came from (:meth:`for_runner` sets it; ``given`` otherwise)
+        self.normalization_source = "given"
         if geometry not in pixels.GEOMETRIES:
             raise EdgeDeeplabError(f"unknown geometry {geometry!r}")
         self.geometry = geometry
@@ -108,17 +110,22 @@ class ModelInput:
     @classmethod
     def for_runner(cls, runner, mean=None, std=None) -> "ModelInput":
         """The path for a :class:`~edge_deeplab.runtime.runners.Runner`'s model: its input tensor,
-        its metadata's normalization (else ``mean``/``std``, else the default) and geometry.
+        its metadata's normalization (else ``mean``/``std``, else the default) and geometry;
+        :attr:`normalization_source` says which (``metadata``, ``flags`` or ``default``).
 
         Example:
             >>> mi = ModelInput.for_runner(open_runner("m_int8.tflite"))   # doctest: +SKIP
         """
         meta = runner.metadata
-        if not contract.has_normalization(meta) and (mean is not None or std is not None):
-            m, s = contract.normalization(None, mean, std)
+        if contract.has_normalization(meta):
+            (m, s), source = contract.normalization(meta), "metadata"
+        elif mean is not None or std is not None:
+            (m, s), source = contract.normalization(None, mean, std), "flags"
         else:
-            m, s = contract.normalization(meta)
-        return cls(runner.input, m, s, pixels.geometry_of(meta), _graph_mean(meta))
+            (m, s), source = contract.normalization(meta), "default"
+        made = cls(runner.input, m, s, pixels.geometry_of(meta), _graph_mean(meta))
+        made.normalization_source = source
+        return made
 
     @classmethod
     def float_input(cls, input_hw, metadata: Optional[dict] = None, channels: int = 3) -> "ModelInput":
