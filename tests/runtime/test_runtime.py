@@ -164,3 +164,20 @@ def test_model_input_normalizes_and_quantizes_as_written_out_by_hand():
     u8 = TensorInfo("x", (1, 6, 10, 3), np.dtype(np.uint8), scale=1 / 127.5, zero_point=128)
     x, _ = ModelInput(u8, 127.5, 127.5)(image[:3])
     assert np.array_equal(x[0, 1:4], image[:3]) and (x[0, 0] == 128).all()
+
+
+def test_model_input_says_where_its_normalization_came_from(tiny_models, selfie_teacher):
+    """The model's metadata wins over --mean/--std; a model without it (MediaPipe's selfie
+    segmenter) takes the flags, else MobileNet's default; the demo reports which."""
+    from edge_deeplab.runtime.model_input import ModelInput
+
+    described = ModelInput.for_runner(open_runner(tiny_models[0]), mean=0, std=255)
+    assert described.normalization_source == "metadata"
+    assert not np.allclose(described.std, 255.0)
+    bare = open_runner(selfie_teacher)
+    default = ModelInput.for_runner(bare)
+    assert default.normalization_source == "default"
+    assert np.allclose(default.mean, 127.5) and np.allclose(default.std, 127.5)
+    flags = ModelInput.for_runner(bare, mean=0, std=255)
+    assert flags.normalization_source == "flags"
+    assert np.allclose(flags.mean, 0.0) and np.allclose(flags.std, 255.0)
