@@ -101,6 +101,7 @@ class ModelInput:
         else:
             self.pad = quantize(pixels.normalize(px, self.mean[:self.channels], self.std[:self.channels]), info)
         self._buf: Optional[np.ndarray] = None
+        self._pad_canvas: Optional[np.ndarray] = None
         self._raw = np.issubdtype(dt, np.integer) and not info.quantized
         if info.quantized and dt == np.uint8:
             from edge_deeplab.core.contract.tflite_metadata.compatibility import raw_pixel_error
@@ -180,8 +181,11 @@ class ModelInput:
         shape = (ph, pw, self.channels)
         if out is None or out.shape != shape or out.dtype != np.dtype(self.info.dtype):
             out = np.empty(shape, np.dtype(self.info.dtype))
-        if (nh, nw) != (ph, pw):
-            out[...] = self.pad
+        if (nh, nw) != (ph, pw):  # padding: one copy of a padded canvas kept per shape
+            if self._pad_canvas is None or self._pad_canvas.shape != shape:
+                self._pad_canvas = np.empty(shape, out.dtype)
+                self._pad_canvas.reshape(-1, self.channels)[:] = self.pad
+            np.copyto(out, self._pad_canvas)
         out[top:top + nh, left:left + nw] = self.values(resized)
         return out
 

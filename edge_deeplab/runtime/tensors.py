@@ -42,7 +42,7 @@ def quantize(x: np.ndarray, info: TensorInfo) -> np.ndarray:
         q = np.round(x / info.scale + info.zero_point)
         ii = np.iinfo(info.dtype)
         return np.clip(q, ii.min, ii.max).astype(info.dtype)
-    return x.astype(info.dtype)
+    return x.astype(info.dtype, copy=False)
 
 
 def dequantize(y: np.ndarray, info: TensorInfo) -> np.ndarray:
