@@ -23,6 +23,16 @@ VIDEO_EXTS = (".mp4", ".avi", ".mov", ".m4v", ".mkv")
 QUANTIZER = 4
 
 
+def require_video_encoder() -> None:
+    """Raises a one-line error when PyAV, the video encoder's binding, is missing (a board venv
+    with only ``tflite_runtime`` and OpenCV), so the demo says so before it starts."""
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        raise EdgeDeeplabError("writing a video needs PyAV (pip install av); "
+                               "images and folders do not") from None
+
+
 class VideoOutput:
     """Writes frames to a video atomically: MPEG-4 Part 2 (``mp4v``) in any of :data:`VIDEO_EXTS`.
 
@@ -80,6 +90,7 @@ class VideoOutput:
             self._open(self.fps)
 
     def _open(self, fps: float) -> None:
+        require_video_encoder()
         import av
 
         self.fps = float(min(120.0, max(1.0, fps)))

@@ -27,7 +27,14 @@ import cv2  # noqa: E402  (after demos.capture, which quiets OpenCV's logging)
 from demos import capture as capture_lib
 from demos import compositing as comp
 from demos.memory import keep_freed_buffers
-from demos.outputs import FolderOutput, VideoOutput, image_output_path, write_image
+from demos.outputs import (
+    VIDEO_EXTS,
+    FolderOutput,
+    VideoOutput,
+    image_output_path,
+    require_video_encoder,
+    write_image,
+)
 from demos.person import PersonSelector
 from demos.pipeline import CPU, NON_INFERENCE, PortraitPipeline, StageTimer, thread_cpu
 from demos.stages import StagePipeline, opencv_threads_for
@@ -209,6 +216,8 @@ def check_demo_outputs(model, source, output, json_path=None) -> None:
     check_outputs([Output(output, "--output", folder=folder),
                    Output(json_path, "--json", suffixes=(".json",))],
                   [Input(model, "model"), Input(None if camera else source, "source")])
+    if output is not None and not folder and Path(output).suffix.lower() in VIDEO_EXTS:
+        require_video_encoder()
 
 
 def _limited(source, max_frames: Optional[int]):

@@ -48,7 +48,7 @@ if command -v apt-get >/dev/null 2>&1 && [ "${SKIP_APT:-0}" != 1 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${target[@]}" \
       mesa-vulkan-drivers libvulkan1 >/dev/null
   fi
-  # ffmpeg-free video: OpenCV wheels carry their own codecs; nothing else is needed.
+  # no system FFmpeg: the OpenCV and PyAV (`av`) wheels carry their own codecs.
 fi
 
 if [ ! -x "$VENV/bin/python" ]; then

@@ -213,3 +213,23 @@ def test_bench_plot_without_matplotlib_is_one_line_before_any_run(board, trained
                           "--json", "b.json", "--plot", "b.png"], tmp_path)
     assert_one_line_error(p, "--plot b.png needs Matplotlib", "pip install matplotlib", code=2)
     assert not (tmp_path / "b.json").exists() and "on cpu" not in p.stderr
+
+
+def test_video_output_without_pyav_is_one_line_before_the_run(board, trained, tmp_path):
+    """The board venv has OpenCV and tflite_runtime but not PyAV, the video writer's binding:
+    ``demo --output x.mp4`` there says so in one line before the model runs, and writes nothing
+    (an earlier x.mp4 is kept); images still work there (test above)."""
+    import cv2
+
+    clip = tmp_path / "in.avi"
+    w = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for i in range(3):
+        w.write(np.full((48, 64, 3), 60 * i, np.uint8))
+    w.release()
+    (tmp_path / "x.mp4").write_bytes(b"earlier")
+    p = run_board(board, ["demo", "--model", trained["exports"]["float32"], "--source", clip,
+                          "--headless", "--output", "x.mp4", "--runtime", "auto"], tmp_path)
+    assert_one_line_error(p, "PyAV", "pip install av")
+    assert "frames from video" not in p.stdout and "output [" not in p.stdout  # no model opened
+    assert (tmp_path / "x.mp4").read_bytes() == b"earlier"
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["in.avi", "x.mp4"]
