@@ -31,9 +31,12 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from edge_deeplab.core import pixels
 from edge_deeplab.core.atomic_io import file_sha256
 from edge_deeplab.core.contract import semantics as contract
 from edge_deeplab.core.errors import EdgeDeeplabError
+from edge_deeplab.runtime.model_input import ModelInput
+from edge_deeplab.runtime.tensors import TensorInfo
 
 #: ``--teacher-range`` names -> (mean, std) over 0..255 pixels.
 RANGES = {"0,1": (0.0, 255.0), "-1,1": (127.5, 127.5), "0,255": (0.0, 1.0)}
@@ -91,16 +94,20 @@ class Teacher:
     """A loaded teacher: :meth:`probabilities` maps an RGB frame to its class probabilities.
 
     Use :func:`open_teacher`. Attributes: ``path``, ``sha256``, ``labels`` (the teacher's classes),
-    ``kind`` (``sigmoid``, ``softmax``, ``probabilities`` or ``classmap``), ``input_size`` (h, w).
+    ``kind`` (``sigmoid``, ``softmax``, ``probabilities`` or ``classmap``), ``input_size`` (h, w),
+    ``model_input``: the runtime's one image-to-input path
+    (:class:`~edge_deeplab.runtime.model_input.ModelInput`), stretching frames to the input as
+    MediaPipe's segmenters are fed.
     """
 
-    def __init__(self, path, labels, kind, input_size, mean, std, predict):
+    def __init__(self, path, labels, kind, model_input, predict):
         self.path = Path(path)
         self.sha256 = file_sha256(path)
         self.labels = list(labels)
         self.kind = kind
-        self.input_size = tuple(int(v) for v in input_size)
-        self.mean, self.std = mean, std
+        self.model_input = model_input
+        self.input_size = tuple(model_input.input_hw)
+        self.mean, self.std = model_input.mean, model_input.std
         self._predict = predict
 
     def describe(self) -> dict:
@@ -110,10 +117,7 @@ class Teacher:
 
     def probabilities(self, rgb: np.ndarray) -> np.ndarray:
         """uint8 RGB ``(H, W, 3)`` -> float32 ``(H, W, len(labels))`` probabilities at the frame's size."""
-        import cv2
-
-        h, w = self.input_size
-        x = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA if rgb.shape[0] > h else cv2.INTER_LINEAR)
+        x, _ = self.model_input(rgb)  # the runtime's one input path, stretched to the input
         y = np.asarray(self._predict(x), np.float32)
         if self.kind == "classmap":
             y = np.eye(len(self.labels), dtype=np.float32)[np.clip(y.astype(np.int64), 0, len(self.labels) - 1)]
@@ -131,9 +135,7 @@ class Teacher:
             p = e / e.sum(axis=-1, keepdims=True)
         else:
             p = y
-        p = cv2.resize(p, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
-        if p.ndim == 2:
-            p = p[..., None]
+        p = pixels.resize(p, rgb.shape[:2], how="linear")
         return np.clip(p, 0.0, 1.0)
 
 
@@ -231,15 +233,16 @@ def _open_tflite(p, labels, normalization, threads) -> Teacher:
     names = _labels(p, contract.labels(meta), labels, channels or None)
     h, w = runner.input.shape[1:3]
 
+    model_input = ModelInput(runner.input, mean, std, geometry="stretch")
+
     def predict(x):
-        from edge_deeplab.runtime.tensors import dequantize, image_to_input
+        from edge_deeplab.runtime.tensors import dequantize
 
-        y = runner.run(image_to_input(x, runner.input, mean, std))
-        return dequantize(y, runner.output)[0]
+        return dequantize(runner.run(x), runner.output)[0]
 
-    sample = predict(np.full((h, w, 3), 128, np.uint8)) if channels else None
+    sample = predict(model_input(np.full((h, w, 3), 128, np.uint8))[0]) if channels else None
     kind = _kind(channels, runner.output_kind(), sample)
-    return Teacher(p, names, kind, (h, w), mean, std, predict)
+    return Teacher(p, names, kind, model_input, predict)
 
 
 def _open_keras(p, labels, normalization) -> Teacher:
@@ -256,9 +259,11 @@ def _open_keras(p, labels, normalization) -> Teacher:
     mean, std = _normalization_for(p, meta, normalization)
     names = _labels(p, contract.labels(meta), labels, channels)
 
+    info = TensorInfo("input", (1, int(h), int(w), 3), np.dtype(np.float32))
+    model_input = ModelInput(info, mean, std, geometry="stretch")
+
     def predict(x):
-        z = (x.astype(np.float32) - mean) / std
-        return model(z[None], training=False).numpy()[0]
+        return model(x, training=False).numpy()[0]
 
     kind = _kind(channels, contract.output_kind(meta) or "logits", None)
-    return Teacher(p, names, kind, (h, w), mean, std, predict)
+    return Teacher(p, names, kind, model_input, predict)
