@@ -34,8 +34,6 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from demos.outputs import VideoOutput
-
 #: Frame sizes measured by default, ``(width, height)``.
 SIZES = ((640, 480), (1280, 720), (1920, 1080))
 #: The stages around the model whose sum the speed goal bounds by the inference time.
@@ -68,10 +66,10 @@ def make_clips(source, sizes: Sequence[tuple], frames: int, out_dir) -> Dict[tup
     clips = {}
     for w, h in sizes:
         p = out_dir / f"clip_{w}x{h}.mp4"
-        vw = VideoOutput(p, 30, (w, h))
+        vw = cv2.VideoWriter(str(p), cv2.VideoWriter_fourcc(*"mp4v"), 30, (w, h))
         for i in range(frames):
             vw.write(cv2.resize(src[i % len(src)], (w, h), interpolation=cv2.INTER_CUBIC))
-        vw.finish()
+        vw.release()
         clips[(w, h)] = p
     return clips
 
