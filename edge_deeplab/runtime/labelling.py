@@ -9,8 +9,7 @@ held-out part of each source is its last ``val_fraction`` (time order), or whole
 
 Example:
     >>> from edge_deeplab.runtime.teacher import open_teacher, parse_range     # doctest: +SKIP
-    >>> from edge_deeplab.core.progress import is_terminal
-from edge_deeplab.data.frame_sources import resolve_sources          # doctest: +SKIP
+    >>> from edge_deeplab.data.frame_sources import resolve_sources          # doctest: +SKIP
     >>> t = open_teacher("selfie.tflite", normalization=parse_range("0,1"))  # doctest: +SKIP
     >>> m = label_sources(t, resolve_sources(["clip.mp4"]), ["background", "person"],
     ...                   "run/labels", val_fraction=0.3)                    # doctest: +SKIP
