@@ -38,6 +38,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from demos.refinement import check_refine_method
 from edge_deeplab.core.errors import EdgeDeeplabError
 from edge_deeplab.core.imaging import (
     fast_guided_filter,
@@ -47,8 +48,6 @@ from edge_deeplab.core.imaging import (
     shrink_by_halves,
 )
 
-#: Matte edge refinements (:func:`refine_mask`, :func:`refine_matte`; the demo's ``--refine``).
-REFINE_METHODS = ("guided", "feather", "none")
 # --------------------------------------------------------------------------------------------
 # geometry
 # --------------------------------------------------------------------------------------------
@@ -230,8 +229,7 @@ def refine_mask(mask: np.ndarray, frame: Optional[np.ndarray] = None, method: st
     """
     mask = np.asarray(mask, np.float32)
     r = default_radius(mask.shape[:2]) if radius is None else int(radius)
-    if method not in REFINE_METHODS:
-        raise EdgeDeeplabError(f"unknown refinement {method!r}; use {', '.join(REFINE_METHODS)}")
+    check_refine_method(method)
     if method == "none" or r <= 0:
         out = mask
     elif method == "feather":
@@ -283,6 +281,7 @@ def refine_matte(prob: np.ndarray, frame: np.ndarray, method: str = "guided",
         >>> a.shape, float(a[:, :300].max()), float(a[:, 340:].min())
         ((480, 640), 0.0, 1.0)
     """
+    check_refine_method(method)
     H, W = frame.shape[:2]
     r = default_radius((H, W)) if radius is None else int(radius)
     p = np.asarray(prob, np.float32)
@@ -295,8 +294,6 @@ def refine_matte(prob: np.ndarray, frame: np.ndarray, method: str = "guided",
         if small is not None and small.shape[:2] == (lh, lw):
             gs = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY) if small.ndim == 3 else small
         return fast_guided_filter(gray, p, r, eps=eps, levels=levels, guide_small=gs, as_uint8=as_uint8)
-    if method not in ("guided", "feather", "none"):
-        raise EdgeDeeplabError(f"unknown refinement {method!r}; use guided, feather or none")
     a = upsample_mask(p, (H, W))
     if method == "feather" and r > 0:
         a = feather(a, r)

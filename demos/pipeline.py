@@ -162,9 +162,7 @@ class PortraitPipeline:
         self.effect = effect
         self.smoother = comp.TemporalSmoother(smoothing, motion=motion)
         self.flicker = comp.FlickerMeter()
-        if refine not in ("guided", "feather", "none"):
-            raise EdgeDeeplabError(f"unknown refinement {refine!r}; use guided, feather or none")
-        self.refine = refine
+        self.refine = comp.check_refine_method(refine)
         self.refine_radius = refine_radius
         self.levels = tuple(levels) if levels else None
         if self.levels:
@@ -172,8 +170,20 @@ class PortraitPipeline:
         # the runtime's one image-to-input path, which also settles the normalization (the
         # metadata's, else --mean/--std, else the default) and says where it came from
         self.model_input = ModelInput.for_runner(runner, mean, std)
-        self.mean, self.std = self.model_input.mean, self.model_input.std
-        self.normalization_source = self.model_input.normalization_source
+
+    @property
+    def mean(self) -> np.ndarray:
+        """The input normalization's mean (:attr:`model_input`'s)."""
+        return self.model_input.mean
+
+    @property
+    def std(self) -> np.ndarray:
+        return self.model_input.std
+
+    @property
+    def normalization_source(self) -> str:
+        """``metadata``, ``flags`` or ``default``: where the normalization came from."""
+        return self.model_input.normalization_source
 
     def infer(self, frame: np.ndarray) -> Inferred:
         """Preprocess + inference for one BGR frame (no state: safe on its own thread)."""

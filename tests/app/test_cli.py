@@ -20,17 +20,17 @@ def test_every_command_is_registered_with_help(capsys):
 
 
 def test_help_does_not_import_tensorflow():
-    """Building every subcommand's arguments (what ``--help`` does) imports no TensorFlow, Keras or
-    LiteRT: the choices the CLI imports live in light modules."""
+    """Building every subcommand's arguments (what ``--help`` does) imports no TensorFlow, Keras,
+    LiteRT or OpenCV: the choices the CLI imports live in light modules."""
     code = ("import sys\nfrom edge_deeplab.app.cli import build_parser\nbuild_parser()\n"
-            "print(sorted(m for m in ('tensorflow', 'tf_keras', 'ai_edge_litert') if m in sys.modules))")
+            "print(sorted(m for m in ('tensorflow', 'tf_keras', 'ai_edge_litert', 'cv2') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout
     assert out.strip() == "[]"
 
 
 def test_choices_are_imported_from_their_homes():
     """The CLI's choice lists are the tuples of the modules that own them, not copies."""
-    from demos.compositing import REFINE_METHODS
+    from demos.refinement import REFINE_METHODS
     from edge_deeplab.app.cli import build_parser
     from edge_deeplab.core.contract.variants import EXPORT_OUTPUTS, IO_TYPES
     from edge_deeplab.data.datasets import DATASET_NAMES

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from demos.compositing import REFINE_METHODS
+from demos.refinement import REFINE_METHODS
 from edge_deeplab.app.commands.common import (
     add_normalization_arguments,
     non_negative_int,
