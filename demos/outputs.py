@@ -15,12 +15,28 @@ from demos import capture as capture_lib
 from edge_deeplab.core.atomic_io import apply_umask
 from edge_deeplab.core.errors import EdgeDeeplabError
 
-#: Containers the demo writes video into (all carry MPEG-4 Part 2, the codec of OpenCV's ``mp4v``).
-VIDEO_EXTS = (".mp4", ".avi", ".mov", ".m4v", ".mkv")
+#: Containers the demo writes video into (all carry MPEG-4 Part 2, the codec of OpenCV's ``mp4v``);
+#: :data:`demos.capture.VIDEO_EXTS` are the ones it reads.
+VIDEO_OUTPUT_EXTS = (".mp4", ".avi", ".mov", ".m4v", ".mkv")
 #: The encoder's fixed quantizer (MPEG-4's 2 = finest .. 31): the same quality at any frame size
 #: and rate. At 4 the demo's videos are at least as faithful as OpenCV's ``mp4v`` writer's (PSNR
 #: on the upscaled carphone clip: 39.9 against 38.7 dB at 1280x720, 36.8 against 36.9 at 352x288).
 QUANTIZER = 4
+
+
+def check_video_path(path) -> Path:
+    """``path`` as a :class:`~pathlib.Path` if its extension is one of :data:`VIDEO_OUTPUT_EXTS`,
+    else a one-line error.
+
+    Example:
+        >>> check_video_path("out.mkv").name
+        'out.mkv'
+    """
+    path = Path(path)
+    if path.suffix.lower() not in VIDEO_OUTPUT_EXTS:
+        raise EdgeDeeplabError(f"video output must end in {', '.join(VIDEO_OUTPUT_EXTS[:-1])} or "
+                               f"{VIDEO_OUTPUT_EXTS[-1]}, got {path.name}")
+    return path
 
 
 def require_video_encoder() -> None:
@@ -34,7 +50,7 @@ def require_video_encoder() -> None:
 
 
 class VideoOutput:
-    """Writes frames to a video atomically: MPEG-4 Part 2 (``mp4v``) in any of :data:`VIDEO_EXTS`.
+    """Writes frames to a video atomically: MPEG-4 Part 2 (``mp4v``) in any of :data:`VIDEO_OUTPUT_EXTS`.
 
     Encoded by FFmpeg through PyAV: the frame goes in as YUV 4:2:0 converted by OpenCV (one SIMD
     pass, instead of swscale's), the encoder skips motion search (zero motion vectors) and runs
@@ -65,11 +81,8 @@ class VideoOutput:
     """
 
     def __init__(self, path, fps: Optional[float], size_wh, measure_frames: int = 15):
-        self.path = Path(path)
+        self.path = check_video_path(path)
         ext = self.path.suffix.lower()
-        if ext not in VIDEO_EXTS:
-            raise EdgeDeeplabError(
-                f"video output must end in .mp4, .avi, .mov, .m4v or .mkv, got {self.path.name}")
         self.size = (int(size_wh[0]), int(size_wh[1]))
         if min(self.size) < 2:
             raise EdgeDeeplabError(f"video frames must be at least 2x2, got {self.size[0]}x{self.size[1]}")
@@ -107,6 +120,7 @@ class VideoOutput:
             s.bit_rate = 100_000_000
             s.codec_context.options = {"motion_est": "zero"}
             self._stream = s
+            self._stream_frame = av.VideoFrame.from_ndarray  # per frame, without an import
         except (av.FFmpegError, ValueError) as e:
             self._close()
             self.tmp.unlink(missing_ok=True)
@@ -116,13 +130,12 @@ class VideoOutput:
             self._encode(img)
 
     def _encode(self, img: np.ndarray) -> None:
-        import av
-
         w, h = self.size
+        from_ndarray = self._stream_frame
         if w % 2 == 0 and h % 2 == 0:  # OpenCV's BT.601 limited-range I420, what the codec takes
-            frame = av.VideoFrame.from_ndarray(cv2.cvtColor(img, cv2.COLOR_BGR2YUV_I420), format="yuv420p")
+            frame = from_ndarray(cv2.cvtColor(img, cv2.COLOR_BGR2YUV_I420), format="yuv420p")
         else:  # odd sizes: FFmpeg converts (and rounds the chroma planes up)
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="bgr24")
+            frame = from_ndarray(np.ascontiguousarray(img), format="bgr24")
         frame.pts = self._encoded
         self._encoded += 1
         for packet in self._stream.encode(frame):

@@ -28,9 +28,9 @@ from demos import capture as capture_lib
 from demos import compositing as comp
 from demos.memory import keep_freed_buffers
 from demos.outputs import (
-    VIDEO_EXTS,
     FolderOutput,
     VideoOutput,
+    check_video_path,
     image_output_path,
     require_video_encoder,
     write_image,
@@ -188,13 +188,15 @@ def _overlay_lines(fps: float, times: Dict[str, float], effect: comp.Effect, win
     return lines
 
 
-def check_demo_outputs(model, source, output, json_path=None) -> None:
+def check_demo_outputs(model, source, output, json_path=None, headless: bool = True) -> None:
     """Checks the demo's outputs with the one output discipline (:mod:`edge_deeplab.core.outputs`).
 
     ``--output`` may not be the source (the same file or folder), lie inside a source folder (a
     later run would process its own results), be the model, or hold either; ``--json`` must end in
     ``.json`` and differ from ``--output``; both must be writable. A folder source (or an existing
-    folder given as ``--output``) makes ``--output`` a folder output.
+    folder given as ``--output``) makes ``--output`` a folder output. A camera or a video file
+    recorded ``headless`` needs a video ``--output`` (:func:`demos.outputs.check_video_path`) and
+    PyAV to write it.
 
     Raises:
         EdgeDeeplabError: in one line, before any work starts.
@@ -216,7 +218,12 @@ def check_demo_outputs(model, source, output, json_path=None) -> None:
     check_outputs([Output(output, "--output", folder=folder),
                    Output(json_path, "--json", suffixes=(".json",))],
                   [Input(model, "model"), Input(None if camera else source, "source")])
-    if output is not None and not folder and Path(output).suffix.lower() in VIDEO_EXTS:
+    records = camera or (os.path.isfile(str(source)) and Path(str(source)).suffix.lower() in capture_lib.VIDEO_EXTS)
+    if headless and output is not None and records:
+        if Path(output).suffix.lower() in capture_lib.IMAGE_EXTS:
+            raise EdgeDeeplabError(f"output for a {'camera' if camera else 'video'} source must be a "
+                                   f"video (.mp4), got {Path(output).name}")
+        check_video_path(output)
         require_video_encoder()
 
 
@@ -297,7 +304,7 @@ def run_demo(model, source="0", effect="blur", person_class: Optional[int] = Non
     if max_frames is not None and max_frames < 1:
         raise EdgeDeeplabError(f"--max-frames must be >= 1, got {max_frames}")
     out_path = Path(output) if output is not None else None
-    check_demo_outputs(model, source, out_path, json_path)
+    check_demo_outputs(model, source, out_path, json_path, headless)
     eff = effect if isinstance(effect, comp.Effect) else comp.parse_effect(effect)
     require_file(model, "model")
     if not headless:

@@ -637,3 +637,21 @@ def test_two_output_model_says_which_output_it_uses(clip, tmp_path, capsys):
     notes = [line for line in capsys.readouterr().err.splitlines() if "note:" in line]
     assert len(notes) == 1 and notes[0].startswith("edge-deeplab demo: note: two.tflite has 2 outputs; "
                                                    "using output 0 ")
+
+
+@pytest.mark.parametrize("case", ["finished-run", "image", "text"])
+def test_video_source_needs_a_video_output_before_any_work(clip, tmp_path, capsys, case):
+    """A video recorded headless into a finished run's folder, an image name or an unknown
+    extension: one line before the model is even looked for (it does not exist here), and the
+    run's files are as they were."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "complete.json").write_text("{}")
+    out, expected = {"finished-run": (run, "video output must end in .mp4"),
+                     "image": (tmp_path / "o.png", "output for a video source must be a video"),
+                     "text": (tmp_path / "o.txt", "video output must end in .mp4")}[case]
+    rc = cli_main(["demo", "--model", str(tmp_path / "missing.tflite"), "--source", str(clip.path),
+                   "--headless", "--output", str(out)])
+    assert_one_line_error(capsys.readouterr(), expected, rc=rc, code=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    assert [p.name for p in run.iterdir()] == ["complete.json"]
