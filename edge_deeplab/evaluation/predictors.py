@@ -19,7 +19,6 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from edge_deeplab.core.contract import semantics as contract
 from edge_deeplab.core.errors import EdgeDeeplabError
 from edge_deeplab.core.imaging import parse_size
 from edge_deeplab.runtime.model_input import ModelInput
@@ -104,16 +103,10 @@ class TFLitePredictor(Predictor):
         self.input_hw = (int(s[1]), int(s[2]))
         self._in_batch = int(s[0]) if s[0] and s[0] > 0 else 1
         self.batch_size = 1
-        self._model_input = ModelInput.for_runner(runner)
+        self._model_input = runner.model_input()
         o = runner.output
-        kind = contract.output_kind(runner.metadata)
-        integer_out = np.issubdtype(o.dtype, np.integer) and not o.quantized
-        if integer_out or kind == "classmap":
-            self.kind = "classes"
-            self.num_classes = None
-        else:
-            self.kind = "probabilities" if kind == "probabilities" else "logits"
-            self.num_classes = int(o.shape[-1]) if len(o.shape) == 4 else None
+        self.kind = runner.score_kind()
+        self.num_classes = int(o.shape[-1]) if self.kind != "classes" and len(o.shape) == 4 else None
 
     def __call__(self, x):
         outs = []

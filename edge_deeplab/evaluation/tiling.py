@@ -68,11 +68,8 @@ class _Job:
         mi = predictor.model_input
         ih, iw = mi.input_hw
         st = self.scales[si]
-        if predictor.kind == "classes":
-            out = resize(out.astype(np.int32), (ih, iw), "nearest")
-            if flipped:
-                out = out[:, ::-1]
-            st["acc"] = np.array(out)  # single window only (checked by the caller)
+        if predictor.kind == "classes":  # one window at scale 1, no flip (checked by the caller)
+            st["acc"] = out
             return
         probs = mi.probabilities(out, predictor.kind)
         if flipped:
@@ -88,8 +85,7 @@ class _Job:
         """``(probs (H, W, C) or None, class map (H, W) int)``."""
         H, W = self.hw
         if predictor.kind == "classes":
-            top, left, sh, sw = self.scales[0]["box"]
-            return None, resize(self.scales[0]["acc"][top:top + sh, left:left + sw], (H, W), "nearest")
+            return predictor.model_input.to_image(self.scales[0]["acc"], self.scales[0]["box"], self.hw, "classes")
         total = None
         for st in self.scales:
             top, left, sh, sw = st["box"]

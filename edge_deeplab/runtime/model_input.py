@@ -37,7 +37,7 @@ from edge_deeplab.core import pixels
 from edge_deeplab.core.contract import semantics as contract
 from edge_deeplab.core.errors import EdgeDeeplabError
 from edge_deeplab.core.pixels import Box
-from edge_deeplab.runtime.tensors import TensorInfo, quantize
+from edge_deeplab.runtime.tensors import TensorInfo, feeds_raw_pixels, quantize
 
 #: BT.601 luma weights for 1-channel models.
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
@@ -102,11 +102,7 @@ class ModelInput:
             self.pad = quantize(pixels.normalize(px, self.mean[:self.channels], self.std[:self.channels]), info)
         self._buf: Optional[np.ndarray] = None
         self._pad_canvas: Optional[np.ndarray] = None
-        self._raw = np.issubdtype(dt, np.integer) and not info.quantized
-        if info.quantized and dt == np.uint8:
-            from edge_deeplab.core.contract.tflite_metadata.compatibility import raw_pixel_error
-
-            self._raw = raw_pixel_error(info.scale, info.zero_point or 0, self.mean, self.std) <= 1.0
+        self._raw = feeds_raw_pixels(info, self.mean, self.std)
 
     @classmethod
     def for_runner(cls, runner, mean=None, std=None) -> "ModelInput":
@@ -149,9 +145,9 @@ class ModelInput:
     def values(self, image: np.ndarray) -> np.ndarray:
         """uint8 RGB pixels (any size, already placed) -> input-tensor values ``(h, w, c)``.
 
-        The same values as :func:`~edge_deeplab.runtime.tensors.image_to_input` (raw pixels for a
-        uint8 input whose quantization absorbs the normalization, or for an unquantized integer
-        input; else normalized, then quantized), decided once per model.
+        The same values as :func:`~edge_deeplab.runtime.tensors.image_to_input`: raw pixels where
+        :func:`~edge_deeplab.runtime.tensors.feeds_raw_pixels` says so (decided once per model),
+        else normalized, then quantized.
         """
         if image.ndim != 3 or image.shape[2] != 3:
             raise EdgeDeeplabError(f"expected an RGB image (H, W, 3), got shape {image.shape}")
@@ -211,15 +207,18 @@ class ModelInput:
             image_hw: the image's size.
             kind: ``logits``, ``probabilities`` or ``classes``.
         """
-        H, W = int(image_hw[0]), int(image_hw[1])
-        top, left, nh, nw = box
         if kind == "classes":
             c = y[..., 0] if y.ndim == 3 else y
-            c = pixels.resize(c.astype(np.int32), self.input_hw, how="nearest")
-            return None, pixels.resize(c[top:top + nh, left:left + nw], (H, W), how="nearest")
-        p = self.probabilities(y, kind)
-        p = pixels.resize(p[top:top + nh, left:left + nw], (H, W), "linear")
+            return None, self.back_to_image(c.astype(np.int32), box, image_hw, "nearest")
+        p = self.back_to_image(self.probabilities(y, kind), box, image_hw, "linear")
         return p, p.argmax(-1)
+
+    def back_to_image(self, y: np.ndarray, box: Box, image_hw, how: str = "linear") -> np.ndarray:
+        """An output map at any resolution -> the image's pixels: resized to the input size, the
+        image's ``box`` cropped out, resized to ``image_hw`` (``how``: ``linear`` or ``nearest``)."""
+        top, left, nh, nw = box
+        y = pixels.resize(y, self.input_hw, how)[top:top + nh, left:left + nw]
+        return pixels.resize(y, (int(image_hw[0]), int(image_hw[1])), how)
 
     def probabilities(self, y: np.ndarray, kind: str = "logits") -> np.ndarray:
         """One output at the input size as float32 probabilities (softmax of logits)."""

@@ -45,7 +45,6 @@ from edge_deeplab.runtime.tensors import (
     TensorInfo,
     dequantize,
     details_to_info,
-    image_to_input,
 )
 
 ACCELERATORS = ("cpu", "gpu", "npu")
@@ -174,19 +173,29 @@ class Runner:
         """``logits``, ``probabilities``, ``classmap`` (from the metadata) or None (unknown)."""
         return contract.output_kind(self.metadata)
 
-    def prepare_input(self, image: np.ndarray) -> np.ndarray:
-        """uint8 RGB image already at the model's input size -> the input tensor (batch of 1).
+    def score_kind(self) -> str:
+        """How eval reads the output: ``classes`` (an integer class map: unquantized integer output
+        or ``classmap`` metadata), ``probabilities`` (metadata says so) or ``logits``."""
+        o, kind = self.output, self.output_kind()
+        if (np.issubdtype(o.dtype, np.integer) and not o.quantized) or kind == "classmap":
+            return "classes"
+        return "probabilities" if kind == "probabilities" else "logits"
 
-        As phone SDKs feed it: see :func:`edge_deeplab.runtime.tensors.image_to_input`.
-        """
-        mean, std = self.normalization()
-        return image_to_input(image, self.input, mean, std)
+    def model_input(self):
+        """This model's :class:`~edge_deeplab.runtime.model_input.ModelInput` (the one image-to-input
+        path), made once per runner."""
+        mi = getattr(self, "_model_input", None)
+        if mi is None:
+            from edge_deeplab.runtime.model_input import ModelInput
 
-    def model_input(self, mean=None, std=None):
-        """This model's :class:`~edge_deeplab.runtime.model_input.ModelInput` (the one image-to-input path)."""
-        from edge_deeplab.runtime.model_input import ModelInput
+            mi = self._model_input = ModelInput.for_runner(self)
+        return mi
 
-        return ModelInput.for_runner(self, mean, std)
+    def _forward(self, image: np.ndarray):
+        """``(model input, box, dequantized output without the batch axis)`` for one RGB image."""
+        mi = self.model_input()
+        x, box = mi(image)
+        return mi, box, dequantize(self.run(x), self.output)[0]
 
     def predict(self, image: np.ndarray) -> np.ndarray:
         """Runs one uint8 RGB image through the model, placed by the model's geometry (:meth:`model_input`).
@@ -196,16 +205,10 @@ class Runner:
             ``(h, w)`` class map): at the model's output resolution for an image at the input size,
             else the image's box resized to the image size.
         """
-        from edge_deeplab.core.pixels import resize
-
-        mi = self.model_input()
-        x, (top, left, nh, nw) = mi(image)
-        y = dequantize(self.run(x), self.output)[0]
+        mi, box, y = self._forward(image)
         if image.shape[:2] == mi.input_hw:
             return y
-        how = "nearest" if np.issubdtype(y.dtype, np.integer) else "linear"
-        y = resize(y, mi.input_hw, how)[top:top + nh, left:left + nw]
-        return resize(y, image.shape[:2], how)
+        return mi.back_to_image(y, box, image.shape[:2], "nearest" if np.issubdtype(y.dtype, np.integer) else "linear")
 
     def segment(self, image: np.ndarray) -> np.ndarray:
         """The ``(H, W)`` class map of one uint8 RGB image, exactly as ``eval`` scores it.
@@ -214,14 +217,8 @@ class Runner:
             >>> open_runner("m_int8.tflite").segment(image).shape == image.shape[:2]   # doctest: +SKIP
             True
         """
-        mi = self.model_input()
-        x, box = mi(image)
-        y = dequantize(self.run(x), self.output)[0]
-        kind = contract.output_kind(self.metadata)
-        o = self.output
-        if (np.issubdtype(o.dtype, np.integer) and not o.quantized) or kind == "classmap":
-            kind = "classes"
-        return mi.to_image(y, box, image.shape[:2], kind or "logits")[1]
+        mi, box, y = self._forward(image)
+        return mi.to_image(y, box, image.shape[:2], self.score_kind())[1]
 
     # -- execution -------------------------------------------------------------------------
     def run(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract

@@ -14,6 +14,8 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from edge_deeplab.core import pixels
+
 
 @dataclasses.dataclass(frozen=True)
 class TensorInfo:
@@ -72,30 +74,44 @@ def info_from_dict(t: dict) -> TensorInfo:
                 scale=t["scale"], zero_point=t["zero_point"])
 
 
+def feeds_raw_pixels(info: TensorInfo, mean, std) -> bool:
+    """Whether 0..255 pixels go into this input as they are, unnormalized.
+
+    True for an integer input without quantization, and for a uint8 input whose quantization
+    absorbs ``(pixel - mean) / std`` to within one step (as our uint8-I/O exports' do): MediaPipe
+    Tasks, the Task Library and phone apps feed such a model the raw pixels, and requantizing the
+    normalized value would land half a step off.
+
+    Example:
+        >>> u8 = TensorInfo("x", (1, 1, 1, 3), np.dtype(np.uint8), scale=1 / 127.5, zero_point=128)
+        >>> feeds_raw_pixels(u8, 127.5, 127.5), feeds_raw_pixels(u8, 0.0, 255.0)
+        (True, False)
+    """
+    dt = np.dtype(info.dtype)
+    if np.issubdtype(dt, np.integer) and not info.quantized:
+        return True
+    if info.quantized and dt == np.uint8:
+        from edge_deeplab.core.contract.tflite_metadata.compatibility import raw_pixel_error
+
+        return raw_pixel_error(info.scale, info.zero_point or 0, mean, std) <= 1.0
+    return False
+
+
 def image_to_input(image: np.ndarray, info: TensorInfo, mean, std) -> np.ndarray:
     """A uint8 RGB image at the model's input size -> its input tensor (batch of 1), as phones feed it.
 
-    * A uint8 input whose quantization absorbs ``(pixel - mean) / std`` (to within one step, as our
-      uint8-I/O exports' do) gets the raw pixels, as MediaPipe Tasks, the Task Library and phone apps
-      feed it; requantizing the normalized value would land half a step off.
-    * Float inputs get ``pixel * (1/std) + (-mean/std)`` in float32, the form MediaPipe's
-      preprocessing computes (with mean 127.5 every normalized pixel sits on a rounding tie of an
-      int8 input QUANTIZE, so one ulp matters); quantized inputs then quantize that.
-    * Integer inputs without quantization get the raw pixels.
+    * Raw pixels where :func:`feeds_raw_pixels` says so (a uint8 image into a quantized input).
+    * Otherwise :func:`edge_deeplab.core.pixels.normalize` (``pixel * (1/std) + (-mean/std)`` in
+      float32, the form MediaPipe's preprocessing computes: with mean 127.5 every normalized pixel
+      sits on a rounding tie of an int8 input QUANTIZE, so one ulp matters), then quantized for a
+      quantized input. :class:`edge_deeplab.runtime.model_input.ModelInput` does the same per
+      model, with the geometry.
 
     Example:
         >>> info = TensorInfo("x", (1, 1, 1, 3), np.dtype(np.float32))
         >>> image_to_input(np.full((1, 1, 3), 255, np.uint8), info, 127.5, 127.5).ravel().tolist()
         [1.0, 1.0, 1.0]
     """
-    dt = np.dtype(info.dtype)
-    if np.issubdtype(dt, np.integer) and not info.quantized:
-        return np.ascontiguousarray(image[None].astype(dt))
-    if info.quantized and dt == np.uint8 and image.dtype == np.uint8:
-        from edge_deeplab.core.contract.tflite_metadata.compatibility import raw_pixel_error
-
-        if raw_pixel_error(info.scale, info.zero_point or 0, mean, std) <= 1.0:
-            return np.ascontiguousarray(image[None])
-    inv = (1.0 / np.asarray(std, np.float32)).astype(np.float32)
-    x = image.astype(np.float32) * inv + (-np.asarray(mean, np.float32) * inv).astype(np.float32)
-    return np.ascontiguousarray(quantize(x[None], info))
+    if feeds_raw_pixels(info, mean, std) and (image.dtype == np.uint8 or not info.quantized):
+        return np.ascontiguousarray(image[None].astype(info.dtype))
+    return np.ascontiguousarray(quantize(pixels.normalize(image, mean, std)[None], info))
