@@ -35,7 +35,7 @@ from edge_deeplab.core import pixels
 from edge_deeplab.core.atomic_io import file_sha256
 from edge_deeplab.core.contract import semantics as contract
 from edge_deeplab.core.errors import EdgeDeeplabError
-from edge_deeplab.runtime.model_input import ModelInput
+from edge_deeplab.runtime.model_input import ModelInput, softmax
 from edge_deeplab.runtime.tensors import TensorInfo
 
 #: ``--teacher-range`` names -> (mean, std) over 0..255 pixels.
@@ -106,9 +106,19 @@ class Teacher:
         self.labels = list(labels)
         self.kind = kind
         self.model_input = model_input
-        self.input_size = tuple(model_input.input_hw)
-        self.mean, self.std = model_input.mean, model_input.std
         self._predict = predict
+
+    @property
+    def input_size(self) -> tuple:
+        return tuple(self.model_input.input_hw)
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self.model_input.mean
+
+    @property
+    def std(self) -> np.ndarray:
+        return self.model_input.std
 
     def describe(self) -> dict:
         return {"path": str(self.path), "sha256": self.sha256, "labels": self.labels,
@@ -130,9 +140,7 @@ class Teacher:
             p = 1.0 / (1.0 + np.exp(-y[..., :1]))
             p = np.concatenate([1.0 - p, p], axis=-1)
         elif self.kind == "softmax":
-            z = y - y.max(axis=-1, keepdims=True)
-            e = np.exp(z)
-            p = e / e.sum(axis=-1, keepdims=True)
+            p = softmax(y)
         else:
             p = y
         p = pixels.resize(p, rgb.shape[:2], how="linear")
