@@ -463,7 +463,7 @@ def export_tflite(model, out_path, variant: str = "float32", *, io_type: Optiona
     from edge_deeplab.core.contract import embed_metadata, sidecar_path
 
     data = embed_metadata(tflite, meta, input_name="image", output_name=output)
-    data = _with_standard_metadata(data, meta, cfg, variant, io_type, output, normalize_in_graph,
+    data = _with_standard_metadata(data, meta, cfg, row, io_type, output, normalize_in_graph,
                                    mean, std)
     write_bytes_atomic(out_path, data)
     sc = None
@@ -550,7 +550,7 @@ _OUTPUT_WORDS = {"logits": "per-pixel logits", "classmap": "int32 class map",
                  "probabilities": "person probability at the logits' resolution (before the final upsample)"}
 
 
-def _with_standard_metadata(data: bytes, meta: dict, cfg, variant, io_type, output,
+def _with_standard_metadata(data: bytes, meta: dict, cfg, row, io_type, output,
                             normalize_in_graph, mean, std) -> bytes:
     """Adds the standard TFLite metadata (what MediaPipe Tasks / Task Library read) to ``data``.
 
@@ -564,8 +564,8 @@ def _with_standard_metadata(data: bytes, meta: dict, cfg, variant, io_type, outp
 
     arch = (f"DeepLab v3+ MobileNet-v2 (alpha {cfg.alpha}, output stride {cfg.output_stride})"
             if cfg is not None else "segmentation model")
-    io = f", {io_type} I/O" if variants.get(variant).integer else ""
-    desc = (f"{arch}, {variant}{io}, {len(meta['labels'])} classes; output "
+    io = f", {io_type} I/O" if row.integer else ""
+    desc = (f"{arch}, {row.name}{io}, {len(meta['labels'])} classes; output "
             f"{_OUTPUT_WORDS.get(output, output)}; input "
             f"{'raw RGB pixels 0..255' if normalize_in_graph else 'RGB (pixel - mean) / std'}. "
             f"Exported by edge_deeplab {__version__}.")

@@ -50,7 +50,7 @@ VOC_PERSON = 15
 #: Models from elsewhere are classified from their tensor types (:func:`variant`).
 VARIANTS = variants.names()
 #: Variants with integer activations (int8, or int16 for ``w8a16``); their I/O may be integer too.
-INTEGER_VARIANTS = variants.integer_names()
+INTEGER_VARIANTS = variants.where(integer=True)
 #: Output kinds (:func:`output_kind`).
 OUTPUT_KINDS = ("logits", "probabilities", "classmap")
 
@@ -153,8 +153,9 @@ def variant(path_or_bytes=None, metadata: Optional[dict] = None) -> str:
     """
     meta = metadata or {}
     export = meta.get("export")
-    if isinstance(export, dict) and variants.find(str(export.get("variant"))):  # our exporter's
-        return variants.canonical(export["variant"])
+    row = variants.find(str(export.get("variant"))) if isinstance(export, dict) else None
+    if row is not None:  # our exporter's
+        return row.name
     for key in ("variant", "quantization"):
         v = meta.get(key)
         if isinstance(v, dict):

@@ -180,16 +180,6 @@ def where(**fields) -> Tuple[str, ...]:
     return tuple(v.name for v in TABLE if all(getattr(v, k) == x for k, x in fields.items()))
 
 
-def integer_names() -> Tuple[str, ...]:
-    """Names of the variants with integer activations (their I/O may be integer).
-
-    Example:
-        >>> integer_names()
-        ('int8', 'qat-int8', 'w8a16')
-    """
-    return tuple(v.name for v in TABLE if v.integer)
-
-
 def gpu_refused_activations() -> Dict[str, str]:
     """``{activation dtype: variant}`` for the variants the LiteRT GPU accelerator does not run.
 

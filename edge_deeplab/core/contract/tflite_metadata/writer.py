@@ -41,9 +41,9 @@ TOOLKIT_METADATA_NAME = "EDGE_DEEPLAB"
 METADATA_FILE_IDENTIFIER = b"M001"
 #: custom_metadata in SubGraphMetadata needs schema 1.5.0.
 MIN_PARSER_VERSION = "1.5.0"
-OUTPUT_KINDS = ("logits", "classmap", "probabilities")
 #: Probabilities are final (the graph applied its softmax/sigmoid): MediaPipe adds nothing.
 _DEFAULT_ACTIVATION = {"logits": "softmax", "classmap": "none", "probabilities": "none"}
+OUTPUT_KINDS = tuple(_DEFAULT_ACTIVATION)
 _OUTPUT_TENSOR = {"logits": ("segmentation_masks", "Per-pixel class scores (logits), one channel per label."),
                   "classmap": ("class_map", "Per-pixel class index (argmax over the labels)."),
                   "probabilities": ("probabilities", "Per-pixel probability of each label (one channel per "
