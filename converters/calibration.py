@@ -18,7 +18,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from edge_deeplab.core.contract.semantics import NORM_MEAN, NORM_STD, normalization_dict
+from edge_deeplab.core.contract.semantics import normalization_dict
 from edge_deeplab.core.errors import EdgeDeeplabError
 from edge_deeplab.runtime.model_input import ModelInput
 
@@ -79,19 +79,6 @@ def dataset_images(name: str, data_dir=None, split: str = "train", steps: int = 
         yield np.ascontiguousarray(img, dtype=np.uint8)
 
 
-def to_model_range(image_uint8: np.ndarray, mean=NORM_MEAN, std=NORM_STD) -> np.ndarray:
-    """uint8 pixels (at the model's input size) -> the float input the Keras model expects
-    (MobileNet-v2: [-1, 1]), through the runtime's one image-to-input path.
-
-    Example:
-        >>> to_model_range(np.array([[[0, 255, 0]]], np.uint8)).tolist()
-        [[[-1.0, 1.0, -1.0]]]
-    """
-    mi = ModelInput.float_input(image_uint8.shape[:2], {"normalization": {"mean": list(np.broadcast_to(
-        np.asarray(mean, np.float32), (3,))), "std": list(np.broadcast_to(np.asarray(std, np.float32), (3,)))}})
-    return mi(image_uint8)[0][0]
-
-
 def representative_dataset(images: Iterable[np.ndarray], shape, metadata: dict, limit: int):
     """Generator factory for the converter: float32 batches of 1 in the model input's range.
 
@@ -122,7 +109,7 @@ def representative_dataset(images: Iterable[np.ndarray], shape, metadata: dict, 
             if i >= limit:
                 break
             if np.asarray(img).dtype == np.uint8 and np.ndim(img) == 3 and np.shape(img)[2] == 3:
-                yield [mi(np.asarray(img))[0].astype(np.float32)]
+                yield [mi(np.asarray(img))[0]]  # a fresh float32 tensor
                 continue
             x = np.asarray(img, np.float32)
             if x.shape != tuple(shape):

@@ -75,8 +75,10 @@ def calibrated_random_model(config, seed: int = 0, n_images: int = 4, var_floor:
     still varies over the image. ``fit_head`` then fits the logits layer (see
     :func:`_fit_logits_to_colour_segments`) so the argmax has trained-like margins.
     """
-    from converters.calibration import structured_images, to_model_range
+    from converters.calibration import structured_images
     from edge_deeplab.core._tf import keras
+    from edge_deeplab.core.contract.semantics import NORM_MEAN, NORM_STD
+    from edge_deeplab.core.pixels import normalize
     from tests.support.export_models import natural_image
     from tests.support.tiny import seeded_model
 
@@ -92,7 +94,7 @@ def calibrated_random_model(config, seed: int = 0, n_images: int = 4, var_floor:
     logits.set_weights([k, rng.normal(0, 0.1, bias.shape).astype(np.float32)])
     size = tuple(config.input_size)
     imgs = [natural_image(size)] + list(structured_images(n_images - 1, size, seed=seed + 1))
-    x = np.stack([to_model_range(i) for i in imgs]).astype(np.float32)
+    x = np.stack([normalize(i, NORM_MEAN, NORM_STD) for i in imgs]).astype(np.float32)
     old = [l.momentum for l in bns]
     try:
         for l in bns:
