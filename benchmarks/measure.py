@@ -167,15 +167,6 @@ def resolve_normalization(runner, mean=None, std=None):
     return m, s, "default"
 
 
-def make_input(image_rgb: np.ndarray, info, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """uint8 RGB image -> the input tensor (batch 1) in the input's dtype, through the runtime's one
-    image-to-input path (:class:`edge_deeplab.runtime.model_input.ModelInput`: letterbox,
-    normalization, quantization; 1-channel inputs get the luma)."""
-    from edge_deeplab.runtime.model_input import ModelInput
-
-    return ModelInput(info, mean, std)(image_rgb)[0]
-
-
 def output_to_classmap(y: np.ndarray, info) -> np.ndarray:
     """Raw output tensor -> ``(h, w)`` int class map at model resolution.
 

@@ -19,7 +19,7 @@ from benchmarks.harness import (
     run_benchmarks,
     run_worker,
 )
-from benchmarks.measure import latency_stats, make_input, output_to_classmap, round_spread
+from benchmarks.measure import latency_stats, output_to_classmap, round_spread
 from edge_deeplab.core.errors import EdgeDeeplabError
 from edge_deeplab.runtime import TensorInfo
 from tests.support.bench_models import bad_models, tiny_models, without_metadata
@@ -44,21 +44,6 @@ def test_latency_stats_and_spread():
     sp = round_spread([10.0, 11.0, 12.0])
     assert sp["range_pct"] == pytest.approx(2 / 11 * 100, rel=1e-3)
     assert sp["cv_pct"] == pytest.approx(np.std([10, 11, 12], ddof=1) / 11 * 100, rel=1e-2)
-
-
-def test_make_input_float_int8_uint8():
-    img = np.full((4, 4, 3), 255, np.uint8)
-    mean, std = np.full(3, 127.5, np.float32), np.full(3, 127.5, np.float32)
-    f = make_input(img, TensorInfo("x", (1, 4, 4, 3), np.dtype(np.float32)), mean, std)
-    assert f.dtype == np.float32 and f.shape == (1, 4, 4, 3) and np.allclose(f, 1.0)
-    q = make_input(img, TensorInfo("x", (1, 4, 4, 3), np.dtype(np.int8), 1 / 127.5, -1), mean, std)
-    assert q.dtype == np.int8 and int(q.max()) == 126  # round(1 * 127.5 - 1)
-    u = make_input(img, TensorInfo("x", (1, 4, 4, 3), np.dtype(np.uint8), 1 / 127.5, 128), mean, std)
-    assert u.dtype == np.uint8 and int(u.max()) == 255
-    raw = make_input(img, TensorInfo("x", (1, 4, 4, 3), np.dtype(np.uint8)), mean, std)  # raw pixels
-    assert int(raw.max()) == 255
-    gray = make_input(img, TensorInfo("x", (1, 4, 4, 1), np.dtype(np.float32)), mean, std)
-    assert gray.shape == (1, 4, 4, 1)
 
 
 def test_output_kinds_to_classmap():

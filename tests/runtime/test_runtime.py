@@ -181,3 +181,20 @@ def test_model_input_says_where_its_normalization_came_from(tiny_models, selfie_
     flags = ModelInput.for_runner(bare, mean=0, std=255)
     assert flags.normalization_source == "flags"
     assert np.allclose(flags.mean, 0.0) and np.allclose(flags.std, 255.0)
+
+
+def test_model_input_float_int8_uint8_raw_and_grey():
+    from edge_deeplab.runtime.model_input import ModelInput
+
+    img = np.full((4, 4, 3), 255, np.uint8)
+    mean, std = np.full(3, 127.5, np.float32), np.full(3, 127.5, np.float32)
+    f = ModelInput(TensorInfo("x", (1, 4, 4, 3), np.dtype(np.float32)), mean, std)(img)[0]
+    assert f.dtype == np.float32 and f.shape == (1, 4, 4, 3) and np.allclose(f, 1.0)
+    q = ModelInput(TensorInfo("x", (1, 4, 4, 3), np.dtype(np.int8), 1 / 127.5, -1), mean, std)(img)[0]
+    assert q.dtype == np.int8 and int(q.max()) == 126  # round(1 * 127.5 - 1)
+    u = ModelInput(TensorInfo("x", (1, 4, 4, 3), np.dtype(np.uint8), 1 / 127.5, 128), mean, std)(img)[0]
+    assert u.dtype == np.uint8 and int(u.max()) == 255
+    raw = ModelInput(TensorInfo("x", (1, 4, 4, 3), np.dtype(np.uint8)), mean, std)(img)[0]  # raw pixels
+    assert int(raw.max()) == 255
+    gray = ModelInput(TensorInfo("x", (1, 4, 4, 1), np.dtype(np.float32)), mean, std)(img)[0]
+    assert gray.shape == (1, 4, 4, 1)

@@ -9,7 +9,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 
@@ -17,11 +16,6 @@ import numpy as np
 
 from edge_deeplab.app.quickstart.checks import describe_thresholds, evaluate_checks, thresholds
 from edge_deeplab.app.quickstart.plan import ACCURACY_KEYS, GPU_CHECKED, PRETTY
-
-
-def train_config_dict(tc) -> dict:
-    """A training config as the report's JSON (``to_dict`` or its dataclass fields)."""
-    return tc.to_dict() if hasattr(tc, "to_dict") else dataclasses.asdict(tc)
 
 
 def _machine() -> dict:
@@ -108,7 +102,7 @@ def build_report(out, model_cfg, train_cfg, steps, exported, analyses, accuracy,
         "checks": checks,
         "check_details": details,
         "thresholds": dict(thresholds(fast), gpu_checked=list(GPU_CHECKED)),
-        "config": {"fast": fast, "model": model_cfg.to_dict(), "train": train_config_dict(train_cfg),
+        "config": {"fast": fast, "model": model_cfg.to_dict(), "train": train_cfg.to_dict(),
                    "train_seconds": train_res.get("seconds"), "qat_seconds": qat_res.get("seconds"),
                    "train_result": train_res.get("result"), "qat_result": qat_res.get("result")},
         "machine": _machine(),

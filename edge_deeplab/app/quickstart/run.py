@@ -46,7 +46,6 @@ from edge_deeplab.app.quickstart.report import (
     build_report,
     markdown,
     predictions_picture,
-    train_config_dict,
 )
 from edge_deeplab.core.atomic_io import write_json_atomic, write_text_atomic
 from edge_deeplab.core.errors import EdgeDeeplabError
@@ -125,7 +124,7 @@ def run_quickstart(out_dir, *, fast: bool = False, log: Callable[[str], None] = 
     model_cfg, train_cfg, knobs = _settings(fast)
     steps = _Steps(out)
     prog = _Progress(log)
-    settings = {"fast": fast, "model": model_cfg.to_dict(), "train": train_config_dict(train_cfg)}
+    settings = {"fast": fast, "model": model_cfg.to_dict(), "train": train_cfg.to_dict()}
     prior = steps.get("settings")
     if prior is not None and prior.get("fast") != fast:
         raise EdgeDeeplabError(
