@@ -6,6 +6,7 @@ Example:
     >>> image, mask = ds.read(0)                            # doctest: +SKIP
 """
 
+from edge_deeplab.core.pixels import IGNORE_LABEL
 from edge_deeplab.data.datasets import (
                                         DATASET_NAMES,
                                         SegmentationDataset,
@@ -18,7 +19,6 @@ from edge_deeplab.data.datasets import (
 from edge_deeplab.data.masks import (
                                         CITYSCAPES_CLASSES,
                                         CITYSCAPES_ID_TO_TRAINID,
-                                        IGNORE_LABEL,
                                         read_mask,
                                         write_index_png,
 )

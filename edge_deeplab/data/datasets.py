@@ -50,11 +50,11 @@ import numpy as np
 from edge_deeplab.core.contract.semantics import VOC_CLASSES
 from edge_deeplab.core.errors import EdgeDeeplabError
 from edge_deeplab.core.imaging import read_image_rgb
+from edge_deeplab.core.pixels import IGNORE_LABEL
 from edge_deeplab.data.labels import check_label_names
 from edge_deeplab.data.masks import (
     CITYSCAPES_CLASSES,
     CITYSCAPES_ID_TO_TRAINID,
-    IGNORE_LABEL,
     IMAGE_EXTENSIONS,
     MASK_EXTENSIONS,
     find_with_extensions,

@@ -26,7 +26,6 @@ from edge_deeplab.core.errors import EdgeDeeplabError, first_line
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".gif")
 MASK_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff", ".gif", ".pgm", ".ppm")
-IGNORE_LABEL = 255
 
 #: The 19 Cityscapes train classes, in train-id order.
 CITYSCAPES_CLASSES = (

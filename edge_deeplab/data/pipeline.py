@@ -31,9 +31,8 @@ from edge_deeplab.core._tf import tf
 from edge_deeplab.core.contract.semantics import NORM_MEAN, NORM_STD
 from edge_deeplab.core.errors import EdgeDeeplabError
 from edge_deeplab.core.imaging import parse_size
-from edge_deeplab.core.pixels import place_pair
+from edge_deeplab.core.pixels import IGNORE_LABEL, place_pair
 
-IGNORE_LABEL = 255
 AUTOTUNE = tf.data.AUTOTUNE
 
 
