@@ -171,20 +171,6 @@ class PortraitPipeline:
         # metadata's, else --mean/--std, else the default) and says where it came from
         self.model_input = ModelInput.for_runner(runner, mean, std)
 
-    @property
-    def mean(self) -> np.ndarray:
-        """The input normalization's mean (:attr:`model_input`'s)."""
-        return self.model_input.mean
-
-    @property
-    def std(self) -> np.ndarray:
-        return self.model_input.std
-
-    @property
-    def normalization_source(self) -> str:
-        """``metadata``, ``flags`` or ``default``: where the normalization came from."""
-        return self.model_input.normalization_source
-
     def infer(self, frame: np.ndarray) -> Inferred:
         """Preprocess + inference for one BGR frame (no state: safe on its own thread)."""
         if frame is None or frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:

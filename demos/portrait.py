@@ -337,8 +337,8 @@ def run_demo(model, source="0", effect="blur", person_class: Optional[int] = Non
                f" (fully accelerated: {runner.fully_accelerated}"
                + (f"; CPU fallback for {', '.join(runner.unsupported_ops)}" if runner.unsupported_ops else "")
                + ")"))
-        if pipe.normalization_source == "default":
-            say(f"input normalization: (x - {pipe.mean.tolist()}) / {pipe.std.tolist()} (MobileNet-v2 default; "
+        if pipe.model_input.normalization_source == "default":
+            say(f"input normalization: (x - {pipe.model_input.mean.tolist()}) / {pipe.model_input.std.tolist()} (MobileNet-v2 default; "
                 "the model's metadata does not say; --mean/--std set it)")
         outs = list(getattr(runner, "outputs", None) or [runner.output])
         if len(outs) > 1:
@@ -487,8 +487,8 @@ def run_demo(model, source="0", effect="blur", person_class: Optional[int] = Non
                                    "effect": eff.label, "overlay": overlay, "overlapped": True,
                                    "opencv_threads": cv_threads, "inference_threads": threads,
                                    "reused_frame_buffers": reuse_buffers,
-                                   "normalization": {"mean": pipe.mean.tolist(), "std": pipe.std.tolist(),
-                                                     "from": pipe.normalization_source}})
+                                   "normalization": {"mean": pipe.model_input.mean.tolist(), "std": pipe.model_input.std.tolist(),
+                                                     "from": pipe.model_input.normalization_source}})
         say(res.report())
         if json_path is not None:
             from edge_deeplab.core.atomic_io import write_json_atomic

@@ -112,18 +112,11 @@ class Teacher:
     def input_size(self) -> tuple:
         return tuple(self.model_input.input_hw)
 
-    @property
-    def mean(self) -> np.ndarray:
-        return self.model_input.mean
-
-    @property
-    def std(self) -> np.ndarray:
-        return self.model_input.std
-
     def describe(self) -> dict:
         return {"path": str(self.path), "sha256": self.sha256, "labels": self.labels,
                 "kind": self.kind, "input_size": list(self.input_size),
-                "mean": [float(v) for v in self.mean], "std": [float(v) for v in self.std]}
+                "mean": [float(v) for v in self.model_input.mean],
+                "std": [float(v) for v in self.model_input.std]}
 
     def probabilities(self, rgb: np.ndarray) -> np.ndarray:
         """uint8 RGB ``(H, W, 3)`` -> float32 ``(H, W, len(labels))`` probabilities at the frame's size."""
