@@ -11,7 +11,8 @@ Example:
     >>> (info.num_frames, info.width, info.height)
     (5, 96, 72)
 
-Command line: ``python -m demos.clip OUT.mp4 [--frames N] [--size WxH] [--fps F]``.
+Command line: ``python -m demos.clip OUT.mp4 [--frames N] [--size WxH] [--fps F]``. Ctrl-C exits 130
+and SIGTERM 143, with one line; an earlier ``OUT.mp4`` stays as it was and no temporary file is left.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import cv2
 import numpy as np
 
 from demos.outputs import VideoOutput
-from edge_deeplab.core.errors import EdgeDeeplabError
+from edge_deeplab.core.errors import EdgeDeeplabError, Terminated, raise_on_sigterm
 
 
 @dataclasses.dataclass
@@ -170,12 +171,19 @@ def main(argv=None) -> int:
     ap.add_argument("--fps", type=float, default=15.0)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
+    restore_sigterm = raise_on_sigterm()
     try:
         w, h = (int(x) for x in a.size.lower().split("x"))
         info = generate_clip(a.output, a.frames, w, h, a.fps, a.seed)
     except (EdgeDeeplabError, ValueError) as e:
         print(f"demos.clip: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: the earlier video is kept, no temporary file
+        terminated = isinstance(e, Terminated)
+        print(f"demos.clip: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return Terminated.exit_code if terminated else 130
+    finally:
+        restore_sigterm()
     print(f"wrote {info.path} ({info.num_frames} frames, {info.width}x{info.height} @ {info.fps:g} fps)")
     return 0
 

@@ -97,26 +97,6 @@ def _silence_stdout() -> None:
         pass
 
 
-def _raise_on_sigterm():
-    """Turns SIGTERM into :class:`Terminated` in the main thread (so temporary files and folders are
-    removed on the way out) unless someone already handles SIGTERM; returns the undo function."""
-    import signal
-    import threading
-
-    from edge_deeplab.core.errors import Terminated
-
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        return lambda: None
-
-    def handler(signum, frame):
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends it at once
-        raise Terminated()
-
-    signal.signal(signal.SIGTERM, handler)
-    return lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
 #: Seconds a Ctrl-C'd command may take to unwind before it is ended with exit 130 anyway.
 INTERRUPT_GRACE_S = 30.0
 
@@ -165,13 +145,13 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     debug = getattr(args, "debug", False) or os.environ.get("EDGE_DEEPLAB_DEBUG") == "1"
-    from edge_deeplab.core.errors import EdgeDeeplabError, Terminated
+    from edge_deeplab.core.errors import EdgeDeeplabError, Terminated, raise_on_sigterm
 
     prefix = f"edge-deeplab {args.command}: error:"
     from edge_deeplab.core.native_logs import filtered_stderr, silence_stderr_at_exit
 
     silence_stderr_at_exit()
-    restore_sigterm = _raise_on_sigterm()
+    restore_sigterm = raise_on_sigterm()
     restore_sigint = _exit_promptly_on_interrupt(args.command)
 
     try:

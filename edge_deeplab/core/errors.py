@@ -26,6 +26,36 @@ class Terminated(KeyboardInterrupt):
     exit_code = 143
 
 
+def raise_on_sigterm():
+    """Turns SIGTERM into :class:`Terminated` in the main thread, so the clean-up on the way out
+    runs as for Ctrl-C (temporary files and folders removed, finished outputs left as they were),
+    unless someone already handles SIGTERM or this is not the main thread; returns the undo
+    function. A second SIGTERM ends the process at once.
+
+    Example:
+        >>> import signal
+        >>> undo = raise_on_sigterm()
+        >>> signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+        True
+        >>> _ = undo()
+        >>> signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+        True
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return lambda: None
+
+    def handler(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends it at once
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, handler)
+    return lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def first_line(e: BaseException) -> str:
     """The first line of an exception's message (its type name when it has none): what a
     one-line error quotes of a library's exception.

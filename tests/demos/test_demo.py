@@ -470,6 +470,39 @@ def test_interrupted_demo_keeps_the_earlier_output(color_models, tmp_path, sig, 
     assert sorted(x.name for x in out.parent.iterdir()) == ["portrait.mp4"]  # no .portrait.mp4.*.tmp.mp4
 
 
+@pytest.mark.parametrize("sig,code,word", [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")])
+def test_interrupted_clip_script_keeps_the_earlier_clip(tmp_path, sig, code, word):
+    """``python -m demos.clip`` (the README's clip maker) stopped halfway: one line, 130 or 143,
+    the earlier clip byte for byte, no temporary video."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    out = tmp_path / "walk.mp4"
+    clip_lib.generate_clip(out, num_frames=3, width=96, height=64)  # an earlier, complete clip
+    before = out.read_bytes()
+    p = subprocess.Popen([sys.executable, "-m", "demos.clip", str(out), "--frames", "100000",
+                          "--size", "640x480"], cwd=Path(__file__).resolve().parents[2], text=True, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, preexec_fn=default_sigint)
+    try:
+        deadline = time.time() + 60
+        while p.poll() is None and time.time() < deadline and \
+                not any(t.stat().st_size > 0 for t in tmp_path.glob(".walk.mp4.*.tmp*")):
+            time.sleep(0.05)
+        assert p.poll() is None and list(tmp_path.glob(".walk.mp4.*.tmp*")), "it never started writing"
+        p.send_signal(getattr(signal, sig))
+        _, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == code, err
+    assert err.strip().splitlines() == [f"demos.clip: {word}"], err
+    assert out.read_bytes() == before
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["walk.mp4"]
+
+
 @pytest.mark.parametrize("accelerator", ["cpu", pytest.param("gpu", marks=pytest.mark.gpu)])
 def test_interrupted_folder_run_keeps_the_earlier_folder(color_models, tmp_path, accelerator):
     """A folder's results go to a hidden sibling folder and are moved in only at the end: SIGTERM
