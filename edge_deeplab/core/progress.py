@@ -39,11 +39,25 @@ class LineProgress:
         stream: where lines go (default stdout).
         every: fraction of ``total`` between lines (default 5%).
         unit: what a step counts (``step``, ``frame``).
+        in_place: rewrite one line in place (``\\r``; for a terminal) instead of one line each;
+            the line ends at ``total`` or before a :meth:`message`.
+
+    Example:
+        >>> import io
+        >>> log = io.StringIO()
+        >>> p = LineProgress(4, "labelling", stream=log, every=0.5, unit="frame", in_place=True)
+        >>> for i in range(1, 5):
+        ...     p.update(i)
+        >>> log.getvalue()
+        '\\rlabelling: frame 2/4 (50%)\\rlabelling: frame 4/4 (100%)\\n'
     """
 
-    def __init__(self, total: int, name: str, stream=None, every: float = 0.05, unit: str = "step"):
+    def __init__(self, total: int, name: str, stream=None, every: float = 0.05, unit: str = "step",
+                 in_place: bool = False):
         self.total, self.name, self.unit = max(1, int(total)), name, unit
         self.stream = stream
+        self.in_place = bool(in_place)
+        self._open_line = False
         self.interval = max(1, int(round(self.total * every)))
         self._next = self.interval
         self._t0 = time.time()
@@ -63,11 +77,17 @@ class LineProgress:
         elapsed = time.time() - self._t0
         if done > 0 and elapsed >= 1.0 and current < self.total:
             parts.append(f"{done / elapsed:.2f} {self.unit}s/s")
-        print(", ".join(parts), file=self.stream or sys.stdout, flush=True)
+        line, stream = ", ".join(parts), self.stream or sys.stdout
+        if self.in_place:
+            self._open_line = current < self.total
+            print(f"\r{line}", end="" if self._open_line else "\n", file=stream, flush=True)
+        else:
+            print(line, file=stream, flush=True)
 
     def message(self, text: str) -> None:
         """A line of its own (a checkpoint note)."""
-        print(text, file=self.stream or sys.stdout, flush=True)
+        print(f"\n{text}" if self._open_line else text, file=self.stream or sys.stdout, flush=True)
+        self._open_line = False
 
 
 class _BarProgress:

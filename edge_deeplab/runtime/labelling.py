@@ -18,12 +18,11 @@ Example:
 from __future__ import annotations
 
 import sys
-import time
 from typing import Optional, Sequence
 
 import numpy as np
 
-from edge_deeplab.core.progress import is_terminal
+from edge_deeplab.core.progress import LineProgress, is_terminal
 from edge_deeplab.data.frame_sources import FrameSource, held_out_indices
 from edge_deeplab.data.soft_labels import SoftLabelStore
 
@@ -39,17 +38,6 @@ def _fit(rgb: np.ndarray, max_side: int) -> np.ndarray:
 
     s = max_side / max(h, w)
     return cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
-
-
-def _progress(done: int, total: int, t0: float, verbose: int) -> None:
-    if not verbose or (done % max(1, total // 20) and done < total):
-        return
-    rate = done / max(time.time() - t0, 1e-6)
-    line = f"labelling {done}/{total} frames ({rate:.1f}/s)"
-    if is_terminal(sys.stderr):  # one line rewritten in place
-        print(f"\r{line}", end="\n" if done >= total else "", file=sys.stderr, flush=True)
-    else:  # a log: one line each
-        print(line, file=sys.stderr, flush=True)
 
 
 def label_sources(teacher, sources: Sequence[FrameSource], classes: Sequence[str], root, *,
@@ -81,7 +69,8 @@ def label_sources(teacher, sources: Sequence[FrameSource], classes: Sequence[str
     counts = {id(s): s.count() for s, _ in plan}
     total = sum(counts.values())
     done = sum(1 for _ in store.manifest["entries"])
-    t0 = time.time()
+    bar = LineProgress(total, "labelling", stream=sys.stderr, unit="frame",
+                       in_place=is_terminal(sys.stderr)) if verbose else None
     new = 0
     for src, role in plan:
         held = set(held_out_indices(counts[id(src)], val_fraction)) if role == "train" and not val_sources \
@@ -104,7 +93,8 @@ def label_sources(teacher, sources: Sequence[FrameSource], classes: Sequence[str
             store.add(stem, rgb, probs, source=str(src.path), frame=index, split=split)
             new += 1
             done += 1
-            _progress(min(done, total), total, t0, verbose)
+            if bar is not None:
+                bar.update(min(done, total))
     manifest = store.finish()
     if verbose:
         skipped = sum(len(v) for v in manifest["skipped"].values())

@@ -116,3 +116,18 @@ def test_explicit_held_out_sources_hold_out_whole_sources(teacher, tmp_path):
         by_split.setdefault(e["split"], set()).add((e["source"], e["frame"]))
     assert by_split["train"] == {(str(real_clip().resolve()), i) for i in range(4)}
     assert by_split["val"] == {(str(folder.resolve()), 0), (str(folder.resolve()), 1)}
+
+
+def test_labelling_progress_in_a_log_is_one_line_per_interval(teacher, tmp_path, capsys):
+    """Piped into a log (stderr not a terminal), the pass reports through the one progress line of
+    :mod:`edge_deeplab.core.progress`: whole lines, frames counted up to the total, then the summary."""
+    import re
+
+    src = resolve_sources([str(real_clip())], stride=12)  # 10 of the 120 frames
+    label_sources(teacher, src, CLASSES, tmp_path / "labels", val_fraction=0.2, verbose=1)
+    lines = capsys.readouterr().err.splitlines()
+    assert "\r" not in "".join(lines)
+    progress = [ln for ln in lines if ln.startswith("labelling:")]
+    counts = [int(re.match(r"labelling: frame (\d+)/10 \((\d+)%\)", ln).group(1)) for ln in progress]
+    assert counts == list(range(1, 11)), lines  # every 5% of 10 frames: each frame
+    assert lines[-1].startswith("labels: 8 training and 2 held-out frames (10 new)"), lines
