@@ -441,11 +441,27 @@ def _demo_process(args, cwd):
                             preexec_fn=default_sigint)
 
 
-@pytest.mark.parametrize("sig,code,word", [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")])
-def test_interrupted_demo_keeps_the_earlier_output(color_models, tmp_path, sig, code, word):
+def _signal_once_writing(p, writing, sig: str, settle: float = 0.0) -> str:
+    """Waits until ``writing()`` (the process has started its temporary output), sends ``sig``
+    after ``settle`` seconds and returns the process's stderr; kills it if anything goes wrong."""
     import signal
     import time
 
+    try:
+        deadline = time.time() + 120
+        while p.poll() is None and not writing() and time.time() < deadline:
+            time.sleep(0.05)
+        assert p.poll() is None and writing(), "it never started writing"
+        time.sleep(settle)
+        p.send_signal(getattr(signal, sig))
+        return p.communicate(timeout=60)[1]
+    finally:
+        if p.poll() is None:
+            p.kill()
+
+
+@pytest.mark.parametrize("sig,code,word", [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")])
+def test_interrupted_demo_keeps_the_earlier_output(color_models, tmp_path, sig, code, word):
     long_clip = clip_lib.generate_clip(tmp_path / "long.mp4", num_frames=600, width=160, height=120, fps=30)
     out = tmp_path / "out" / "portrait.mp4"
     out.parent.mkdir()
@@ -453,17 +469,8 @@ def test_interrupted_demo_keeps_the_earlier_output(color_models, tmp_path, sig, 
     before = out.read_bytes()
     p = _demo_process(["--model", color_models["binary"], "--source", long_clip.path, "--headless",
                        "--output", out, "--threads", "1"], cwd=tmp_path)
-    try:
-        deadline = time.time() + 120
-        while not list(out.parent.glob(".*.tmp*")) and p.poll() is None and time.time() < deadline:
-            time.sleep(0.05)
-        assert list(out.parent.glob(".*.tmp*")), "the demo never started writing"
-        time.sleep(0.3)  # some frames into the temporary video
-        p.send_signal(getattr(signal, sig))
-        _, err = p.communicate(timeout=60)
-    finally:
-        if p.poll() is None:
-            p.kill()
+    # some frames into the temporary video
+    err = _signal_once_writing(p, lambda: list(out.parent.glob(".*.tmp*")), sig, settle=0.3)
     assert p.returncode == code, err
     assert err.strip().splitlines()[-1] == f"edge-deeplab demo: {word}"
     assert out.read_bytes() == before  # the earlier output is intact
@@ -474,29 +481,18 @@ def test_interrupted_demo_keeps_the_earlier_output(color_models, tmp_path, sig, 
 def test_interrupted_clip_script_keeps_the_earlier_clip(tmp_path, sig, code, word):
     """``python -m demos.clip`` (the README's clip maker) stopped halfway: one line, 130 or 143,
     the earlier clip byte for byte, no temporary video."""
-    import signal
     import subprocess
     import sys
-    import time
     from pathlib import Path
 
     out = tmp_path / "walk.mp4"
     clip_lib.generate_clip(out, num_frames=3, width=96, height=64)  # an earlier, complete clip
     before = out.read_bytes()
     p = subprocess.Popen([sys.executable, "-m", "demos.clip", str(out), "--frames", "100000",
-                          "--size", "640x480"], cwd=Path(__file__).resolve().parents[2], text=True, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, preexec_fn=default_sigint)
-    try:
-        deadline = time.time() + 60
-        while p.poll() is None and time.time() < deadline and \
-                not any(t.stat().st_size > 0 for t in tmp_path.glob(".walk.mp4.*.tmp*")):
-            time.sleep(0.05)
-        assert p.poll() is None and list(tmp_path.glob(".walk.mp4.*.tmp*")), "it never started writing"
-        p.send_signal(getattr(signal, sig))
-        _, err = p.communicate(timeout=60)
-    finally:
-        if p.poll() is None:
-            p.kill()
+                          "--size", "640x480"], cwd=Path(__file__).resolve().parents[2], text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=default_sigint)
+    err = _signal_once_writing(
+        p, lambda: any(t.stat().st_size > 0 for t in tmp_path.glob(".walk.mp4.*.tmp*")), sig)
     assert p.returncode == code, err
     assert err.strip().splitlines() == [f"demos.clip: {word}"], err
     assert out.read_bytes() == before
