@@ -91,7 +91,9 @@ def representative_dataset(images: Iterable[np.ndarray], shape, metadata: dict, 
         images: uint8 RGB images, or float arrays of ``shape`` (normalized; for a model that
             normalizes in its graph, normalized values in [-1, 1] are mapped back to pixels).
         shape: the model input ``(h, w, c)``.
-        metadata: ``{"normalization": {"mean", "std"}, "normalize_in_graph": bool}``.
+        metadata: the model's metadata: ``normalization`` (``{"mean", "std"}``),
+            ``normalize_in_graph`` and ``input_geometry`` (``letterbox`` or ``stretch``), so the
+            images are placed exactly as the runtime places them.
         limit: at most this many images.
 
     Example:

@@ -407,7 +407,9 @@ def export_tflite(model, out_path, variant: str = "float32", *, io_type: Optiona
         else:
             images = structured_images(calibration_steps, shape[:2])
             calibration = {"source": "generated", "steps": calibration_steps}
-        rep_gen = representative_dataset(images, shape, {"normalization": norm,
+        # The model's own metadata (its ``input_geometry`` above all), so calibration places the
+        # images exactly as every runtime will.
+        rep_gen = representative_dataset(images, shape, {**(base_meta or {}), "normalization": norm,
                                                          "normalize_in_graph": normalize_in_graph},
                                          calibration_steps)
 

@@ -146,6 +146,47 @@ def test_int8_is_full_integer_with_quantize_only_at_io(small, exported):
     # its argmax vs Keras is bounded on the trained model: tests/contract (int8 >= 97%)
 
 
+def _quantization_params(path) -> dict:
+    """``{tensor name: (scales, zero points)}`` of every quantized tensor of a .tflite model."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    out = {}
+    for d in Interpreter(model_path=str(path)).get_tensor_details():
+        q = d["quantization_parameters"]
+        if len(q["scales"]):
+            out[d["name"]] = (q["scales"].tolist(), q["zero_points"].tolist())
+    return out
+
+
+def test_int8_calibration_places_images_with_the_models_geometry(small):
+    """A distilled student stretches its frames (``input_geometry`` saved as ``distill`` saves it):
+    calibrating it on wide images gives exactly the quantization of calibrating on those images
+    stretched beforehand, while a letterbox model calibrated on the same wide images differs."""
+    from converters.calibration import structured_images
+    from edge_deeplab.core.pixels import resize
+    from edge_deeplab.model.model_io import save_model
+    from edge_deeplab.training.distill import GEOMETRY
+
+    cfg, model, letterbox_path, _, d = small
+    assert GEOMETRY == "stretch"
+    student = save_model(model, d / "student.keras", cfg, input_geometry=GEOMETRY)
+    wide = list(structured_images(3, (16, 64), seed=7))  # letterboxed: 3/4 of the input is padding
+    stretched = [resize(img, cfg.input_size) for img in wide]
+
+    def export(src, images, name):
+        info = export_tflite(src, d / f"calib_{name}.tflite", "int8", representative=images,
+                             calibration_steps=len(images))
+        return info, _quantization_params(info["path"])
+
+    info, got = export(student, wide, "student_wide")
+    _, want = export(student, stretched, "student_stretched")
+    _, letterboxed = export(letterbox_path, wide, "letterbox_wide")
+    assert info["metadata"]["input_geometry"] == "stretch"
+    assert len(want) > 10 and got.keys() == want.keys()
+    assert letterboxed != want  # the geometry shows in the calibrated ranges
+    assert got == want, [k for k in want if got[k] != want[k]][:5]
+
+
 def test_metadata_embedded_and_sidecar(small, exported):
     from ai_edge_litert.interpreter import Interpreter
 
