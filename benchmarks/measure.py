@@ -155,16 +155,16 @@ def encode_jpeg(image_rgb: np.ndarray, quality: int = 90) -> bytes:
 
 def resolve_normalization(runner, mean=None, std=None):
     """``(mean, std, source)``: model metadata when present, else the flags, else the contract's
-    MobileNet-v2 default (:func:`edge_deeplab.core.contract.normalization`)."""
-    meta = runner.metadata
-    if contract.has_normalization(meta):
-        m, s = contract.normalization(meta)
-        return m, s, "metadata"
-    if mean is not None or std is not None:
-        m, s = contract.normalization(None, mean, std)
-        return m, s, "flags"
-    m, s = contract.normalization(meta)
-    return m, s, "default"
+    MobileNet-v2 default (:func:`edge_deeplab.runtime.model_input.normalization_for`, the rule
+    :meth:`ModelInput.for_runner <edge_deeplab.runtime.model_input.ModelInput.for_runner>` applies).
+
+    Example:
+        >>> m, s, source = resolve_normalization(open_runner("m.tflite"))   # doctest: +SKIP
+    """
+    from edge_deeplab.runtime.model_input import normalization_for
+
+    (m, s), source = normalization_for(runner.metadata, mean, std)
+    return m, s, source
 
 
 def output_to_classmap(y: np.ndarray, info) -> np.ndarray:
@@ -250,15 +250,16 @@ def _measure_open(runner, spec: dict, row: dict, init_ms: float, baseline) -> di
     import cv2
 
     from edge_deeplab.core.native_logs import capture_native_stderr, native_error_line
-    from edge_deeplab.core.pixels import geometry_of, resize
+    from edge_deeplab.core.pixels import resize
     from edge_deeplab.runtime import dequantize
     from edge_deeplab.runtime.model_input import ModelInput
 
     path = spec["model"]
     info_in, info_out = runner.input, runner.output
     h, w = int(info_in.shape[1]), int(info_in.shape[2])
-    mean, std, norm_src = resolve_normalization(runner, spec.get("mean"), spec.get("std"))
-    mi = ModelInput(info_in, mean, std, geometry_of(runner.metadata))
+    # The runtime's one image-to-input path (normalization, geometry and padding as eval and the demo).
+    mi = ModelInput.for_runner(runner, spec.get("mean"), spec.get("std"))
+    mean, std, norm_src = mi.mean, mi.std, mi.normalization_source
     if spec.get("frame_path"):
         from edge_deeplab.core.imaging import read_image_rgb
 

@@ -98,21 +98,20 @@ def check_pair(quant: bytes, reference: bytes, quant_name: str = "quantized mode
     return {"quantization": qk, "reference_quantization": rk}
 
 
-def _model_input(data: bytes, detail: dict):
-    """The runtime's one image-to-input path for this model (its metadata's normalization and
-    geometry, its input tensor's dtype and quantization)."""
-    from edge_deeplab.core.contract.metadata import read_tflite_metadata
-    from edge_deeplab.core.contract.semantics import normalization
-    from edge_deeplab.core.pixels import geometry_of
+def _model_input(path, detail: dict):
+    """The runtime's one image-to-input path for this model: :meth:`ModelInput.for_model
+    <edge_deeplab.runtime.model_input.ModelInput.for_model>` of its input tensor and of the metadata
+    the runtime reads (:func:`~edge_deeplab.core.contract.read_model_metadata`: standard metadata over
+    our JSON, embedded else the sidecar), so normalization, geometry and padding are eval's and the demo's."""
+    from edge_deeplab.core.contract import read_model_metadata
     from edge_deeplab.runtime.model_input import ModelInput
     from edge_deeplab.runtime.tensors import details_to_info
 
     try:
-        meta = read_tflite_metadata(data) or {}
+        meta = read_model_metadata(path) or {}
     except EdgeDeeplabError:
         meta = {}
-    mean, std = normalization(meta)
-    return ModelInput(details_to_info(detail), mean, std, geometry_of(meta))
+    return ModelInput.for_model(details_to_info(detail), meta)
 
 
 def _interpreter(data: bytes, threads: Optional[int]):
@@ -188,7 +187,7 @@ def quant_report(quant_path, reference_path, images: Iterable[np.ndarray], *,
 
     qit, rit = _interpreter(qdata, threads), _interpreter(rdata, threads)
     qin, rin = qit.get_input_details()[0], rit.get_input_details()[0]
-    qmi, rmi = _model_input(qdata, qin), _model_input(rdata, rin)
+    qmi, rmi = _model_input(quant_path, qin), _model_input(reference_path, rin)
     qops = _graph_order(qit)
     rnames = {match_key(d["name"]): d for d in rit.get_tensor_details()}
 

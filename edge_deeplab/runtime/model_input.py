@@ -62,6 +62,22 @@ def _graph_mean(metadata: Optional[dict]):
     return contract.normalization({"normalization": contract.normalization_dict(metadata)})[0]
 
 
+def normalization_for(metadata: Optional[dict], mean=None, std=None):
+    """``((mean, std), source)`` of a model: its metadata's normalization (``metadata``), else the
+    caller's ``mean``/``std`` (``flags``), else the contract's MobileNet-v2 default (``default``).
+
+    Example:
+        >>> (m, s), source = normalization_for(None, 0.0, 255.0)
+        >>> m.tolist(), s.tolist(), source
+        ([0.0, 0.0, 0.0], [255.0, 255.0, 255.0], 'flags')
+    """
+    if contract.has_normalization(metadata):
+        return contract.normalization(metadata), "metadata"
+    if mean is not None or std is not None:
+        return contract.normalization(None, mean, std), "flags"
+    return contract.normalization(metadata), "default"
+
+
 class ModelInput:
     """Turns uint8 RGB images into one model's input tensor (see the module docstring).
 
@@ -105,24 +121,38 @@ class ModelInput:
         self._raw = feeds_raw_pixels(info, self.mean, self.std)
 
     @classmethod
+    def for_model(cls, info: TensorInfo, metadata: Optional[dict], mean=None, std=None) -> "ModelInput":
+        """The path for a model known by its input tensor and its metadata: the ONE place where
+        metadata becomes normalization, geometry and padding (:meth:`for_runner` and quant-report
+        use it). Normalization comes from the metadata, else ``mean``/``std``, else the default;
+        :attr:`normalization_source` says which (``metadata``, ``flags`` or ``default``); a model
+        that normalizes in its graph pads with its graph's mean.
+
+        Args:
+            info: the model's input tensor (``(1, h, w, c)``).
+            metadata: the model's metadata (``None`` or ``{}`` for a foreign model).
+            mean, std: the caller's normalization flags, used only without metadata normalization.
+
+        Example:
+            >>> info = TensorInfo("x", (1, 4, 4, 3), np.dtype(np.uint8), 1.0, 0)
+            >>> mi = ModelInput.for_model(info, {"normalize_in_graph": True})
+            >>> mi.normalization_source, mi.geometry, mi.pad.tolist()
+            ('metadata', 'letterbox', [128, 128, 128])
+        """
+        (m, s), source = normalization_for(metadata, mean, std)
+        made = cls(info, m, s, pixels.geometry_of(metadata), _graph_mean(metadata))
+        made.normalization_source = source
+        return made
+
+    @classmethod
     def for_runner(cls, runner, mean=None, std=None) -> "ModelInput":
-        """The path for a :class:`~edge_deeplab.runtime.runners.Runner`'s model: its input tensor,
-        its metadata's normalization (else ``mean``/``std``, else the default) and geometry;
-        :attr:`normalization_source` says which (``metadata``, ``flags`` or ``default``).
+        """The path for a :class:`~edge_deeplab.runtime.runners.Runner`'s model: :meth:`for_model`
+        of its input tensor and metadata.
 
         Example:
             >>> mi = ModelInput.for_runner(open_runner("m_int8.tflite"))   # doctest: +SKIP
         """
-        meta = runner.metadata
-        if contract.has_normalization(meta):
-            (m, s), source = contract.normalization(meta), "metadata"
-        elif mean is not None or std is not None:
-            (m, s), source = contract.normalization(None, mean, std), "flags"
-        else:
-            (m, s), source = contract.normalization(meta), "default"
-        made = cls(runner.input, m, s, pixels.geometry_of(meta), _graph_mean(meta))
-        made.normalization_source = source
-        return made
+        return cls.for_model(runner.input, runner.metadata, mean, std)
 
     @classmethod
     def float_input(cls, input_hw, metadata: Optional[dict] = None, channels: int = 3) -> "ModelInput":

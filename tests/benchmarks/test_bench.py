@@ -469,3 +469,35 @@ def test_make_reference_models_writes_edge_clean_exports(tmp_path, capsys):
         ops = op_counts(path)
         assert not {"SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND", "MUL"} & set(ops), ops
     assert op_counts(tmp_path / "deeplab_64_int8.tflite").get("QUANTIZE") == 2  # at the I/O only
+
+
+def test_bench_feeds_what_the_runtime_feeds_a_model_normalizing_in_its_graph(pytestconfig, tmp_path):
+    """A model that normalizes in its graph, known by its JSON sidecar, and a wide frame: the bench
+    worker runs the model on the runtime's own input tensor (its output, dumped, is the one
+    ``open_runner(...).model_input()`` gives), letterbox padding with the graph's mean included;
+    padding with pixel 0 would differ."""
+    import cv2
+
+    from converters.calibration import structured_images
+    from edge_deeplab.runtime import dequantize, open_runner
+    from edge_deeplab.runtime.model_input import ModelInput
+    from tests.support.bench_models import sidecar_only
+    from tests.support.tiny import tiny_tflite
+
+    path = sidecar_only(tiny_tflite(pytestconfig, "int8", options={"normalize_in_graph": True}),
+                        tmp_path / "in_graph.tflite")
+    frame = next(structured_images(1, (32, 64), seed=3))
+    cv2.imwrite(str(tmp_path / "frame.png"), frame[..., ::-1])  # lossless: the worker reads `frame`
+    dump = tmp_path / "out.npy"
+    row = run_worker({"model": str(path), "accelerator": "cpu", "threads": 1, "warmup": 1, "runs": 1,
+                      "rounds": 1, "e2e_runs": 0, "frame_path": str(tmp_path / "frame.png"),
+                      "dump_output": str(dump)})
+    assert row["ok"], row
+    with open_runner(path, threads=1) as runner:
+        mi = runner.model_input()
+        x, box = mi(frame)
+        assert box == (16, 0, 32, 64) and x[0, 0, 0].tolist() == [128, 128, 128]
+        want = dequantize(runner.run(x), runner.output)
+        zero_pad = ModelInput(runner.input, mi.mean, mi.std, mi.geometry)(frame)[0]  # pixel-0 padding
+        assert not np.array_equal(dequantize(runner.run(zero_pad), runner.output), want)
+    assert np.array_equal(np.load(dump), want)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from edge_deeplab.app.cli import main
@@ -123,3 +124,27 @@ def test_keep_float_leaves_the_named_layers_float(damaged, capsys):
     assert main(["analyze", str(out), "--no-gpu"]) == 0
     text = capsys.readouterr().out
     assert "float layers (5): aspp0, block_5_add" in text and "keep-float block_5_*, aspp0" in text
+
+
+def test_quant_report_feeds_what_the_runtime_feeds_a_model_normalizing_in_its_graph(pytestconfig, tmp_path):
+    """A model that normalizes in its graph, known by its JSON sidecar, and a wide image:
+    quant-report's input tensor is the runtime's own, letterbox padding (the graph's mean, not pixel
+    0) included."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from converters.calibration import structured_images
+    from converters.quant_report import _model_input
+    from edge_deeplab.runtime import open_runner
+    from tests.support.bench_models import sidecar_only
+    from tests.support.tiny import tiny_tflite
+
+    path = sidecar_only(tiny_tflite(pytestconfig, "int8", options={"normalize_in_graph": True}),
+                        tmp_path / "in_graph.tflite")
+    image = next(structured_images(1, (32, 64), seed=3))
+    detail = Interpreter(model_path=str(path)).get_input_details()[0]
+    got, box = _model_input(path, detail)(image)
+    with open_runner(path) as runner:
+        want, want_box = runner.model_input()(image)
+    assert box == want_box == (16, 0, 32, 64)  # half the input is padding
+    assert got.dtype == want.dtype and np.array_equal(got, want)
+    assert want[0, 0, 0].tolist() == [128, 128, 128]  # the graph's mean 127.5, as raw uint8 pixels

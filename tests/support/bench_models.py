@@ -90,6 +90,18 @@ def without_metadata(src: Path, dest: Path) -> Path:
     return dest
 
 
+def sidecar_only(src: Path, dest: Path) -> Path:
+    """Copies a real export without its embedded metadata (standard and ours) but with its JSON
+    sidecar: a model the runtime knows only from ``X.json`` (its documented fallback)."""
+    import shutil
+
+    from edge_deeplab.core.contract import sidecar_path
+
+    without_metadata(src, dest)
+    shutil.copyfile(sidecar_path(src), sidecar_path(dest))
+    return dest
+
+
 def two_output_model(dest: Path, size: int = 32) -> Path:
     """A real .tflite with two segmentation-shaped outputs (2 and 3 channels, same input): which one
     a tool uses must be said, not guessed."""
