@@ -56,10 +56,21 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 def _graph_mean(metadata: Optional[dict]):
-    """The padding pixel of a model that normalizes in its graph (its graph's mean), else None."""
-    if not (metadata or {}).get("normalize_in_graph"):
+    """The padding pixel of a model that normalizes in its graph (its graph's mean: the pixel
+    training padded with), else None. ``graph_normalization`` is where
+    :func:`~edge_deeplab.core.contract.read_model_metadata` keeps it once standard metadata (raw
+    pixels: mean 0, std 1) has taken ``normalization``.
+
+    Example:
+        >>> _graph_mean({"normalize_in_graph": True, "normalization": {"mean": 0, "std": 1},
+        ...              "graph_normalization": {"mean": 127.5, "std": 127.5}}).tolist()
+        127.5
+    """
+    meta = metadata or {}
+    if not meta.get("normalize_in_graph"):
         return None
-    return contract.normalization({"normalization": contract.normalization_dict(metadata)})[0]
+    norm = meta.get("graph_normalization") or contract.normalization_dict(meta)
+    return contract.normalization({"normalization": norm})[0]
 
 
 def normalization_for(metadata: Optional[dict], mean=None, std=None):

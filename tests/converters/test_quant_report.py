@@ -126,10 +126,13 @@ def test_keep_float_leaves_the_named_layers_float(damaged, capsys):
     assert "float layers (5): aspp0, block_5_add" in text and "keep-float block_5_*, aspp0" in text
 
 
-def test_quant_report_feeds_what_the_runtime_feeds_a_model_normalizing_in_its_graph(pytestconfig, tmp_path):
-    """A model that normalizes in its graph, known by its JSON sidecar, and a wide image:
-    quant-report's input tensor is the runtime's own, letterbox padding (the graph's mean, not pixel
-    0) included."""
+@pytest.mark.parametrize("known_by", ["embedded", "sidecar"])
+def test_quant_report_feeds_what_the_runtime_feeds_a_model_normalizing_in_its_graph(pytestconfig, tmp_path,
+                                                                                       known_by):
+    """A model that normalizes in its graph, known by its embedded metadata (standard metadata
+    saying raw pixels over our JSON) or by its JSON sidecar alone, and a wide image: quant-report's
+    input tensor is the runtime's own, letterbox padding included, and that padding is the graph's
+    mean (what training padded with), not pixel 0."""
     from ai_edge_litert.interpreter import Interpreter
 
     from converters.calibration import structured_images
@@ -138,8 +141,9 @@ def test_quant_report_feeds_what_the_runtime_feeds_a_model_normalizing_in_its_gr
     from tests.support.bench_models import sidecar_only
     from tests.support.tiny import tiny_tflite
 
-    path = sidecar_only(tiny_tflite(pytestconfig, "int8", options={"normalize_in_graph": True}),
-                        tmp_path / "in_graph.tflite")
+    path = tiny_tflite(pytestconfig, "int8", options={"normalize_in_graph": True})
+    if known_by == "sidecar":
+        path = sidecar_only(path, tmp_path / "in_graph.tflite")
     image = next(structured_images(1, (32, 64), seed=3))
     detail = Interpreter(model_path=str(path)).get_input_details()[0]
     got, box = _model_input(path, detail)(image)

@@ -187,7 +187,9 @@ def read_model_metadata(path) -> Optional[dict]:
     Standard metadata (``TFLITE_METADATA``: labels, normalization, output kind, read by
     :mod:`edge_deeplab.core.contract.tflite_metadata`) overrides the same keys of our JSON, so a
     third-party model that carries it needs no flags. Malformed standard metadata is ignored here
-    (``analyze`` reports it); the JSON still applies.
+    (``analyze`` reports it); the JSON still applies. For a model that normalizes in its graph,
+    the standard metadata says raw pixels (mean 0, std 1) and our JSON keeps the graph's own
+    normalization: that one stays, as ``graph_normalization`` (the letterbox padding pixel).
 
     Raises:
         EdgeDeeplabError: a missing, garbage or truncated model, or corrupt metadata JSON.
@@ -200,7 +202,10 @@ def read_model_metadata(path) -> Optional[dict]:
     except EdgeDeeplabError:
         std = None
     if std is not None:
-        meta = {**(meta or {}), **std.to_contract_dict()}
+        ours = meta or {}
+        meta = {**ours, **std.to_contract_dict()}
+        if ours.get("normalize_in_graph") and ours.get("normalization"):
+            meta["graph_normalization"] = ours.get("graph_normalization") or ours["normalization"]
     return meta
 
 
