@@ -39,8 +39,9 @@ class LineProgress:
         stream: where lines go (default stdout).
         every: fraction of ``total`` between lines (default 5%).
         unit: what a step counts (``step``, ``frame``).
-        in_place: rewrite one line in place (``\\r``; for a terminal) instead of one line each;
-            the line ends at ``total`` or before a :meth:`message`.
+        in_place: rewrite one line in place (``\\r``; for a terminal) instead of one line each
+            (a shorter line blanks what the longer one left); the line ends at ``total``, before a
+            :meth:`message`, or at :meth:`close` (call it when the loop stops early).
 
     Example:
         >>> import io
@@ -58,6 +59,8 @@ class LineProgress:
         self.stream = stream
         self.in_place = bool(in_place)
         self._open_line = False
+        self._width = 0  # of the line on screen (in place)
+        self._ended = False  # the 100% line is out: later updates at the total add nothing
         self.interval = max(1, int(round(self.total * every)))
         self._next = self.interval
         self._t0 = time.time()
@@ -65,6 +68,8 @@ class LineProgress:
 
     def update(self, current: int, values: Sequence[Tuple[str, float]] = ()) -> None:
         current = int(current)
+        if self._ended and current >= self.total:
+            return
         if self._first is None:
             self._first = current
         if current < self._next and current < self.total:
@@ -78,16 +83,25 @@ class LineProgress:
         if done > 0 and elapsed >= 1.0 and current < self.total:
             parts.append(f"{done / elapsed:.2f} {self.unit}s/s")
         line, stream = ", ".join(parts), self.stream or sys.stdout
+        self._ended = current >= self.total
         if self.in_place:
-            self._open_line = current < self.total
-            print(f"\r{line}", end="" if self._open_line else "\n", file=stream, flush=True)
+            self._open_line = not self._ended
+            padded, self._width = line.ljust(self._width), len(line)
+            print(f"\r{padded}", end="" if self._open_line else "\n", file=stream, flush=True)
         else:
             print(line, file=stream, flush=True)
 
+    def close(self) -> None:
+        """Ends an in-place line left open (the loop stopped before ``total``), so what is printed
+        next starts on a line of its own."""
+        if self._open_line:
+            print(file=self.stream or sys.stdout, flush=True)
+            self._open_line = False
+
     def message(self, text: str) -> None:
         """A line of its own (a checkpoint note)."""
-        print(f"\n{text}" if self._open_line else text, file=self.stream or sys.stdout, flush=True)
-        self._open_line = False
+        self.close()
+        print(text, file=self.stream or sys.stdout, flush=True)
 
 
 class _BarProgress:

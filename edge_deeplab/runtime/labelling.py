@@ -72,29 +72,32 @@ def label_sources(teacher, sources: Sequence[FrameSource], classes: Sequence[str
     bar = LineProgress(total, "labelling", stream=sys.stderr, unit="frame",
                        in_place=is_terminal(sys.stderr)) if verbose else None
     new = 0
-    for src, role in plan:
-        held = set(held_out_indices(counts[id(src)], val_fraction)) if role == "train" and not val_sources \
-            else set()
-        for index, rgb in src.frames():
-            stem = f"{src.key}_{index:06d}"
-            if store.has(stem):
-                continue
-            if limit is not None and new >= limit:
-                store.save()
-                return store.manifest
-            if rgb is None:
-                store.count_skipped(str(src.path), index)
+    try:
+        for src, role in plan:
+            held = set(held_out_indices(counts[id(src)], val_fraction)) \
+                if role == "train" and not val_sources else set()
+            for index, rgb in src.frames():
+                stem = f"{src.key}_{index:06d}"
+                if store.has(stem):
+                    continue
+                if limit is not None and new >= limit:
+                    store.save()
+                    return store.manifest
+                if rgb is None:
+                    store.count_skipped(str(src.path), index)
+                else:
+                    rgb = _fit(rgb, max_side)
+                    tp = teacher.probabilities(rgb)
+                    probs = np.stack([tp[..., idx].sum(-1) for idx in mapping], axis=-1)
+                    split = "val" if role == "val" or index in held else "train"
+                    store.add(stem, rgb, probs, source=str(src.path), frame=index, split=split)
+                    new += 1
                 done += 1
-                continue
-            rgb = _fit(rgb, max_side)
-            tp = teacher.probabilities(rgb)
-            probs = np.stack([tp[..., idx].sum(-1) for idx in mapping], axis=-1)
-            split = "val" if role == "val" or index in held else "train"
-            store.add(stem, rgb, probs, source=str(src.path), frame=index, split=split)
-            new += 1
-            done += 1
-            if bar is not None:
-                bar.update(min(done, total))
+                if bar is not None:  # a frame count from the container is an estimate: clamp
+                    bar.update(min(done, total))
+    finally:
+        if bar is not None:  # stopped early (limit, Ctrl-C, an error): end the line first
+            bar.close()
     manifest = store.finish()
     if verbose:
         skipped = sum(len(v) for v in manifest["skipped"].values())
