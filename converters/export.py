@@ -407,9 +407,11 @@ def export_tflite(model, out_path, variant: str = "float32", *, io_type: Optiona
         else:
             images = structured_images(calibration_steps, shape[:2])
             calibration = {"source": "generated", "steps": calibration_steps}
-        # The model's own metadata (its ``input_geometry`` above all), so calibration places the
-        # images exactly as every runtime will.
-        rep_gen = representative_dataset(images, shape, {**(base_meta or {}), "normalization": norm,
+        # The metadata the export will carry (the model's own, its ``input_geometry`` above all,
+        # then the caller's extra keys), so calibration places the images exactly as every
+        # runtime will.
+        rep_gen = representative_dataset(images, shape, {**(base_meta or {}), **(metadata or {}),
+                                                         "normalization": norm,
                                                          "normalize_in_graph": normalize_in_graph},
                                          calibration_steps)
 

@@ -173,18 +173,21 @@ def test_int8_calibration_places_images_with_the_models_geometry(small):
     wide = list(structured_images(3, (16, 64), seed=7))  # letterboxed: 3/4 of the input is padding
     stretched = [resize(img, cfg.input_size) for img in wide]
 
-    def export(src, images, name):
+    def export(src, images, name, **kw):
         info = export_tflite(src, d / f"calib_{name}.tflite", "int8", representative=images,
-                             calibration_steps=len(images))
+                             calibration_steps=len(images), **kw)
         return info, _quantization_params(info["path"])
 
     info, got = export(student, wide, "student_wide")
     _, want = export(student, stretched, "student_stretched")
     _, letterboxed = export(letterbox_path, wide, "letterbox_wide")
-    assert info["metadata"]["input_geometry"] == "stretch"
+    # the caller's extra metadata is what the export will carry: calibration follows it too
+    said, via_extra = export(letterbox_path, wide, "said_wide", metadata={"input_geometry": "stretch"})
+    assert info["metadata"]["input_geometry"] == said["metadata"]["input_geometry"] == "stretch"
     assert len(want) > 10 and got.keys() == want.keys()
     assert letterboxed != want  # the geometry shows in the calibrated ranges
     assert got == want, [k for k in want if got[k] != want[k]][:5]
+    assert via_extra == want, [k for k in want if via_extra[k] != want[k]][:5]
 
 
 def test_metadata_embedded_and_sidecar(small, exported):
