@@ -107,11 +107,8 @@ def _model_input(path, detail: dict):
     from edge_deeplab.runtime.model_input import ModelInput
     from edge_deeplab.runtime.tensors import details_to_info
 
-    try:
-        meta = read_model_metadata(path) or {}
-    except EdgeDeeplabError:
-        meta = {}
-    return ModelInput.for_model(details_to_info(detail), meta)
+    # corrupt metadata is the runtime's one-line error here too, not a silent default
+    return ModelInput.for_model(details_to_info(detail), read_model_metadata(path) or {})
 
 
 def _interpreter(data: bytes, threads: Optional[int]):

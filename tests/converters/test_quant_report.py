@@ -91,6 +91,11 @@ def test_bad_inputs_are_one_line(damaged, tmp_path, capsys, pytestconfig):
     _one_line_error(capsys, ["quant-report", q, "--reference", q], "not a float model")
     _one_line_error(capsys, ["quant-report", q, "--reference", str(tmp_path / "nope.tflite")],
                     "not found")
+    raw = (d / "int8.tflite").read_bytes()
+    assert raw.count(b'"labels":') >= 1
+    (tmp_path / "bad.tflite").write_bytes(raw.replace(b'"labels":', b'"labels"!'))  # not JSON now
+    _one_line_error(capsys, ["quant-report", str(tmp_path / "bad.tflite"), "--reference", f],
+                    "corrupt")  # what the runtime refuses is not compared with a default input
     _one_line_error(capsys, ["export", str(d / "m.keras"), "--variant", "int8", "--keep-float",
                              "no_such_layer*", "--out", str(tmp_path / "x.tflite")],
                     "no_such_layer*", "matches no layer")
