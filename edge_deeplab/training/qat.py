@@ -503,8 +503,10 @@ def run_qat(run_dir, *, steps: Optional[int] = None, lr: Optional[float] = None,
     if float_eval is not None:
         qat_eval = evaluate_model(qmodel, val_ds, cfg.input_size, batch_size=tc.eval_batch_size)
     val_miou = None if qat_eval is None else float(qat_eval["miou"])
+    # the float model's input geometry (a distilled student stretches its frames) goes with it
+    carried = {k: meta[k] for k in ("input_geometry",) if meta.get(k)}
     model_path = save_qat_model(qmodel, qdir / QAT_MODEL_NAME, cfg, qat_steps=step,
-                                val_miou=val_miou)
+                                val_miou=val_miou, **carried)
     labels = list(cfg.resolved_labels())
     collapsed = [] if qat_eval is None else collapsed_classes(
         float_eval["per_class_iou"], qat_eval["per_class_iou"], labels)

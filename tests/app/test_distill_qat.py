@@ -39,7 +39,10 @@ def test_exports_carry_the_portrait_labels(exports):
     from edge_deeplab.core.contract.semantics import labels, read_model_metadata
 
     for variant in ("float32", "qat-int8"):
-        assert labels(read_model_metadata(exports[variant])) == ["background", "person"]
+        meta = read_model_metadata(exports[variant])
+        assert labels(meta) == ["background", "person"]
+        # the QAT model is run as its float parent is: frames stretched, not letterboxed
+        assert meta["input_geometry"] == "stretch", (variant, meta.get("input_geometry"))
 
 
 @pytest.mark.gpu
