@@ -34,12 +34,14 @@ def raise_on_sigterm():
 
     Example:
         >>> import signal
+        >>> before = signal.signal(signal.SIGTERM, signal.SIG_DFL)
         >>> undo = raise_on_sigterm()
         >>> signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
         True
         >>> _ = undo()
         >>> signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
         True
+        >>> _ = signal.signal(signal.SIGTERM, before)
     """
     import signal
     import threading

@@ -11,7 +11,8 @@ metadata) and does, in this order:
    ``pixel * (1/std) + (-mean/std)`` (:func:`edge_deeplab.core.pixels.normalize`);
 4. quantization to the input tensor's dtype, scale and zero point (:func:`~edge_deeplab.runtime.tensors.image_to_input`:
    a uint8 input whose quantization absorbs the normalization gets the raw pixels, as phone SDKs
-   feed it); the padding is the normalized mean (0, quantized like any value: the zero point).
+   feed it); the padding is the normalized mean (0, quantized like any value: the zero point),
+   and for a model that normalizes in its graph the graph's mean pixel (what training padded with).
 
 :meth:`ModelInput.to_image` is the inverse for outputs: resize to the input size, probabilities
 (softmax of logits), crop the image's box, resize to the image size, argmax. Evaluation (every
@@ -115,7 +116,7 @@ class ModelInput:
         self.input_hw = (int(info.shape[1]), int(info.shape[2]))
         self.channels = int(info.shape[3])
         self.mean, self.std = contract.normalization(None, mean, std)
-        #: where ``mean``/``std`` came from (:meth:`for_runner` sets it; ``given`` otherwise)
+        #: where ``mean``/``std`` came from (:meth:`for_model` sets it; ``given`` otherwise)
         self.normalization_source = "given"
         if geometry not in pixels.GEOMETRIES:
             raise EdgeDeeplabError(f"unknown geometry {geometry!r}")
@@ -174,9 +175,7 @@ class ModelInput:
             [1.0, 1.0, 1.0]
         """
         h, w = (int(v) for v in input_hw)
-        m, s = contract.normalization(metadata)
-        info = TensorInfo("input", (1, h, w, channels), np.dtype(np.float32))
-        return cls(info, m, s, pixels.geometry_of(metadata), _graph_mean(metadata))
+        return cls.for_model(TensorInfo("input", (1, h, w, channels), np.dtype(np.float32)), metadata)
 
     # -- forward ---------------------------------------------------------------------------
     def box(self, image_hw) -> Box:
@@ -212,7 +211,8 @@ class ModelInput:
     def place(self, resized: np.ndarray, box: Box, canvas_hw=None, out: Optional[np.ndarray] = None
               ) -> np.ndarray:
         """An image already resized to ``box``'s size -> the canvas (default: the input) in the
-        input's dtype, padded with the normalized mean. ``out``: a preallocated canvas to fill."""
+        input's dtype, padded with :attr:`pad` (the normalized mean; the graph's mean pixel for a
+        model that normalizes in its graph). ``out``: a preallocated canvas to fill."""
         ph, pw = canvas_hw or self.input_hw
         top, left, nh, nw = box
         shape = (ph, pw, self.channels)
