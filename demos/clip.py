@@ -173,7 +173,10 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     restore_sigterm = raise_on_sigterm()
     try:
-        w, h = (int(x) for x in a.size.lower().split("x"))
+        try:
+            w, h = (int(x) for x in a.size.lower().split("x"))
+        except ValueError:
+            raise EdgeDeeplabError(f"--size must be WxH (e.g. 320x240), got {a.size!r}") from None
         info = generate_clip(a.output, a.frames, w, h, a.fps, a.seed)
     except (EdgeDeeplabError, ValueError) as e:
         print(f"demos.clip: error: {e}", file=sys.stderr)

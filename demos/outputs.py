@@ -36,6 +36,8 @@ def check_video_path(path) -> Path:
     if path.suffix.lower() not in VIDEO_OUTPUT_EXTS:
         raise EdgeDeeplabError(f"video output must end in {', '.join(VIDEO_OUTPUT_EXTS[:-1])} or "
                                f"{VIDEO_OUTPUT_EXTS[-1]}, got {path.name}")
+    if path.is_dir():
+        raise EdgeDeeplabError(f"video output {path} is a directory")
     return path
 
 

@@ -668,19 +668,36 @@ def test_two_output_model_says_which_output_it_uses(clip, tmp_path, capsys):
                                                    "using output 0 ")
 
 
-@pytest.mark.parametrize("case", ["finished-run", "image", "text"])
+@pytest.mark.parametrize("case", ["finished-run", "image", "text", "folder-named-mp4"])
 def test_video_source_needs_a_video_output_before_any_work(clip, tmp_path, capsys, case):
-    """A video recorded headless into a finished run's folder, an image name or an unknown
-    extension: one line before the model is even looked for (it does not exist here), and the
-    run's files are as they were."""
+    """A video recorded headless into a finished run's folder, an image name, an unknown
+    extension or a folder named like a video: one line before the model is even looked for (it
+    does not exist here), and the run's files are as they were."""
     run = tmp_path / "run"
     run.mkdir()
     (run / "complete.json").write_text("{}")
+    (tmp_path / "run.mp4").mkdir()
     out, expected = {"finished-run": (run, "video output must end in .mp4"),
                      "image": (tmp_path / "o.png", "output for a video source must be a video"),
-                     "text": (tmp_path / "o.txt", "video output must end in .mp4")}[case]
+                     "text": (tmp_path / "o.txt", "video output must end in .mp4"),
+                     "folder-named-mp4": (tmp_path / "run.mp4", "is a directory")}[case]
     rc = cli_main(["demo", "--model", str(tmp_path / "missing.tflite"), "--source", str(clip.path),
                    "--headless", "--output", str(out)])
     assert_one_line_error(capsys.readouterr(), expected, rc=rc, code=2)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "run.mp4"]
     assert [p.name for p in run.iterdir()] == ["complete.json"]
+    assert not any((tmp_path / "run.mp4").iterdir())
+
+
+@pytest.mark.parametrize("args,expected", [(["x.mp4", "--size", "abc"], "--size must be WxH"),
+                                           (["walk.mp4", "--frames", "3"], "is a directory")])
+def test_clip_script_bad_input_is_one_line_before_any_frame(tmp_path, args, expected, capsys):
+    """``python -m demos.clip`` with a size that is not WxH, or an output that is a folder
+    named like a video: one line, exit 2, nothing written (no frame was rendered into the folder)."""
+    from demos.clip import main as clip_main
+
+    (tmp_path / "walk.mp4").mkdir()
+    rc = clip_main([str(tmp_path / args[0]), *args[1:]])
+    assert_one_line_error(capsys.readouterr().err, expected, rc=rc, code=2, prefix="demos.clip: error:")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["walk.mp4"]
+    assert not any((tmp_path / "walk.mp4").iterdir())
