@@ -153,20 +153,6 @@ def encode_jpeg(image_rgb: np.ndarray, quality: int = 90) -> bytes:
     return buf.tobytes()
 
 
-def resolve_normalization(runner, mean=None, std=None):
-    """``(mean, std, source)``: model metadata when present, else the flags, else the contract's
-    MobileNet-v2 default (:func:`edge_deeplab.runtime.model_input.normalization_for`, the rule
-    :meth:`ModelInput.for_runner <edge_deeplab.runtime.model_input.ModelInput.for_runner>` applies).
-
-    Example:
-        >>> m, s, source = resolve_normalization(open_runner("m.tflite"))   # doctest: +SKIP
-    """
-    from edge_deeplab.runtime.model_input import normalization_for
-
-    (m, s), source = normalization_for(runner.metadata, mean, std)
-    return m, s, source
-
-
 def output_to_classmap(y: np.ndarray, info) -> np.ndarray:
     """Raw output tensor -> ``(h, w)`` int class map at model resolution.
 
@@ -259,7 +245,6 @@ def _measure_open(runner, spec: dict, row: dict, init_ms: float, baseline) -> di
     h, w = int(info_in.shape[1]), int(info_in.shape[2])
     # The runtime's one image-to-input path (normalization, geometry and padding as eval and the demo).
     mi = ModelInput.for_runner(runner, spec.get("mean"), spec.get("std"))
-    mean, std, norm_src = mi.mean, mi.std, mi.normalization_source
     if spec.get("frame_path"):
         from edge_deeplab.core.imaging import read_image_rgb
 
@@ -377,7 +362,8 @@ def _measure_open(runner, spec: dict, row: dict, init_ms: float, baseline) -> di
         "size_mb": round(Path(path).stat().st_size / 1e6, 3),
         "input": info_in.to_dict(),
         "output": info_out.to_dict(),
-        "normalization": {"mean": [float(v) for v in mean], "std": [float(v) for v in std], "source": norm_src},
+        "normalization": {"mean": [float(v) for v in mi.mean], "std": [float(v) for v in mi.std],
+                          "source": mi.normalization_source},
         "fully_accelerated": runner.fully_accelerated,
         "unsupported_ops": list(runner.unsupported_ops),
         "init_ms": round(init_ms, 3),

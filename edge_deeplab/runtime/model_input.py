@@ -74,22 +74,6 @@ def _graph_mean(metadata: Optional[dict]):
     return contract.normalization({"normalization": norm})[0]
 
 
-def normalization_for(metadata: Optional[dict], mean=None, std=None):
-    """``((mean, std), source)`` of a model: its metadata's normalization (``metadata``), else the
-    caller's ``mean``/``std`` (``flags``), else the contract's MobileNet-v2 default (``default``).
-
-    Example:
-        >>> (m, s), source = normalization_for(None, 0.0, 255.0)
-        >>> m.tolist(), s.tolist(), source
-        ([0.0, 0.0, 0.0], [255.0, 255.0, 255.0], 'flags')
-    """
-    if contract.has_normalization(metadata):
-        return contract.normalization(metadata), "metadata"
-    if mean is not None or std is not None:
-        return contract.normalization(None, mean, std), "flags"
-    return contract.normalization(metadata), "default"
-
-
 class ModelInput:
     """Turns uint8 RGB images into one model's input tensor (see the module docstring).
 
@@ -151,7 +135,12 @@ class ModelInput:
             >>> mi.normalization_source, mi.geometry, mi.pad.tolist()
             ('metadata', 'letterbox', [128, 128, 128])
         """
-        (m, s), source = normalization_for(metadata, mean, std)
+        if contract.has_normalization(metadata):
+            (m, s), source = contract.normalization(metadata), "metadata"
+        elif mean is not None or std is not None:
+            (m, s), source = contract.normalization(None, mean, std), "flags"
+        else:
+            (m, s), source = contract.normalization(metadata), "default"
         made = cls(info, m, s, pixels.geometry_of(metadata), _graph_mean(metadata))
         made.normalization_source = source
         return made

@@ -178,10 +178,10 @@ def test_malformed_standard_metadata_one_line_in_analyze_and_runs_elsewhere(expo
 def test_third_party_model_needs_no_flags(exports, tmp_path):
     """A foreign model with standard metadata only (no JSON, no sidecar): labels, normalization
     and the person class come from it."""
-    from benchmarks.measure import resolve_normalization
     from demos.person import resolve_person_channel
     from edge_deeplab.core._tf import tf
     from edge_deeplab.runtime import open_runner
+    from edge_deeplab.runtime.model_input import ModelInput
 
     @tf.function(input_signature=[tf.TensorSpec((1, 32, 32, 3), tf.float32)])
     def f(x):
@@ -193,7 +193,8 @@ def test_third_party_model_needs_no_flags(exports, tmp_path):
         raw, name="x", description="x", version="1", author="someone else", toolkit_version="n/a",
         labels=["sky", "person"], mean=[0.0], std=[255.0], output_kind="logits"))
     with open_runner(p) as r:
-        mean, std, source = resolve_normalization(r)
+        mi = ModelInput.for_runner(r)  # what eval, bench and the demo feed it
+        mean, std, source = mi.mean, mi.std, mi.normalization_source
         assert source == "metadata" and mean.tolist() == [0, 0, 0] and std.tolist() == [255] * 3
         sel = resolve_person_channel(r.output.shape, r.output.dtype, r.metadata)
         assert sel.index == 1 and "person" in sel.reason
