@@ -205,7 +205,7 @@ def read_model_metadata(path) -> Optional[dict]:
         ours = meta or {}
         meta = {**ours, **std.to_contract_dict()}
         if ours.get("normalize_in_graph") and ours.get("normalization"):
-            meta["graph_normalization"] = ours.get("graph_normalization") or ours["normalization"]
+            meta["graph_normalization"] = ours["normalization"]
     return meta
 
 
